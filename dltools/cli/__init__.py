@@ -1,0 +1,43 @@
+"""``dltools <step>``: one console entry point that dispatches to a module per step.
+
+Each step module defines ``build_parser() -> argparse.ArgumentParser`` and
+``main(argv=None) -> int``. Modules are imported only when their step runs, so
+``dltools split`` never pays for importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# step name -> (module under dltools.cli, one-line summary)
+STEPS: dict[str, tuple[str, str]] = {
+    "split": ("split", "step 1: split a folder of images into train/ and test/"),
+    "cp-mat": ("cp_mat", "step 1: copy <name>_mres.mat files next to their images in train/test"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in STEPS)
+    lines = ["usage: dltools <step> [options]   (dltools <step> --help for a step's options)", ""]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in STEPS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``dltools <step> ...``; return the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        from dltools import __version__
+
+        print(f"dltools {__version__}")
+        return 0
+    step = argv[0]
+    if step not in STEPS:
+        print(f"dltools: unknown step {step!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"dltools.cli.{STEPS[step][0]}")
+    return module.main(argv[1:])

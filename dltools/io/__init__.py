@@ -1,0 +1,1 @@
+"""File formats at the edges of the pipeline: images, GeoTIFFs, label lists, result files."""
