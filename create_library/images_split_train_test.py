@@ -1,0 +1,6 @@
+"""Step 1 script (the original dl_tools name); the logic lives in :mod:`dltools.cli.split`."""
+
+from dltools.cli.split import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
