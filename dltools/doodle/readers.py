@@ -1,0 +1,182 @@
+"""Reading class strokes from files, for labelling without the painting window.
+
+Every reader returns a *sparse* raster on the image's grid: (H, W) uint8 (uint16 above 254
+classes), 0 = no stroke, k = class k (1-based, ``class_names[k - 1]``). Strokes come from
+
+- a label image (PNG/TIFF) with the same values, such as a saved ``<name>_doodles.png``,
+  resized by nearest neighbour when it has the image's aspect ratio but another size;
+- a ``_mres.mat`` result of the original dl_tools (its ``sparse`` strokes, classes matched by
+  name);
+- GeoJSON lines, polygons or points carrying a class name, drawn onto a georeferenced image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rasterio.features
+import rasterio.warp
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+
+from dltools.errors import DltoolsError
+from dltools.io.images import is_image_file, read_image
+from dltools.io.results import read_result
+
+ASPECT_TOLERANCE = 0.01  # relative difference of height/width accepted when resizing strokes
+GEOJSON_SUFFIXES = (".geojson", ".json")
+AREA_TYPES = ("Polygon", "MultiPolygon")  # filled by pixel centres; the rest burns every touched
+
+
+def sparse_dtype(n_classes: int) -> np.dtype:
+    """The dtype of a sparse raster holding classes 1..``n_classes``: uint8, or uint16 above 254."""
+    return np.dtype(np.uint8 if n_classes <= 254 else np.uint16)
+
+
+def read_doodles(
+    path: str | os.PathLike,
+    image_shape: tuple[int, int],
+    class_names: Sequence[str],
+    *,
+    georef: dict | None = None,
+    class_field: str = "class",
+) -> np.ndarray:
+    """Read strokes for an image of ``image_shape`` (H, W) from ``path``.
+
+    ``path`` is a label image (.png/.tif/...), a ``_mres.mat`` or a GeoJSON file. GeoJSON needs
+    ``georef``, the image's rasterio profile (``crs`` and ``transform``), and names each
+    feature's class in the property ``class_field``. Returns (H, W) uint8 (uint16 above 254
+    classes): 0 = no stroke, k = ``class_names[k - 1]``.
+    """
+    path = Path(path)
+    n = len(class_names)
+    if path.suffix.lower() in GEOJSON_SUFFIXES:
+        return _rasterize_geojson(path, image_shape, class_names, georef, class_field)
+    if path.suffix.lower() == ".mat":
+        result = read_result(path, labels=class_names)
+        if result.sparse is None:
+            raise DltoolsError(
+                f"{path} holds no strokes (no 'sparse' array): only files made with the "
+                "painting tool can be replayed"
+            )
+        sparse = result.sparse
+    elif is_image_file(path):
+        sparse = _label_values(read_image(path), path)
+        if sparse.size and sparse.max() > n:
+            found = sorted(int(v) for v in np.unique(sparse[sparse > n]))
+            raise DltoolsError(
+                f"{path} holds class value(s) {found} but only {n} classes are given "
+                f"({', '.join(class_names)}): values must lie in 0..{n} (0 = no stroke)"
+            )
+    else:
+        raise DltoolsError(
+            f"{path}: cannot read strokes from a {path.suffix!r} file; give a label image "
+            "(.png/.tif), a _mres.mat or a .geojson"
+        )
+    return _fit_to_shape(sparse.astype(sparse_dtype(n)), image_shape, path)
+
+
+def _label_values(pixels: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W, C) pixels of a label image -> (H, W) int64 class values; C > 1 only if all equal."""
+    if pixels.shape[2] > 1 and not (pixels == pixels[..., :1]).all():
+        raise DltoolsError(
+            f"{path} has {pixels.shape[2]} different bands; a stroke image has one band of "
+            "class numbers (0 = no stroke, k = class k), not colours"
+        )
+    values = pixels[..., 0]
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all() or not np.array_equal(values, np.round(values)):
+            raise DltoolsError(f"{path} holds fractional or NaN values: expected class numbers")
+    if values.size and values.min() < 0:
+        raise DltoolsError(f"{path} holds negative values: expected class numbers 0, 1, 2, ...")
+    return values.astype(np.int64)
+
+
+def _fit_to_shape(sparse: np.ndarray, image_shape: tuple[int, int], source) -> np.ndarray:
+    """Resize a (h, w) sparse raster to ``image_shape`` (H, W) by nearest neighbour.
+
+    The aspect ratios must agree within 1 %: anything else means the strokes belong to
+    another image.
+    """
+    height, width = image_shape
+    if sparse.shape == (height, width):
+        return sparse
+    h, w = sparse.shape
+    if abs((h / w) / (height / width) - 1) > ASPECT_TOLERANCE:
+        raise DltoolsError(
+            f"{source} is {w}x{h} pixels but the image is {width}x{height}: the aspect ratios "
+            "differ, so these strokes were not drawn on this image"
+        )
+    return cv2.resize(sparse, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def _geojson_features(path: Path) -> tuple[list[dict], CRS]:
+    """The features of a GeoJSON file and their CRS (EPSG:4326 lon/lat unless a legacy
+    ``crs`` member names another)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise DltoolsError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DltoolsError(f"{path}: not a readable GeoJSON file ({err})") from err
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind not in ("FeatureCollection", "Feature"):
+        raise DltoolsError(
+            f"{path}: expected a GeoJSON FeatureCollection or Feature, found {kind!r}"
+        )
+    features = data.get("features", []) if kind == "FeatureCollection" else [data]
+    name = (data.get("crs") or {}).get("properties", {}).get("name", "OGC:CRS84")
+    try:
+        crs = CRS.from_user_input(name)
+    except CRSError as err:
+        raise DltoolsError(f"{path}: unknown coordinate reference system {name!r}") from err
+    return features, crs
+
+
+def _rasterize_geojson(
+    path: Path,
+    image_shape: tuple[int, int],
+    class_names: Sequence[str],
+    georef: dict | None,
+    class_field: str,
+) -> np.ndarray:
+    """Burn GeoJSON strokes onto the image grid: lines and points mark every pixel they touch,
+    polygons the pixels whose centres they contain; later features are drawn over earlier ones
+    (all lines over all polygons)."""
+    if georef is None or georef.get("crs") is None or georef.get("transform") is None:
+        raise DltoolsError(
+            f"{path}: GeoJSON strokes need a georeferenced image (a GeoTIFF with a CRS and a "
+            "transform) to be placed on; give a label image or a _mres.mat otherwise"
+        )
+    features, crs = _geojson_features(path)
+    numbers = {name: k for k, name in enumerate(class_names, 1)}
+    areas, lines, unknown = [], [], set()
+    for index, feature in enumerate(features):
+        name = (feature.get("properties") or {}).get(class_field)
+        if name is None:
+            raise DltoolsError(f"{path}: feature {index} has no {class_field!r} property")
+        if str(name) not in numbers:
+            unknown.add(str(name))
+            continue
+        geometry = feature.get("geometry")
+        if geometry is None:  # an unlocated feature holds no stroke
+            continue
+        shape = rasterio.warp.transform_geom(crs, georef["crs"], geometry)
+        (areas if geometry["type"] in AREA_TYPES else lines).append((shape, numbers[str(name)]))
+    if unknown:
+        raise DltoolsError(
+            f"{path}: class name(s) {', '.join(sorted(unknown))} (property {class_field!r}) are "
+            f"not among the labels {', '.join(class_names)}"
+        )
+    sparse = np.zeros(image_shape, sparse_dtype(len(class_names)))
+    for shapes, all_touched in ((areas, False), (lines, True)):
+        if shapes:
+            rasterio.features.rasterize(
+                shapes, out=sparse, transform=georef["transform"], all_touched=all_touched
+            )
+    return sparse
