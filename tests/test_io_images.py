@@ -1,5 +1,6 @@
 """dltools.io.images: image files to (H, W, C) arrays and back."""
 
+import os
 from pathlib import Path
 
 import cv2
@@ -161,3 +162,10 @@ def test_missing_and_corrupt_files_are_user_errors(tmp_path: Path, stmarg: Path)
 def test_bad_band_selection(stmarg: Path) -> None:
     with pytest.raises(DltoolsError, match="has 3 band"):
         read_image(stmarg / "StMarg_26607.jpg", bands=[3])
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o666 & ~mask
