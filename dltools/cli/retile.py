@@ -1,0 +1,107 @@
+"""``dltools retile`` / ``create_library/retile.py``: step 3, labelled images -> class tiles."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dltools.cli._common import add_force, add_seed, reports_errors
+from dltools.io.labels import read_labels
+from dltools.tiles import MIN_TILES_TO_THIN, find_labelled_images, library_folder, retile
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dltools retile",
+        description=(
+            "Cut the labelled images of DIR into square tiles of one class each, for training a "
+            "tile classifier. Labels are <name>_mres.mat files (step 2) or label rasters "
+            "(one band; 0 or nodata = unlabelled, value k = class k of -l labels.txt), found "
+            "beside the images: a file is the label of the image whose name it contains, "
+            "ignoring case and everything but letters and digits (StMarg_26607.jpg <- "
+            "SCLS_StMarg26607.tif, a.jpg <- a_mres.mat or a_label.png). A window is kept when "
+            "one class covers more than -a of it (unlabelled pixels count against it). Writes "
+            "OUT/tile_<t>/<class>/<image>_<row>_<col>.jpg and OUT/tile_<t>/tiles.csv. Big "
+            "GeoTIFFs are read block by block."
+        ),
+    )
+    parser.add_argument(
+        "-i", "--input", dest="folder", required=True, metavar="DIR", help="images and labels"
+    )
+    parser.add_argument(
+        "-t", "--tile", type=int, default=96, help="tile size in pixels (default: 96)"
+    )
+    parser.add_argument(
+        "-a",
+        "--purity",
+        type=float,
+        default=0.9,
+        metavar="A",
+        help="keep a tile when one class covers more than this fraction of it (default: 0.9)",
+    )
+    parser.add_argument(
+        "-b",
+        "--keep",
+        type=float,
+        default=1.0,
+        metavar="B",
+        help=(
+            f"keep a random fraction B of the tiles of each class that has more than "
+            f"{MIN_TILES_TO_THIN} (default: 1, all)"
+        ),
+    )
+    parser.add_argument(
+        "-l",
+        "--labels",
+        metavar="TXT",
+        help=(
+            "labels file naming the classes (line k = value k of label rasters); needed for "
+            "rasters, optional for .mat files (default: the names stored in the first .mat)"
+        ),
+    )
+    parser.add_argument(
+        "--stride", type=int, metavar="S", help="pixels between windows (default: half the tile)"
+    )
+    parser.add_argument(
+        "--label-dir", metavar="DIR", help="folder of the label files (default: the image folder)"
+    )
+    parser.add_argument(
+        "-o", "--out-dir", metavar="OUT", help="where tile_<t>/ is made (default: DIR)"
+    )
+    add_seed(parser)
+    add_force(parser)
+    return parser
+
+
+@reports_errors
+def run(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    class_names = read_labels(args.labels) if args.labels else None
+    pairs, unlabelled = find_labelled_images(args.folder, args.label_dir)
+    if unlabelled:
+        print(f"{len(unlabelled)} image(s) without a label file, not tiled:")
+        for image in unlabelled:
+            print(f"  {image}")
+    out = Path(args.out_dir or args.folder)
+    print(f"tiling {len(pairs)} labelled image(s) into {library_folder(out, args.tile)}")
+    library = retile(
+        pairs,
+        out,
+        size=args.tile,
+        min_purity=args.purity,
+        keep=args.keep,
+        stride=args.stride,
+        class_names=class_names,
+        seed=args.seed,
+        force=args.force,
+        progress=lambda items: tqdm(items, desc="images", unit="image"),
+    )
+    print("tiles per class:")
+    for name, count in library.counts().items():
+        print(f"  {name:<20} {count:6d}")
+    print(f"  {'total':<20} {len(library.tiles):6d}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))

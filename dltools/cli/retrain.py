@@ -1,0 +1,202 @@
+"""``dltools retrain`` / ``train_dcnn_tfhub/retrain.py``: step 4, train a tile classifier."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dltools.cli._common import add_force, add_seed, reports_errors
+
+DEFAULT_MODULE = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dltools retrain",
+        description=(
+            "Train a tile classifier on IMAGE_DIR/<class>/*.jpg (as made by retile): a softmax "
+            "layer on the features of a frozen TF-Hub image module (bottlenecks cached on disk), "
+            "optionally fine-tuning the module's top layers, or a small CNN from scratch. Tiles "
+            "are split into training/validation/testing by a hash of their file names, so a tile "
+            "keeps its split when more are added. Writes the model, the labels file (class-index "
+            "order) and metrics.json; the last line printed is 'Final test accuracy = x% (N=n)'."
+        ),
+    )
+    io = parser.add_argument_group("inputs and outputs")
+    io.add_argument("--image_dir", required=True, help="folder of class folders of tiles")
+    io.add_argument(
+        "--tfhub_module",
+        default=DEFAULT_MODULE,
+        metavar="HANDLE",
+        help=(
+            "TF-Hub image feature-vector module: a URL (downloaded once, then cached), a local "
+            "SavedModel folder (e.g. an unpacked download), or 'scratch' to train a small CNN "
+            f"with no download (default: {DEFAULT_MODULE})"
+        ),
+    )
+    io.add_argument(
+        "--output_graph",
+        required=True,
+        metavar="MODEL",
+        help=(
+            "trained model: a SavedModel folder (self-contained; recommended), a .keras file "
+            "(stores the module's handle, which must be reachable when loading), or a .pb frozen "
+            "graph in the original dl_tools layout (Placeholder -> final_result)"
+        ),
+    )
+    io.add_argument(
+        "--output_labels", required=True, help="labels file to write, one class per line"
+    )
+    io.add_argument(
+        "--output_metrics",
+        metavar="JSON",
+        help="scores and training history (default: metrics.json beside --output_graph)",
+    )
+    io.add_argument(
+        "--bottleneck_dir",
+        help=(
+            "cache of module features, keyed by module, input size and tile content; reused "
+            "across runs and resumed after an interruption (default: no cache)"
+        ),
+    )
+    io.add_argument(
+        "--summaries_dir",
+        help=(
+            "TensorBoard logs: train/validation loss and accuracy and a validation confusion "
+            "matrix at each evaluation (default: none)"
+        ),
+    )
+    io.add_argument(
+        "--image_size",
+        type=int,
+        metavar="S",
+        help=(
+            "tiles are resized to S x S for the network (default: the size the module declares, "
+            "else 224 for a module, the tile size for scratch). A smaller S is much faster: "
+            "S = 96 on 96-px tiles costs about 1/5 of 224"
+        ),
+    )
+    train = parser.add_argument_group("training (as the original retrain.py)")
+    train.add_argument("--how_many_training_steps", type=int, default=4000, metavar="N")
+    train.add_argument(
+        "--learning_rate",
+        type=float,
+        default=0.01,
+        help="gradient-descent rate (momentum 0.9 for scratch) (default: 0.01)",
+    )
+    train.add_argument("--train_batch_size", type=int, default=100, metavar="N")
+    train.add_argument(
+        "--validation_percentage", type=float, default=10, help="(default: 10)", metavar="P"
+    )
+    train.add_argument(
+        "--testing_percentage", type=float, default=10, help="(default: 10)", metavar="P"
+    )
+    train.add_argument(
+        "--eval_step_interval",
+        type=int,
+        default=10,
+        metavar="N",
+        help="score the validation tiles every N steps (default: 10)",
+    )
+    aug = parser.add_argument_group(
+        "random distortions of training tiles (features are then computed for every batch: slow)"
+    )
+    aug.add_argument("--flip_left_right", action="store_true", help="mirror half of the tiles")
+    aug.add_argument("--random_crop", type=float, default=0, metavar="P", help="crop margin, %%")
+    aug.add_argument("--random_scale", type=float, default=0, metavar="P", help="enlarge up to P%%")
+    aug.add_argument(
+        "--random_brightness", type=float, default=0, metavar="P", help="brightness +- up to P%%"
+    )
+    more = parser.add_argument_group("beyond the original")
+    more.add_argument(
+        "--balance",
+        action="store_true",
+        help="draw every class equally often in training batches (oversamples rare classes)",
+    )
+    more.add_argument(
+        "--early_stopping",
+        type=int,
+        default=0,
+        metavar="PATIENCE",
+        help=(
+            "stop after PATIENCE evaluations without a better validation accuracy and keep the "
+            "best weights (default: 0, off)"
+        ),
+    )
+    more.add_argument(
+        "--fine_tune_layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help=(
+            "after the softmax layer has trained, also train the top N layers with weights of "
+            "the module (Adam), on the tiles themselves (default: 0, module frozen)"
+        ),
+    )
+    more.add_argument(
+        "--fine_tune_steps", type=int, default=500, metavar="N", help="(default: 500)"
+    )
+    more.add_argument(
+        "--fine_tune_learning_rate", type=float, default=1e-4, help="Adam rate (default: 1e-4)"
+    )
+    add_seed(parser)
+    add_force(parser)
+    return parser
+
+
+@reports_errors
+def run(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from dltools.models.classifier import Augmentation
+    from dltools.models.retrain import Outputs, Settings, retrain
+
+    model = Path(args.output_graph)
+    outputs = Outputs(
+        model=model,
+        labels=Path(args.output_labels),
+        metrics=Path(args.output_metrics) if args.output_metrics else model.parent / "metrics.json",
+        bottlenecks=args.bottleneck_dir and Path(args.bottleneck_dir),
+        summaries=args.summaries_dir and Path(args.summaries_dir),
+    )
+    settings = Settings(
+        steps=args.how_many_training_steps,
+        learning_rate=args.learning_rate,
+        batch_size=args.train_batch_size,
+        validation_percentage=args.validation_percentage,
+        testing_percentage=args.testing_percentage,
+        eval_interval=args.eval_step_interval,
+        augmentation=Augmentation(
+            args.flip_left_right, args.random_crop, args.random_scale, args.random_brightness
+        ),
+        balance=args.balance,
+        early_stopping=args.early_stopping,
+        fine_tune_layers=args.fine_tune_layers,
+        fine_tune_steps=args.fine_tune_steps,
+        fine_tune_learning_rate=args.fine_tune_learning_rate,
+        image_size=args.image_size,
+        seed=args.seed,
+    )
+    metrics = retrain(
+        args.image_dir,
+        args.tfhub_module,
+        outputs,
+        settings,
+        force=args.force,
+        log=print,
+        progress=lambda batches: tqdm(batches, desc="bottlenecks", unit="batch"),
+    )
+    print(f"model: {outputs.model}\nlabels: {outputs.labels}\nmetrics: {outputs.metrics}")
+    test = metrics["test"]
+    if test is None:
+        print("Final test accuracy = n/a (N=0)")
+        return
+    for name, row in test["per_class"].items():
+        recall, f1, n = row["recall"], row["f1"], row["support"]
+        print(f"  {name:<20} recall {100 * recall:5.1f}%  F1 {f1:.3f}  N={n}")
+    print(f"macro F1 = {test['macro_f1']:.3f}")
+    print(f"Final test accuracy = {100 * test['accuracy']:.1f}% (N={test['n']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))

@@ -1,0 +1,125 @@
+"""Confusion matrices and scores of integer class labels; classes are matched by exact name.
+
+Labels are integer arrays of any shape holding indices into a list of class names; true labels
+below 0 (unlabelled, nodata) are left out. Rows of a confusion matrix are the true classes,
+columns the predicted ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dltools.errors import DltoolsError
+
+
+def class_indices(names: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
+    """Index of each of ``names`` in ``class_names``, matched by exact name.
+
+    ``dune`` never matches ``duneveg``. Returns (len(names),) int64; a name that is not a class
+    is a DltoolsError listing every such name.
+    """
+    position = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted({name for name in names if name not in position})
+    if unknown:
+        raise DltoolsError(
+            f"class(es) {', '.join(unknown)} are not among the classes "
+            f"{', '.join(class_names)}; classes are matched by exact name"
+        )
+    return np.array([position[name] for name in names], dtype=np.int64)
+
+
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) int64 counts: row = true class, column = predicted class.
+
+    ``true`` and ``pred`` are integer arrays of the same shape; pixels/tiles whose true label
+    is negative are ignored. Labels >= n_classes are a ValueError.
+    """
+    true = np.asarray(true).ravel()
+    pred = np.asarray(pred).ravel()
+    if true.shape != pred.shape:
+        raise ValueError(f"true and pred differ in size: {true.size} vs {pred.size}")
+    keep = true >= 0
+    true, pred = true[keep].astype(np.int64), pred[keep].astype(np.int64)
+    if true.size and (true.max() >= n_classes or pred.min() < 0 or pred.max() >= n_classes):
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}")
+    return np.bincount(true * n_classes + pred, minlength=n_classes**2).reshape(
+        n_classes, n_classes
+    )
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den is 0."""
+    return np.divide(num, den, out=np.zeros(num.shape), where=den > 0)
+
+
+@dataclass
+class Scores:
+    """Scores of one confusion matrix; per-class arrays are (K,) in the order of class_names.
+
+    ``recall`` is the per-class accuracy; ``macro_f1`` and ``mean_recall`` average over the
+    classes that occur in the truth or the predictions (the others have no defined score).
+    """
+
+    class_names: list[str]
+    confusion: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+    accuracy: float
+    macro_f1: float
+    mean_recall: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready: overall scores plus a per-class table and the confusion matrix."""
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "mean_recall": self.mean_recall,
+            "n": int(self.support.sum()),
+            "per_class": {
+                name: {
+                    "precision": float(self.precision[k]),
+                    "recall": float(self.recall[k]),
+                    "f1": float(self.f1[k]),
+                    "support": int(self.support[k]),
+                }
+                for k, name in enumerate(self.class_names)
+            },
+            "class_names": list(self.class_names),
+            "confusion": self.confusion.tolist(),
+        }
+
+
+def scores_from_confusion(confusion: np.ndarray, class_names: Sequence[str]) -> Scores:
+    """Precision, recall, F1, support, accuracy and macro F1 of a (K, K) confusion matrix."""
+    cm = np.asarray(confusion, dtype=np.int64)
+    if cm.shape != (len(class_names), len(class_names)):
+        raise ValueError(f"confusion matrix {cm.shape} does not fit {len(class_names)} classes")
+    hits = np.diag(cm).astype(float)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    precision = _ratio(hits, predicted.astype(float))
+    recall = _ratio(hits, support.astype(float))
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    present = (support > 0) | (predicted > 0)
+    total = cm.sum()
+    return Scores(
+        class_names=list(class_names),
+        confusion=cm,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        support=support,
+        accuracy=float(hits.sum() / total) if total else 0.0,
+        macro_f1=float(f1[present].mean()) if present.any() else 0.0,
+        mean_recall=float(recall[support > 0].mean()) if (support > 0).any() else 0.0,
+    )
+
+
+def score(true: np.ndarray, pred: np.ndarray, class_names: Sequence[str]) -> Scores:
+    """:class:`Scores` of integer labels (indices into ``class_names``; true < 0 ignored)."""
+    return scores_from_confusion(confusion_matrix(true, pred, len(class_names)), class_names)

@@ -1,0 +1,87 @@
+"""Bottlenecks: the feature vectors of tiles, computed in batches and cached on disk.
+
+The cache of one module at one input size is a folder ``ROOT/<module key>/`` of ``.npz``
+shards, each holding the SHA-1 digests of some tiles' file contents and their ``(n, D)``
+float32 features. Features are looked up by content, so renamed or copied tiles reuse them;
+each shard is written atomically as soon as its batches are done, so an interrupted run loses
+at most one shard and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dltools.io.outputs import atomic_path
+from dltools.tiles import read_tiles
+
+SHARD_SIZE = 1024  # tiles per cache file
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-1 hex digest of a file's bytes."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+class BottleneckCache:
+    """Features by content digest, in ``folder``; ``None`` folder: a cache that keeps nothing."""
+
+    def __init__(self, folder: str | os.PathLike | None):
+        self.folder = None if folder is None else Path(folder)
+
+    def load(self) -> dict[str, np.ndarray]:
+        """``{digest: (D,) float32}`` of every shard in the folder."""
+        found: dict[str, np.ndarray] = {}
+        if self.folder is None or not self.folder.is_dir():
+            return found
+        for shard in sorted(self.folder.glob("*.npz")):
+            with np.load(shard) as data:
+                found.update(zip(data["digests"].tolist(), data["features"], strict=True))
+        return found
+
+    def save(self, digests: Sequence[str], features: np.ndarray) -> None:
+        """Add one shard (atomically)."""
+        if self.folder is None or not digests:
+            return
+        name = hashlib.sha1("".join(digests).encode()).hexdigest()[:20]
+        with atomic_path(self.folder / f"{name}.npz") as tmp:
+            np.savez(tmp, digests=np.array(digests), features=features.astype(np.float32))
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def compute_bottlenecks(
+    paths: Sequence[str | os.PathLike],
+    extract: Callable[[np.ndarray], np.ndarray],
+    cache: BottleneckCache,
+    batch_size: int = 64,
+    progress: Callable[[Iterator], Iterator] = iter,
+) -> np.ndarray:
+    """(N, D) float32 features of the tile files ``paths``, from the cache or from ``extract``.
+
+    ``extract`` maps a batch of (n, h, w, 3) uint8 tiles to (n, D) features. Missing tiles are
+    read and extracted ``batch_size`` at a time and cached shard by shard; ``progress`` wraps
+    the list of batches (e.g. ``tqdm``).
+    """
+    digests = [file_digest(p) for p in paths]
+    known = cache.load()
+    todo = sorted({d: p for d, p in zip(digests, paths, strict=True) if d not in known}.items())
+    batches = list(_chunks(todo, batch_size))
+    pending: list[tuple[str, np.ndarray]] = []
+    for i, batch in enumerate(progress(batches)):
+        features = extract(read_tiles([p for _, p in batch]))
+        pending += zip([d for d, _ in batch], features, strict=True)
+        if len(pending) >= SHARD_SIZE or i == len(batches) - 1:
+            cache.save([d for d, _ in pending], np.stack([f for _, f in pending]))
+            known.update(pending)
+            pending = []
+    if not digests:
+        return np.zeros((0, 0), np.float32)
+    return np.stack([known[d] for d in digests]).astype(np.float32)

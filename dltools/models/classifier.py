@@ -1,0 +1,282 @@
+"""The tile classifier: a feature extractor plus a softmax layer, and how it is trained.
+
+Training runs in steps of one random batch each (drawn with replacement, as the original
+retrain.py did; with ``balance`` every class is equally likely in a draw). Every
+``eval_interval`` steps the validation set is scored; with ``patience`` the run stops after that
+many evaluations without a better validation accuracy and keeps the best weights. Scores go to
+TensorBoard when a :class:`Summaries` is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from dltools.figures import confusion_figure
+from dltools.metrics import confusion_matrix
+from dltools.models.loader import prepare_images
+
+MAX_PER_CLASS = 2**27 - 1  # as the original: the split of a file never changes as classes grow
+SPLITS = ("training", "validation", "testing")
+HISTORY_KEYS = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy")
+
+
+def split_by_name(
+    names: Sequence[str], validation_percentage: float, testing_percentage: float
+) -> np.ndarray:
+    """(N,) int: 0 = training, 1 = validation, 2 = testing, from a hash of each file name.
+
+    The rule of the original retrain.py: a file keeps its split when files are added, and
+    anything after ``_nohash_`` in a name is ignored, so variants of a tile stay together.
+    """
+    out = np.zeros(len(names), np.int8)
+    for i, name in enumerate(names):
+        hashed = re.sub(r"_nohash_.*$", "", name)
+        value = int(hashlib.sha1(hashed.encode()).hexdigest(), 16) % (MAX_PER_CLASS + 1)
+        percent = value * (100.0 / MAX_PER_CLASS)
+        if percent < validation_percentage:
+            out[i] = 1
+        elif percent < validation_percentage + testing_percentage:
+            out[i] = 2
+    return out
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random distortions of training tiles (percentages as in the original retrain.py)."""
+
+    flip_left_right: bool = False
+    random_crop: float = 0.0  # margin cropped off, % of the side
+    random_scale: float = 0.0  # enlarged by up to this %
+    random_brightness: float = 0.0  # brightness multiplied by 1 +- up to this %
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.flip_left_right or self.random_crop or self.random_scale or self.random_brightness
+        )
+
+    def apply(self, x: tf.Tensor, generator: tf.random.Generator) -> tf.Tensor:
+        """Distort (N, S, S, 3) float images in [0, 1]; each tile draws its own distortion."""
+        n = tf.shape(x)[0]
+        size = tf.shape(x)[1:3]
+        if self.random_crop or self.random_scale:
+            scale = (1 + self.random_crop / 100) * generator.uniform(
+                [n], 1.0, 1.0 + self.random_scale / 100 + 1e-7
+            )
+            side = 1.0 / scale
+            top = generator.uniform([n]) * (1 - side)
+            left = generator.uniform([n]) * (1 - side)
+            boxes = tf.stack([top, left, top + side, left + side], axis=1)
+            x = tf.image.crop_and_resize(x, boxes, tf.range(n), size)
+        if self.flip_left_right:
+            flip = generator.uniform([n, 1, 1, 1]) < 0.5
+            x = tf.where(flip, tf.reverse(x, axis=[2]), x)
+        if self.random_brightness:
+            b = self.random_brightness / 100
+            x = tf.clip_by_value(x * generator.uniform([n, 1, 1, 1], 1 - b, 1 + b), 0.0, 1.0)
+        return x
+
+
+def build_classifier(
+    features: tf_keras.layers.Layer, image_size: tuple[int, int], n_classes: int, seed: int = 0
+) -> tf_keras.Model:
+    """``features`` followed by a softmax layer ``final_result``: (N, S, S, 3) -> (N, K)."""
+    head = tf_keras.layers.Dense(
+        n_classes,
+        activation="softmax",
+        kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.001, seed=seed),
+        name="final_result",
+    )
+    return tf_keras.Sequential([tf_keras.Input((*image_size, 3)), features, head])
+
+
+def head_layer(model: tf_keras.Model) -> tf_keras.layers.Dense:
+    """The softmax layer of a model made by :func:`build_classifier`."""
+    return model.get_layer("final_result")
+
+
+class Summaries:
+    """TensorBoard logs in ``folder/train`` and ``folder/validation``."""
+
+    def __init__(self, folder: str | Path, class_names: Sequence[str]):
+        self.class_names = list(class_names)
+        self.train = tf.summary.create_file_writer(str(Path(folder) / "train"))
+        self.validation = tf.summary.create_file_writer(str(Path(folder) / "validation"))
+
+    def write(self, step: int, train: tuple[float, float], validation: Evaluation) -> None:
+        """Loss and accuracy of the last batch and of the validation set, and its confusion."""
+        with self.train.as_default():
+            tf.summary.scalar("loss", train[0], step=step)
+            tf.summary.scalar("accuracy", train[1], step=step)
+        with self.validation.as_default():
+            tf.summary.scalar("loss", validation.loss, step=step)
+            tf.summary.scalar("accuracy", validation.accuracy, step=step)
+            buffer = io.BytesIO()
+            confusion_figure(validation.confusion, self.class_names).savefig(
+                buffer, format="png", dpi=72
+            )
+            image = tf.io.decode_png(buffer.getvalue(), channels=3)[tf.newaxis]
+            tf.summary.image("confusion_matrix", image, step=step)
+
+    def close(self) -> None:
+        self.train.close()
+        self.validation.close()
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    accuracy: float
+    confusion: np.ndarray
+
+
+def evaluate(probabilities: np.ndarray, labels: np.ndarray) -> Evaluation:
+    """Cross entropy, accuracy and confusion matrix of (N, K) probabilities against labels."""
+    k = probabilities.shape[1]
+    if not len(labels):
+        return Evaluation(float("nan"), float("nan"), np.zeros((k, k), np.int64))
+    picked = probabilities[np.arange(len(labels)), labels]
+    loss = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+    predicted = probabilities.argmax(axis=1)
+    return Evaluation(
+        loss, float((predicted == labels).mean()), confusion_matrix(labels, predicted, k)
+    )
+
+
+def sampling_probabilities(labels: np.ndarray, balance: bool) -> np.ndarray | None:
+    """Draw probabilities of the training samples: uniform (None) or equal per class."""
+    if not balance:
+        return None
+    weights = 1.0 / np.bincount(labels)[labels]
+    return weights / weights.sum()
+
+
+def train_step_function(
+    forward: Callable[[tf.Tensor], tf.Tensor],
+    variables: list[tf.Variable],
+    optimizer: tf_keras.optimizers.Optimizer,
+) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """One gradient step on ``variables`` for a batch: ``(x, y) -> (loss, accuracy)``."""
+
+    @tf.function(reduce_retracing=True)
+    def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            probabilities = forward(x)
+            loss = tf.reduce_mean(tf_keras.losses.sparse_categorical_crossentropy(y, probabilities))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        hits = tf.equal(tf.argmax(probabilities, axis=-1, output_type=y.dtype), y)
+        return loss, tf.reduce_mean(tf.cast(hits, tf.float32))
+
+    return step
+
+
+@dataclass
+class Phase:
+    """One training phase: ``step(indices)`` trains on those training samples and returns
+    (loss, accuracy); ``predict_validation()`` gives the (N_val, K) validation probabilities;
+    ``variables`` are what it changes (saved and restored for early stopping)."""
+
+    name: str
+    steps: int
+    step: Callable[[np.ndarray], tuple[float, float]]
+    predict_validation: Callable[[], np.ndarray]
+    variables: list[tf.Variable]
+
+
+def fit(
+    phase: Phase,
+    train_labels: np.ndarray,
+    validation_labels: np.ndarray,
+    batch_size: int,
+    eval_interval: int,
+    balance: bool = False,
+    patience: int = 0,
+    seed: int = 0,
+    first_step: int = 0,
+    summaries: Summaries | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> list[dict]:
+    """Run ``phase``; return its history: one dict per evaluation (phase, step, HISTORY_KEYS).
+
+    With ``patience`` > 0 the phase is scored before its first step too, stops after
+    ``patience`` evaluations without a higher validation accuracy, and ends with the best
+    weights seen (possibly those it started with).
+    """
+    rng = np.random.default_rng(seed)
+    draw = sampling_probabilities(train_labels, balance)
+    history: list[dict] = []
+    best, best_weights, waited = -1.0, None, 0
+
+    def score(step: int, train: tuple[float, float]) -> bool:
+        """Evaluate, log, remember the best; True when patience has run out."""
+        nonlocal best, best_weights, waited
+        validation = evaluate(phase.predict_validation(), validation_labels)
+        values = (*train, validation.loss, validation.accuracy)
+        history.append(
+            {"phase": phase.name, "step": step}
+            | {
+                key: None if np.isnan(value) else value
+                for key, value in zip(HISTORY_KEYS, values, strict=True)
+            }
+        )
+        log(
+            f"{phase.name} step {step}: train accuracy {100 * train[1]:.1f}%, cross entropy "
+            f"{train[0]:.3f}; validation accuracy {100 * validation.accuracy:.1f}% "
+            f"(N={len(validation_labels)})"
+        )
+        if summaries is not None:
+            summaries.write(step, train, validation)
+        if validation.accuracy > best:
+            best, waited = validation.accuracy, 0
+            if patience:
+                best_weights = [v.numpy() for v in phase.variables]
+        else:
+            waited += 1
+        return bool(patience) and waited >= patience
+
+    if patience:
+        score(first_step, (float("nan"), float("nan")))
+    for i in range(1, phase.steps + 1):
+        indices = rng.choice(len(train_labels), size=batch_size, p=draw)
+        train = phase.step(indices)
+        if i % eval_interval == 0 or i == phase.steps:
+            if score(first_step + i, train):
+                log(f"{phase.name}: no better validation accuracy in {patience} evaluations; stop")
+                break
+    if best_weights is not None:
+        for variable, value in zip(phase.variables, best_weights, strict=True):
+            variable.assign(value)
+        log(f"{phase.name}: kept the weights of the best validation accuracy ({100 * best:.1f}%)")
+    return history
+
+
+def image_forward(
+    model: tf_keras.Model,
+    image_size: tuple[int, int],
+    training: bool,
+    augmentation: Augmentation | None = None,
+    seed: int = 0,
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    """uint8 tiles -> probabilities through ``model``, with random distortions if given.
+
+    ``training`` is the mode of batch normalisation and dropout (True for a network learnt from
+    scratch, False while fine-tuning a pretrained module).
+    """
+    generator = tf.random.Generator.from_seed(seed)
+
+    def forward(x: tf.Tensor) -> tf.Tensor:
+        images = prepare_images(x, image_size)
+        if augmentation is not None and augmentation.active:
+            images = augmentation.apply(images, generator)
+        return model(images, training=training)
+
+    return forward

@@ -1,0 +1,284 @@
+"""Step 4: train a tile classifier on a library of class folders (``IMAGE_DIR/<class>/*.jpg``).
+
+With a TF-Hub module the module stays frozen and only a softmax layer is trained, on cached
+bottlenecks (or, with random distortions, on features computed for every batch). Optionally
+the top layers of the module are then fine-tuned with the head. ``scratch`` trains a small CNN
+end to end instead. Tiles are split into training / validation / testing by a hash of their
+file names (:func:`dltools.models.classifier.split_by_name`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from dltools.errors import DltoolsError
+from dltools.io.images import image_shape
+from dltools.io.labels import write_labels
+from dltools.io.outputs import atomic_path, ensure_new
+from dltools.metrics import score
+from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
+from dltools.models.classifier import (
+    SPLITS,
+    Augmentation,
+    Phase,
+    Summaries,
+    build_classifier,
+    fit,
+    head_layer,
+    image_forward,
+    split_by_name,
+    train_step_function,
+)
+from dltools.models.hub import (
+    DEFAULT_IMAGE_SIZE,
+    SCRATCH,
+    declared_image_size,
+    feature_layer,
+    module_key,
+    scratch_features,
+    top_layer_variables,
+)
+from dltools.models.loader import prepare_images, save_model
+from dltools.tiles import list_tile_classes, read_tiles
+
+
+@dataclass
+class Settings:
+    """How to train (the options of ``dltools retrain``)."""
+
+    steps: int = 4000
+    learning_rate: float = 0.01
+    batch_size: int = 100
+    validation_percentage: float = 10.0
+    testing_percentage: float = 10.0
+    eval_interval: int = 10
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    balance: bool = False
+    early_stopping: int = 0  # patience in evaluations; 0 = train all steps, keep the last weights
+    fine_tune_layers: int = 0
+    fine_tune_steps: int = 500
+    fine_tune_learning_rate: float = 1e-4
+    image_size: int | None = None
+    seed: int = 0
+
+    def check(self) -> None:
+        flags = {
+            "steps": "how_many_training_steps",
+            "batch_size": "train_batch_size",
+            "eval_interval": "eval_step_interval",
+            "fine_tune_steps": "fine_tune_steps",
+        }
+        for name, flag in flags.items():
+            if getattr(self, name) < 1:
+                raise DltoolsError(f"--{flag} must be at least 1, got {getattr(self, name)}")
+        if min(self.learning_rate, self.fine_tune_learning_rate) <= 0:
+            raise DltoolsError("learning rates must be positive")
+        if min(self.validation_percentage, self.testing_percentage) < 0 or (
+            self.validation_percentage + self.testing_percentage >= 100
+        ):
+            raise DltoolsError(
+                "--validation_percentage and --testing_percentage must be >= 0 and leave some "
+                "tiles for training (their sum below 100)"
+            )
+        if self.early_stopping < 0 or self.fine_tune_layers < 0:
+            raise DltoolsError("--early_stopping and --fine_tune_layers cannot be negative")
+        if self.image_size is not None and self.image_size < 8:
+            raise DltoolsError(f"--image_size must be at least 8, got {self.image_size}")
+
+
+@dataclass
+class Outputs:
+    """Where retraining writes: model, labels file, metrics; caches and logs (None: none)."""
+
+    model: Path
+    labels: Path
+    metrics: Path
+    bottlenecks: Path | None = None
+    summaries: Path | None = None
+
+
+def _library(
+    image_dir: str | Path, settings: Settings
+) -> tuple[list[str], list[Path], np.ndarray, np.ndarray]:
+    """Class names, tile paths, their (N,) labels and splits, checked for what training needs."""
+    classes = list_tile_classes(image_dir)
+    names = list(classes)
+    if len(names) < 2:
+        raise DltoolsError(
+            f"{image_dir}: only one class folder ({names[0]}); a classifier needs at least two"
+        )
+    paths = [p for name in names for p in classes[name]]
+    labels = np.array([k for k, name in enumerate(names) for _ in classes[name]])
+    split = split_by_name(
+        [p.name for p in paths], settings.validation_percentage, settings.testing_percentage
+    )
+    lacking = [name for k, name in enumerate(names) if not np.any((labels == k) & (split == 0))]
+    if lacking:
+        raise DltoolsError(
+            f"{image_dir}: no training tiles for {', '.join(lacking)} (the few tiles there went "
+            "to validation/testing); add tiles or lower --validation_percentage and "
+            "--testing_percentage"
+        )
+    return names, paths, labels, split
+
+
+def _counts(labels: np.ndarray, split: np.ndarray, names: list[str]) -> dict:
+    """``{split: {class: tiles}}``."""
+    return {
+        s: {name: int(np.sum((labels == k) & (split == i))) for k, name in enumerate(names)}
+        for i, s in enumerate(SPLITS)
+    }
+
+
+def _predict(function: Callable[[tf.Tensor], tf.Tensor], data: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) probabilities of ``data`` through ``function``, 128 at a time."""
+    parts = [function(tf.constant(data[i : i + 128])).numpy() for i in range(0, len(data), 128)]
+    return np.concatenate(parts) if parts else np.zeros((0, k), np.float32)
+
+
+def _extractor(module: str, settings: Settings, first_tile: Path):
+    """The feature layer and the square input size (see ``--image_size``)."""
+    if module == SCRATCH:
+        if settings.fine_tune_layers:
+            raise DltoolsError("--fine_tune_layers needs a pretrained --tfhub_module, not scratch")
+        size = settings.image_size or image_shape(first_tile)[0]
+        return scratch_features(size, settings.seed), size
+    features = feature_layer(module, trainable=settings.fine_tune_layers > 0)
+    return features, settings.image_size or declared_image_size(features) or DEFAULT_IMAGE_SIZE
+
+
+def retrain(
+    image_dir: str | Path,
+    module: str,
+    outputs: Outputs,
+    settings: Settings,
+    force: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+    progress: Callable[[Iterator], Iterator] = iter,
+) -> dict:
+    """Train, test and save a tile classifier; return the metrics also written as JSON.
+
+    ``module`` is a TF-Hub handle (URL or local folder) or ``"scratch"``. ``progress`` wraps the
+    bottleneck batches (e.g. ``tqdm``); ``log`` receives one line per evaluation.
+    """
+    settings.check()
+    ensure_new([outputs.model, outputs.labels, outputs.metrics], force)
+    names, paths, labels, split = _library(image_dir, settings)
+    k = len(names)
+    parts = [np.flatnonzero(split == i) for i in range(len(SPLITS))]
+    train_labels, val_labels, test_labels = (labels[p] for p in parts)
+    if settings.early_stopping and not len(val_labels):
+        raise DltoolsError("--early_stopping needs validation tiles: raise --validation_percentage")
+    counts = _counts(labels, split, names)
+    log(
+        "tiles (training/validation/testing): "
+        + ", ".join(f"{n} {'/'.join(str(counts[s][n]) for s in SPLITS)}" for n in names)
+    )
+
+    scratch = module == SCRATCH
+    features, size = _extractor(module, settings, paths[0])
+    tuned = top_layer_variables(features, settings.fine_tune_layers) if not scratch else []
+    image_size = (size, size)
+    model = build_classifier(features, image_size, k, settings.seed)
+    head = head_layer(model)
+    summaries = None if outputs.summaries is None else Summaries(outputs.summaries, names)
+    infer = tf.function(lambda x: model(prepare_images(x, image_size), training=False))
+
+    def run(name, steps, data, forward, variables, optimizer, predict, first_step, seed):
+        step = train_step_function(forward, variables, optimizer)
+        train_data, val_data = data[parts[0]], data[parts[1]]
+
+        def train_on(indices: np.ndarray) -> tuple[float, float]:
+            x, y = tf.constant(train_data[indices]), tf.constant(train_labels[indices])
+            loss, accuracy = step(x, y)
+            return float(loss), float(accuracy)
+
+        phase = Phase(name, steps, train_on, lambda: _predict(predict, val_data, k), variables)
+        return fit(
+            phase,
+            train_labels,
+            val_labels,
+            settings.batch_size,
+            settings.eval_interval,
+            balance=settings.balance,
+            patience=settings.early_stopping,
+            seed=seed,
+            first_step=first_step,
+            summaries=summaries,
+            log=log,
+        )
+
+    tiles = None
+    if scratch or settings.augmentation.active:
+        tiles = data = read_tiles(paths)
+        forward = image_forward(model, image_size, scratch, settings.augmentation, settings.seed)
+        predict = infer
+    else:
+        extract = tf.function(
+            lambda x: features(prepare_images(x, image_size), training=False),
+            reduce_retracing=True,
+        )
+        cache_dir = outputs.bottlenecks and outputs.bottlenecks / module_key(module, size)
+        log(
+            f"bottlenecks of {len(paths)} tiles" + (f", cached in {cache_dir}" if cache_dir else "")
+        )
+        data = compute_bottlenecks(
+            paths,
+            lambda batch: extract(tf.constant(batch)).numpy(),
+            BottleneckCache(cache_dir),
+            progress=progress,
+        )
+        forward = predict = head
+    if scratch:  # plain gradient descent learns too slowly from random weights
+        optimizer = tf_keras.optimizers.SGD(settings.learning_rate, momentum=0.9)
+    else:  # the original: gradient descent on the softmax layer
+        optimizer = tf_keras.optimizers.SGD(settings.learning_rate)
+    variables = model.trainable_variables if scratch else head.trainable_variables
+    history = run(
+        "train", settings.steps, data, forward, variables, optimizer, predict, 0, settings.seed
+    )
+
+    if settings.fine_tune_layers:
+        data = tiles if tiles is not None else read_tiles(paths)
+        predict = infer
+        log(f"fine-tuning the top {settings.fine_tune_layers} layers ({len(tuned)} variables)")
+        history += run(
+            "fine-tune",
+            settings.fine_tune_steps,
+            data,
+            image_forward(model, image_size, False, settings.augmentation, settings.seed + 1),
+            tuned + head.trainable_variables,
+            tf_keras.optimizers.Adam(settings.fine_tune_learning_rate),
+            predict,
+            history[-1]["step"],
+            settings.seed + 1,
+        )
+    if summaries is not None:
+        summaries.close()
+
+    test_probabilities = _predict(predict, data[parts[2]], k)
+    test = (
+        score(test_labels, test_probabilities.argmax(axis=1), names) if len(test_labels) else None
+    )
+    save_model(model, outputs.model, names, image_size, module, force=force)
+    write_labels(outputs.labels, names)
+    metrics = {
+        "module": module,
+        "image_size": size,
+        "class_names": names,
+        "tiles": counts,
+        "settings": dataclasses.asdict(settings),
+        "history": history,
+        "test": None if test is None else test.to_dict(),
+    }
+    with atomic_path(outputs.metrics) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=1))
+    return metrics
