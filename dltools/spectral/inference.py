@@ -1,0 +1,192 @@
+"""Applying trained spectral models to cubes, window by window, into GeoTIFFs.
+
+Every output keeps the input's grid (CRS, transform); nodata pixels of the input are written
+as the output's nodata value (NaN for float rasters, 0 for class maps).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dltools.errors import DltoolsError
+from dltools.io.geo import Window
+from dltools.spectral.classifier import with_features
+from dltools.spectral.cube import Cube, RasterOutput, map_pixels, read_spectra
+from dltools.spectral.folder import SpectralModel
+from dltools.spectral.losses import spectral_angle, sse
+
+CHUNK = 32768  # spectra per call of a compiled model
+Progress = Callable[[int], None] | None  # called with the number of pixels done per window
+
+
+def check_bands(model: SpectralModel, cube: Cube) -> None:
+    """DltoolsError unless ``cube`` has the number of bands ``model`` was trained on."""
+    if cube.bands != model.bands:
+        raise DltoolsError(
+            f"{cube.path} has {cube.bands} band(s) but the model in {model.folder} was trained "
+            f"on {model.bands}-band spectra; use a cube from the same sensor and band set"
+        )
+
+
+def compiled(function: Callable, width: int, chunk: int = CHUNK) -> Callable:
+    """numpy (n, width) float32 -> numpy output(s) of ``function``, in chunks of ``chunk``.
+
+    ``function`` maps a float32 tensor to a tensor or a list of tensors; it is traced once.
+    """
+    traced = tf.function(function, input_signature=[tf.TensorSpec((None, width), tf.float32)])
+
+    def apply(x: np.ndarray):
+        parts = [traced(x[i : i + chunk]) for i in range(0, max(len(x), 1), chunk)]
+        if isinstance(parts[0], (list, tuple)):
+            return [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
+        return np.concatenate([np.asarray(p) for p in parts])
+
+    return apply
+
+
+def _autoencoder(model: SpectralModel) -> keras.Model:
+    if model.kind == "classifier":
+        raise DltoolsError(f"{model.folder} holds a classifier, not an autoencoder")
+    return model.model
+
+
+def encode_cube(
+    model: SpectralModel,
+    cube: Cube,
+    path: str | os.PathLike,
+    block: int = 512,
+    progress: Progress = None,
+) -> None:
+    """Write the ``(H, W, Z)`` float32 latent image of ``cube`` as a GeoTIFF at ``path``."""
+    check_bands(model, cube)
+    net = _autoencoder(model)
+    encode = compiled(net.encode, cube.bands)
+    scaling = model.scaling
+    out = {"latent": RasterOutput(Path(path), net.latent_size, "float32", np.nan)}
+    map_pixels(cube, lambda s: {"latent": encode(scaling(s))}, out, block, progress)
+
+
+def decode_raster(
+    model: SpectralModel,
+    latent: Cube,
+    path: str | os.PathLike,
+    block: int = 512,
+    progress: Progress = None,
+) -> None:
+    """Decode a latent image (one band per latent dimension) into B-band spectra at ``path``.
+
+    The spectra are in the model's pre-processed units (see its ``scaling``).
+    """
+    net = _autoencoder(model)
+    if latent.bands != net.latent_size:
+        raise DltoolsError(
+            f"{latent.path} has {latent.bands} band(s) but the model in {model.folder} has "
+            f"{net.latent_size} latent dimensions; decode a raster written by its encode"
+        )
+    net.decode(np.zeros((1, net.latent_size), np.float32))  # refuses models with skips
+    decode = compiled(net.decode, net.latent_size)
+    out = {"spectra": RasterOutput(Path(path), model.bands, "float32", np.nan)}
+    map_pixels(latent, lambda z: {"spectra": decode(z)}, out, block, progress)
+
+
+def reconstruct_cube(
+    model: SpectralModel,
+    cube: Cube,
+    path: str | os.PathLike,
+    block: int = 512,
+    progress: Progress = None,
+) -> dict[str, float]:
+    """Write the reconstructions of ``cube``'s spectra (pre-processed units) at ``path``.
+
+    Returns the mean ``sse`` and spectral angle ``sa`` (radians) between the pre-processed
+    spectra and their reconstructions.
+    """
+    check_bands(model, cube)
+    net = _autoencoder(model)
+
+    def losses(x):
+        rebuilt = net(x)
+        return [rebuilt, sse(x, rebuilt), spectral_angle(x, rebuilt)]
+
+    reconstruct = compiled(losses, cube.bands)
+    scaling, totals = model.scaling, np.zeros(3)
+
+    def function(spectra):
+        rebuilt, errors, angles = reconstruct(scaling(spectra))
+        totals[:] += len(spectra), errors.sum(), angles.sum()
+        return {"spectra": rebuilt}
+
+    out = {"spectra": RasterOutput(Path(path), model.bands, "float32", np.nan)}
+    map_pixels(cube, function, out, block, progress)
+    n = max(totals[0], 1)
+    return {"sse": totals[1] / n, "sa": totals[2] / n}
+
+
+def predict_cube(
+    model: SpectralModel,
+    cube: Cube,
+    classes_path: str | os.PathLike,
+    scores_path: str | os.PathLike | None = None,
+    features: tuple[str, str | os.PathLike] | None = None,
+    unknown_below: float = 0.0,
+    block: int = 512,
+    progress: Progress = None,
+) -> dict[int, int]:
+    """Classify every pixel of ``cube``; return {class value: pixel count} (0 = unknown).
+
+    Writes the class map at ``classes_path`` (the label values of the training classes; 0 for
+    nodata and for pixels whose top probability is below ``unknown_below``), the (H, W, K)
+    float32 class probabilities at ``scores_path`` and, with ``features = (layer, path)``, the
+    flattened outputs of that layer of the network.
+    """
+    check_bands(model, cube)
+    if model.kind != "classifier":
+        raise DltoolsError(f"{model.folder} holds an autoencoder, not a classifier")
+    if not 0 <= unknown_below <= 1:
+        raise DltoolsError(f"--unknown-below must lie in [0, 1], got {unknown_below}")
+    values = np.array(model.config["classes"]["values"])
+    net = model.model if features is None else with_features(model.model, features[0])
+    predict = compiled(lambda x: net(x, training=False), cube.bands)
+    dtype = "uint8" if values.max() <= 255 else "uint16"
+    outputs = {"classes": RasterOutput(Path(classes_path), 1, dtype, 0)}
+    if scores_path is not None:
+        outputs["scores"] = RasterOutput(Path(scores_path), len(values), "float32", np.nan)
+    if features is not None:
+        width = int(np.prod(net.outputs[1].shape[1:]))
+        outputs["features"] = RasterOutput(Path(features[1]), width, "float32", np.nan)
+    scaling, counts = model.scaling, np.zeros(values.max() + 1, np.int64)
+
+    def function(spectra):
+        result = predict(scaling(spectra))
+        scores, extra = (result, None) if features is None else result
+        best = scores.argmax(axis=1)
+        labels = np.where(scores.max(axis=1) >= unknown_below, values[best], 0)
+        counts[:] += np.bincount(labels, minlength=len(counts))
+        found = {"classes": labels, "scores": scores}
+        if extra is not None:
+            found["features"] = extra.reshape(len(spectra), -1)
+        return found
+
+    map_pixels(cube, function, outputs, block, progress)
+    return {int(v): int(counts[v]) for v in [0, *values]}
+
+
+def sample_spectra(cube: Cube, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` random valid pixels: ``(positions (n, 2) int rows/cols, (n, B) spectra)``."""
+    rng = np.random.default_rng(seed)
+    positions, spectra = [], []
+    for _ in range(count * 20):
+        if len(spectra) == count:
+            break
+        row, col = rng.integers(cube.shape[0]), rng.integers(cube.shape[1])
+        found, _ = read_spectra(cube, Window(col, row, 1, 1))
+        if len(found):
+            positions.append((row, col))
+            spectra.append(found[0])
+    return np.array(positions, int).reshape(-1, 2), np.array(spectra, np.float32)

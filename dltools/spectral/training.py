@@ -1,0 +1,413 @@
+"""Training spectral models on batches streamed from disk: optimisers, schedules, checkpoints.
+
+:func:`fit` drives ``keras.Model.fit`` with ``tf.data`` pipelines built from Python batch
+generators (see :func:`dltools.spectral.cube.pixel_batches`), saves checkpoints at chosen
+epochs, stops early on validation accuracy and writes the history beside the model.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dltools.errors import DltoolsError
+from dltools.io.outputs import atomic_path
+from dltools.spectral.autoencoder import build_autoencoder
+from dltools.spectral.classifier import balanced_weights, build_classifier
+from dltools.spectral.cube import Cube, Scaling, fit_scaling, label_counts, pixel_batches
+from dltools.spectral.folder import (
+    HISTORY,
+    LOGS,
+    MODEL,
+    SpectralModel,
+    checkpoint_path,
+    keras_numpy_warnings_ignored,
+    load_model,
+    save_config,
+    save_model,
+)
+from dltools.spectral.losses import LOSSES
+from dltools.spectral.options import DECAYS, OPTIMIZERS, Training
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and TensorFlow (Keras' initialisers, dropout).
+
+    On CPU this makes training bit-for-bit reproducible; process-wide
+    ``tf.config.experimental.enable_op_determinism()`` is left to the caller, as it would
+    constrain every later TensorFlow user in the process.
+    """
+    keras.utils.set_random_seed(seed)
+
+
+def make_optimizer(
+    optimizer: str = "adam",
+    learning_rate: float = 1e-3,
+    momentum: float = 0.9,
+    decay: str = "none",
+    decay_steps: int = 1000,
+    decay_rate: float = 0.5,
+    boundaries: Sequence[int] = (),
+    rates: Sequence[float] = (),
+    weight_decay: float = 0.0,
+) -> keras.optimizers.Optimizer:
+    """Adam, or SGD with ``momentum``, with an optional learning-rate ``decay``.
+
+    ``exponential``: the rate is multiplied by ``decay_rate`` every ``decay_steps`` batches
+    (smoothly). ``piecewise``: ``learning_rate`` until batch ``boundaries[0]``, then
+    ``rates[0]`` until ``boundaries[1]``, and so on. ``weight_decay`` (0: none) shrinks
+    every weight by ``learning_rate * weight_decay`` per step (decoupled weight decay).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise DltoolsError(
+            f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+        )
+    if decay == "exponential":
+        if decay_steps < 1 or not 0 < decay_rate <= 1:
+            raise DltoolsError("exponential decay needs decay_steps >= 1 and 0 < decay_rate <= 1")
+        rate = keras.optimizers.schedules.ExponentialDecay(learning_rate, decay_steps, decay_rate)
+    elif decay == "piecewise":
+        if (
+            not boundaries
+            or len(rates) != len(boundaries)
+            or list(boundaries) != sorted(boundaries)
+        ):
+            raise DltoolsError(
+                "piecewise decay needs increasing batch boundaries and one rate per boundary, "
+                f"got boundaries {list(boundaries)} and rates {list(rates)}"
+            )
+        rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [int(b) for b in boundaries], [float(learning_rate), *map(float, rates)]
+        )
+    elif decay == "none":
+        rate = learning_rate
+    else:
+        raise DltoolsError(f"unknown decay {decay!r}; choose one of {', '.join(DECAYS)}")
+    decay_weights = weight_decay if weight_decay > 0 else None
+    if optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=momentum, weight_decay=decay_weights)
+    return keras.optimizers.Adam(rate, weight_decay=decay_weights)
+
+
+class _SaveEpochs(keras.callbacks.Callback):
+    """Save the model (with its optimiser) after each epoch number in ``epochs`` (1-based)."""
+
+    def __init__(self, folder: Path, epochs: Sequence[int]):
+        super().__init__()
+        self.folder, self.epochs = folder, set(epochs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 in self.epochs:
+            save_model(checkpoint_path(self.folder, epoch + 1), self.model)
+
+
+class _RaiseDataErrors(keras.callbacks.Callback):
+    """Raise the first error met while reading the data, at the end of its epoch."""
+
+    def __init__(self, errors: list[DltoolsError]):
+        super().__init__()
+        self.errors = errors
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.errors:
+            raise self.errors[0]
+
+
+def _dataset(batches: Callable[[], Iterator], signature, errors: list) -> tf.data.Dataset:
+    """A tf.data pipeline over ``batches()``; a DltoolsError there ends it and goes to ``errors``.
+
+    (tf.data would print the exception with a traceback and re-raise it as its own error.)
+    """
+
+    def guarded():
+        try:
+            yield from batches()
+        except DltoolsError as err:
+            errors.append(err)
+
+    return tf.data.Dataset.from_generator(guarded, output_signature=signature).prefetch(2)
+
+
+def fit(
+    model: keras.Model,
+    train: Callable[[int], Iterator[tuple]],
+    signature: tuple[tf.TensorSpec, ...],
+    folder: str | os.PathLike,
+    epochs: int,
+    initial_epoch: int = 0,
+    validation: Callable[[], Iterator[tuple]] | None = None,
+    save_epochs: Sequence[int] = (),
+    patience: int = 0,
+    tensorboard: bool = False,
+    verbose: int = 2,
+) -> dict[str, list[float]]:
+    """Train a compiled ``model`` from epoch ``initial_epoch`` to ``epochs``; return its history.
+
+    ``train(epoch)`` yields the batches of one epoch as Keras tuples (``(x, y)`` or
+    ``(x, y, sample_weight)``) matching ``signature``; ``validation()`` yields held-out
+    batches. With ``patience`` > 0 and ``validation``, training stops when validation accuracy
+    has not improved for ``patience`` epochs and the best epoch's weights are kept.
+    ``history.csv`` in ``folder`` gains one row per epoch (rows after ``initial_epoch`` from an
+    earlier run are replaced).
+    """
+    folder = Path(folder)
+    epoch_numbers = itertools.count(initial_epoch)
+    errors: list[DltoolsError] = []
+    callbacks = [_RaiseDataErrors(errors), _SaveEpochs(folder, save_epochs)]
+    if patience > 0 and validation is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
+            )
+        )
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / LOGS)))
+    with keras_numpy_warnings_ignored(), warnings.catch_warnings():
+        # Keras learns the number of batches per epoch when the first epoch's generator ends
+        warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+        try:
+            history = model.fit(
+                _dataset(lambda: train(next(epoch_numbers)), signature, errors),
+                validation_data=None
+                if validation is None
+                else _dataset(validation, signature, errors),
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                callbacks=callbacks,
+                shuffle=False,  # pixel_batches shuffles
+                verbose=verbose,
+            )
+        except Exception:
+            if errors:  # bad data (NaN, ...) ended an epoch early, upsetting Keras: report it
+                raise errors[0] from None
+            raise
+    _write_history(folder / HISTORY, history.epoch, history.history)
+    return history.history
+
+
+def _write_history(path: Path, epochs: list[int], history: dict[str, list[float]]) -> None:
+    """Rows ``epoch, metric...`` (1-based epochs), keeping earlier rows before ``epochs``."""
+    rows = []
+    if path.is_file() and epochs:
+        with path.open(newline="") as f:
+            rows = [row for row in csv.DictReader(f) if int(row["epoch"]) <= epochs[0]]
+    for i, epoch in enumerate(epochs):
+        rows.append({"epoch": epoch + 1, **{k: f"{v[i]:.6g}" for k, v in history.items()}})
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _optimizer(training: Training) -> keras.optimizers.Optimizer:
+    names = ("optimizer", "learning_rate", "momentum", "decay", "decay_steps", "decay_rate")
+    return make_optimizer(
+        **{k: getattr(training, k) for k in names},
+        boundaries=training.boundaries,
+        rates=training.rates,
+        weight_decay=training.weight_decay,
+    )
+
+
+def _default_colors(n: int) -> list[list[int]]:
+    from matplotlib import colormaps
+
+    table = colormaps["tab10" if n <= 10 else "tab20"]
+    return [[round(255 * c) for c in table(i % table.N)[:3]] for i in range(n)]
+
+
+def _config(kind: str, cube: Cube, scaling: Scaling, model: keras.Model, training: Training):
+    architecture = {k: v for k, v in model.get_config().items() if k not in {"name", "bands"}}
+    return {
+        "kind": kind,
+        "bands": cube.bands,
+        "scaling": scaling.to_dict(),
+        "architecture": architecture,
+        "training": dataclasses.asdict(training),
+        "source": {"cube": str(cube.path)},
+        "epochs_done": 0,
+    }
+
+
+def train_autoencoder(
+    cube: Cube,
+    folder: str | os.PathLike,
+    kind: str = "mlp",
+    architecture: dict | None = None,
+    training: Training | None = None,
+    scaling: str = "minmax",
+    verbose: int = 2,
+) -> SpectralModel:
+    """Train an ``"mlp"`` or ``"conv"`` autoencoder on every valid pixel of ``cube``.
+
+    ``architecture`` holds keyword arguments of the model class (see
+    :mod:`dltools.spectral.autoencoder`); ``scaling`` is the pre-processing (see
+    :class:`~dltools.spectral.cube.Scaling`). Writes ``folder`` (see
+    :mod:`dltools.spectral.folder`) and returns the trained model.
+    """
+    training = training or Training()
+    if training.loss == "sid" and scaling == "standard":
+        raise DltoolsError(
+            "the SID loss compares spectra as probability distributions, which standardised "
+            "(negative) values are not: use --scaling minmax or none with it"
+        )
+    seed_everything(training.seed)
+    scaler = fit_scaling(cube, scaling, training.block)
+    model = build_autoencoder(kind, cube.bands, **(architecture or {}))
+    model.compile(optimizer=_optimizer(training), loss=LOSSES[training.loss])
+    config = _config(kind, cube, scaler, model, training)
+    return _train(model, config, training, cube, None, Path(folder), 0, verbose)
+
+
+def train_classifier(
+    cube: Cube,
+    labels: Cube,
+    folder: str | os.PathLike,
+    architecture: dict | None = None,
+    training: Training | None = None,
+    scaling: str = "minmax",
+    names: list[str] | None = None,
+    colors: np.ndarray | None = None,
+    verbose: int = 2,
+) -> SpectralModel:
+    """Train a 1-D CNN on the labelled pixels of ``cube`` (labels > 0 are classes).
+
+    ``architecture`` holds keyword arguments of
+    :func:`~dltools.spectral.classifier.build_classifier`. ``names`` and ``colors`` ((K, 3)
+    uint8), when given, describe label values 1..K (as labels.txt and colors.txt do). A
+    ``training.holdout`` fraction of the labelled pixels (chosen by a hash of their position)
+    is kept for validation. Writes ``folder`` and returns the model with the best validation
+    accuracy.
+    """
+    training = training or Training()
+    seed_everything(training.seed)
+    counts = label_counts(labels, training.holdout, training.seed, training.block)
+    values = list(counts)
+    if len(values) < 2:
+        raise DltoolsError(
+            f"{labels.path}: training needs at least 2 classes (values > 0), found {values}"
+        )
+    for what, given in (("names", names), ("colors", colors)):
+        if given is not None and len(given) < values[-1]:
+            raise DltoolsError(
+                f"{labels.path} holds label value {values[-1]} but only {len(given)} class "
+                f"{what} were given: list one per label value 1, 2, ..."
+            )
+    scaler = fit_scaling(cube, scaling, training.block)
+    model = build_classifier(cube.bands, len(values), **(architecture or {}))
+    model.compile(
+        optimizer=_optimizer(training),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    config = _config("classifier", cube, scaler, model, training)
+    palette = _default_colors(len(values)) if colors is None else None
+    config["classes"] = {
+        "values": values,
+        "names": [f"class {v}" if names is None else names[v - 1] for v in values],
+        "colors": palette or [np.asarray(colors)[v - 1].tolist() for v in values],
+        "train_pixels": list(counts.values()),
+    }
+    config["source"]["labels"] = str(labels.path)
+    return _train(model, config, training, cube, labels, Path(folder), 0, verbose)
+
+
+def resume_training(
+    folder: str | os.PathLike,
+    cube: Cube,
+    from_epoch: int,
+    epochs: int,
+    save_epochs: Sequence[int] = (),
+    labels: Cube | None = None,
+    verbose: int = 2,
+) -> SpectralModel:
+    """Continue training ``folder``'s model from its checkpoint after ``from_epoch`` epochs.
+
+    Everything but the total ``epochs`` and the ``save_epochs`` comes from the folder's
+    config.json; the batches of each epoch are those of an uninterrupted run. Classifiers
+    need their ``labels`` again.
+    """
+    saved = load_model(folder, from_epoch)
+    config = saved.config
+    if cube.bands != config["bands"]:
+        raise DltoolsError(
+            f"{cube.path} has {cube.bands} bands but {folder} was trained on {config['bands']}"
+        )
+    if config["kind"] == "classifier" and labels is None:
+        raise DltoolsError(f"{folder} holds a classifier: resuming it needs its label raster")
+    if config["kind"] != "classifier" and labels is not None:
+        raise DltoolsError(f"{folder} holds an autoencoder, which is trained without labels")
+    if from_epoch >= epochs:
+        raise DltoolsError(f"cannot resume after epoch {from_epoch}: only {epochs} epochs asked")
+    training = Training.from_dict(
+        {**config["training"], "epochs": epochs, "save_epochs": tuple(save_epochs)}
+    )
+    config = {**config, "training": dataclasses.asdict(training)}
+    seed_everything(training.seed + from_epoch)
+    return _train(saved.model, config, training, cube, labels, Path(folder), from_epoch, verbose)
+
+
+def _train(model, config, training, cube, labels, folder, initial_epoch, verbose):
+    """Stream the data of ``config``'s kind, fit, and save the model and its config."""
+    scaling = Scaling.from_dict(config["scaling"])
+    folder.mkdir(parents=True, exist_ok=True)
+    save_config(folder, config)
+    common = {"cube": cube, "scaling": scaling, "batch_size": training.batch_size}
+    common |= {"seed": training.seed, "block": training.block}
+    x_spec = tf.TensorSpec((None, cube.bands), tf.float32)
+    if labels is None:
+
+        def train(epoch):
+            return ((x, x) for x in pixel_batches(**common, part="all", epoch=epoch))
+
+        validation, signature = None, (x_spec, x_spec)
+    else:
+        classes = np.array(config["classes"]["values"])
+        weights = (
+            balanced_weights(dict(zip(classes, config["classes"]["train_pixels"], strict=True)))
+            if training.balance
+            else np.ones(len(classes), np.float32)
+        )
+        stream = {**common, "labels": labels, "classes": classes, "holdout": training.holdout}
+
+        def train(epoch):
+            return ((x, y, weights[y]) for x, y in pixel_batches(**stream, epoch=epoch))
+
+        def validation():
+            batches = pixel_batches(**stream, part="holdout")
+            return ((x, y, np.ones(len(y), np.float32)) for x, y in batches)
+
+        signature = (x_spec, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32))
+        if training.holdout == 0:
+            validation = None
+    history = fit(
+        model,
+        train,
+        signature,
+        folder,
+        training.epochs,
+        initial_epoch,
+        validation,
+        training.save_epochs,
+        training.patience,
+        training.tensorboard,
+        verbose,
+    )
+    config["epochs_done"] = initial_epoch + len(history["loss"])
+    if "val_accuracy" in history:
+        accuracy = history["val_accuracy"]
+        config["best_epoch"] = initial_epoch + int(np.argmax(accuracy)) + 1
+        config["validation_accuracy"] = float(np.max(accuracy))
+    save_model(folder / MODEL, model)
+    save_config(folder, config)
+    return SpectralModel(model, config, folder)
