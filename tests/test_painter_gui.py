@@ -32,7 +32,8 @@ from dltools.doodle.painter import (
     render_strokes,
 )
 from dltools.errors import DltoolsError
-from dltools.io.images import read_image
+from dltools.io.images import read_image, write_image
+from dltools.io.results import read_result
 
 ESC = 27
 
@@ -157,6 +158,7 @@ def test_bad_arguments_are_refused_before_any_window_opens(kwargs, message):
 
 # -- real windows under Xvfb -----------------------------------------------------------------
 
+REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60  # seconds; generous, CI has 2 busy cores
 NAMES = ["water", "sand"]
 HEIGHT, WIDTH = 200, 300
@@ -238,6 +240,23 @@ class Driver:
             [sys.executable, *args], env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
 
+    def start_labeller(self) -> None:
+        """Run the real step-2 command line (label_1image_crf.py) on the image, painting at
+        full scale in one window; the CRF runs after the last class."""
+        image = np.load(self.folder / "image.npy")
+        write_image(self.folder / "img.png", image)
+        (self.folder / "labels.txt").write_text("\n".join(NAMES) + "\n")
+        (self.folder / "colors.txt").write_text("b\ny\n")
+        script = REPO / "create_groundtruth" / "label_1image_crf.py"
+        args = ["-i", "img.png", "-l", "labels.txt", "-c", "colors.txt", "-s", "1", "-w", "300"]
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), *args, "--workers", "1"],
+            cwd=self.folder,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
     def xdo(self, *args: str, check: bool = True) -> str:
         command = ["xdotool", *args]
         try:
@@ -285,6 +304,8 @@ class Driver:
 
     def finish(self) -> np.ndarray:
         assert self.proc.wait(timeout=TIMEOUT) == 0, self.logs()
+        if (mat := self.folder / "img_mres.mat").exists():  # the labeller ran
+            return read_result(mat).sparse
         return np.load(self.result)
 
     def logs(self) -> str:
@@ -363,8 +384,8 @@ SAND = [(30, 100), (270, 115)]
 
 @pytest.mark.gui
 @pytest.mark.slow
-def test_painting_two_classes_with_undo(session):
-    session.start()
+def test_painting_two_classes_with_undo_in_the_labeller(session):
+    session.start_labeller()
     session.wait_for_class("water", 1)
     session.drag(WATER)
     session.drag(UNDONE)
@@ -379,7 +400,9 @@ def test_painting_two_classes_with_undo(session):
     result = session.finish()
 
     assert result.shape == (HEIGHT, WIDTH) and result.dtype == np.uint8
-    assert (session.saved() == result).all()  # the file on disk is the result
+    assert (session.saved() == result).all()  # the autosaved doodles hold the mat's `sparse`
+    dense = read_result(session.folder / "img_mres.mat").class_map
+    assert (dense[band(WATER, 0)] == 0).all() and (dense[band(SAND, 0)] == 1).all()
     inner = BRUSH - 2  # the brush covers +-5 px around the path; test +-3
     assert (result[band(WATER, inner)] == 1).all()  # continuous along the whole drag
     assert (result[band(SAND, inner)] == 2).all()

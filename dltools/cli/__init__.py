@@ -14,6 +14,11 @@ import sys
 STEPS: dict[str, tuple[str, str]] = {
     "split": ("split", "step 1: split a folder of images into train/ and test/"),
     "cp-mat": ("cp_mat", "step 1: copy <name>_mres.mat files next to their images in train/test"),
+    "label": ("label", "step 2: paint strokes; a dense CRF fills in the label image"),
+    "retile": ("retile", "step 3: cut labelled images into a library of pure class tiles"),
+    "retrain": ("retrain", "step 4: train a tile classifier (TF-Hub module or from scratch)"),
+    "eval-tiles": ("eval_tiles", "step 5: score a tile classifier on class folders of tiles"),
+    "spectral": ("spectral", "autoencoders and 1-D CNN pixel classifiers for spectral cubes"),
 }
 
 

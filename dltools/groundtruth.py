@@ -1,0 +1,161 @@
+"""Step 2: a dense label image from sparse strokes, and the files that hold it.
+
+Array conventions: ``sparse`` (H, W) uint8, 0 = no stroke, k = class k (1-based);
+``class_map`` (H, W) uint8, 0-based classes, :data:`dltools.crf.NODATA` where the image has
+nodata (-1 in the ``.mat`` file's ``class``);
+``preds`` (h, w, K) float32 CRF posteriors at the working scale.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dltools.crf import NODATA, CRFParams
+from dltools.errors import DltoolsError
+from dltools.figures import groundtruth_figure, save_figure
+from dltools.io.geo import write_raster
+from dltools.io.images import write_image
+from dltools.io.outputs import atomic_path
+from dltools.io.results import NODATA as MAT_NODATA
+from dltools.io.results import LabelResult, write_result
+
+
+@dataclass(frozen=True)
+class GroundTruthPaths:
+    """Every file step 2 writes for one image (``None``: not written for this run)."""
+
+    doodles: Path
+    mat: Path
+    figure: Path
+    label_png: Path
+    report: Path
+    geotiff: Path | None = None
+    confidence: Path | None = None
+
+    def outputs(self) -> list[Path]:
+        """The result files (not the doodles, which are the input being painted)."""
+        paths = [self.mat, self.figure, self.label_png, self.report, self.geotiff, self.confidence]
+        return [p for p in paths if p is not None]
+
+
+def groundtruth_paths(
+    image_path: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    geotiff: bool = False,
+    confidence: bool = False,
+) -> GroundTruthPaths:
+    """Output names for ``image_path``: ``<name>_mres.mat`` etc. in ``out_dir`` or beside it."""
+    image_path = Path(image_path)
+    folder = Path(out_dir) if out_dir is not None else image_path.parent
+    base = folder / image_path.stem
+    confidence_suffix = ".tif" if geotiff else ".png"
+    return GroundTruthPaths(
+        doodles=Path(f"{base}_doodles.png"),
+        mat=Path(f"{base}_mres.mat"),
+        figure=Path(f"{base}_mres.png"),
+        label_png=Path(f"{base}_mres_label.png"),
+        report=Path(f"{base}_report.txt"),
+        geotiff=Path(f"{base}_mres_geo.tif") if geotiff else None,
+        confidence=Path(f"{base}_mres_confidence{confidence_suffix}") if confidence else None,
+    )
+
+
+def class_fractions(class_map: np.ndarray, n_classes: int) -> np.ndarray:
+    """(K,) float64: the fraction of valid (not nodata) pixels in each class."""
+    counts = np.bincount(class_map.ravel(), minlength=NODATA + 1)[:n_classes]
+    return counts / max(int(counts.sum()), 1)
+
+
+def confidence_map(preds: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32: the largest posterior of each pixel, upsampled from the working scale.
+
+    Nodata pixels (all posteriors 0) do not pull their neighbours' confidence down: the
+    interpolation is normalised by the interpolated share of valid pixels.
+    """
+    size = (shape[1], shape[0])
+    best = cv2.resize(preds.max(axis=2).astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    valid = (preds.sum(axis=2) > 0).astype(np.float32)
+    weight = cv2.resize(valid, size, interpolation=cv2.INTER_LINEAR)
+    return np.clip(best / np.maximum(weight, 1e-6), 0.0, 1.0)
+
+
+@dataclass
+class GroundTruth:
+    """One labelled image, ready to be written."""
+
+    image_path: Path
+    image: np.ndarray  # (H, W, C)
+    sparse: np.ndarray  # (H, W) uint8
+    class_map: np.ndarray  # (H, W) uint8
+    preds: np.ndarray  # (h, w, K) float32
+    class_names: Sequence[str]
+    colors: np.ndarray  # (K, 3) uint8
+    params: CRFParams
+    scale: float
+    profile: dict | None = None  # rasterio profile of a GeoTIFF input
+    seconds: dict[str, float] = field(default_factory=dict)  # "painting", "computing"
+
+
+def report_text(gt: GroundTruth) -> str:
+    """The human-readable summary written to ``<name>_report.txt``."""
+    height, width = gt.class_map.shape
+    nodata = int((gt.class_map == NODATA).sum())
+    lines = [
+        f"image: {gt.image_path}",
+        f"size: {width} x {height} pixels ({height * width} pixels, {nodata} nodata)",
+        f"working scale: {gt.scale}",
+        "CRF: " + ", ".join(f"{k}={v}" for k, v in vars(gt.params).items()),
+        "class fractions (of valid pixels):",
+    ]
+    fractions = class_fractions(gt.class_map, len(gt.class_names))
+    width_names = max(len(name) for name in gt.class_names)
+    lines += [
+        f"  {name:<{width_names}}  {fraction:.4f}"
+        for name, fraction in zip(gt.class_names, fractions, strict=True)
+    ]
+    for activity in ("painting", "computing"):
+        lines.append(f"minutes {activity}: {gt.seconds.get(activity, 0.0) / 60:.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def write_groundtruth(gt: GroundTruth, paths: GroundTruthPaths) -> None:
+    """Write every output of ``paths`` for ``gt``; each file appears whole or not at all."""
+    n_classes = len(gt.class_names)
+    valid = gt.class_map != NODATA
+    class_index = gt.class_map.astype(np.int16)
+    class_index[~valid] = MAT_NODATA
+    write_result(
+        paths.mat,
+        LabelResult(
+            class_map=class_index,
+            labels=list(gt.class_names),
+            sparse=gt.sparse,
+            preds=gt.preds.astype(np.float16),
+        ),
+    )
+    label_values = np.where(valid, gt.class_map.astype(np.uint16) + 1, 0)
+    label_values = label_values.astype(np.uint8 if n_classes < 255 else np.uint16)
+    write_image(paths.label_png, label_values)
+    fig = groundtruth_figure(
+        gt.image, gt.sparse, gt.class_map, gt.class_names, gt.colors, title=gt.image_path.name
+    )
+    save_figure(fig, paths.figure)
+    if paths.geotiff is not None:
+        if gt.profile is None:
+            raise DltoolsError(f"{gt.image_path} is not georeferenced: no GeoTIFF output possible")
+        write_raster(paths.geotiff, label_values, like=gt.profile, nodata=0)
+    if paths.confidence is not None:
+        confidence = confidence_map(gt.preds, gt.class_map.shape)
+        confidence[~valid] = np.nan if gt.profile is not None else 0.0
+        if gt.profile is not None:
+            write_raster(paths.confidence, confidence, like=gt.profile, nodata=np.nan)
+        else:
+            write_image(paths.confidence, np.round(confidence * 255).astype(np.uint8))
+    with atomic_path(paths.report) as tmp:
+        tmp.write_text(report_text(gt))

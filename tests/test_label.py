@@ -1,0 +1,160 @@
+"""Step 2 end to end: replaying strokes through the command line on the demo data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from dltools.cli.label import main, main_geotiff
+from dltools.io.images import read_image, write_image
+from dltools.io.labels import read_labels
+from dltools.io.results import read_result
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "demo_data"
+PHOTO = DEMO / "images" / "coast_01.jpg"
+TRUTH = DEMO / "labels" / "coast_01_label.png"
+DOODLES = DEMO / "doodles" / "coast_01_doodles.png"
+ORTHO = DEMO / "geotiff" / "coast_ortho.tif"
+CLASSES = ["-l", str(DEMO / "labels.txt"), "-c", str(DEMO / "colors.txt")]
+NAMES = read_labels(DEMO / "labels.txt")
+
+
+def label_photo(out_dir: Path, *extra: str, doodles: Path = DOODLES, image: Path = PHOTO) -> int:
+    args = ["-i", str(image), *CLASSES, "--doodles", str(doodles), "--out-dir", str(out_dir)]
+    return main([*args, *extra])
+
+
+@pytest.fixture(scope="module")
+def photo_outputs(tmp_path_factory) -> Path:
+    out_dir = tmp_path_factory.mktemp("photo")
+    assert label_photo(out_dir, "--confidence") == 0
+    return out_dir
+
+
+def test_replayed_strokes_give_a_dense_label_image_close_to_the_truth(photo_outputs: Path) -> None:
+    result = read_result(photo_outputs / "coast_01_mres.mat")
+    truth = read_image(TRUTH)[..., 0].astype(int) - 1
+    doodles = read_image(DOODLES)[..., 0]
+    assert result.labels == NAMES
+    assert result.class_map.shape == truth.shape
+    np.testing.assert_array_equal(result.sparse, doodles)  # `sparse` holds the strokes as given
+    agreement = np.mean(result.class_map == truth)
+    assert agreement > 0.9, f"CRF labels agree with the truth on only {agreement:.3f} of pixels"
+    height, width = truth.shape
+    assert result.preds.shape == (round(height * 0.2), round(width * 0.2), len(NAMES))
+    np.testing.assert_allclose(result.preds.sum(axis=2), 1.0, atol=0.02)
+    label_png = read_image(photo_outputs / "coast_01_mres_label.png")[..., 0]
+    np.testing.assert_array_equal(label_png, result.class_map + 1)
+
+
+def test_figure_report_and_confidence_are_written(photo_outputs: Path) -> None:
+    figure = read_image(photo_outputs / "coast_01_mres.png")
+    assert figure.shape[1] > 1000 and figure.std() > 10  # three panels, not a blank canvas
+    report = (photo_outputs / "coast_01_report.txt").read_text()
+    assert "coast_01.jpg" in report and "768 x 512 pixels" in report
+    fractions = [float(line.split()[-1]) for line in report.splitlines() if line.startswith("  ")]
+    assert len(fractions) == len(NAMES) and sum(fractions) == pytest.approx(1.0, abs=1e-3)
+    assert "minutes painting: 0.00" in report and "minutes computing:" in report
+    confidence = read_image(photo_outputs / "coast_01_mres_confidence.png")[..., 0]
+    assert confidence.shape == (512, 768) and confidence.min() >= 255 // len(NAMES)
+    assert not list(photo_outputs.glob(".*"))  # no temporary files left behind
+
+
+def test_outputs_are_never_silently_overwritten(photo_outputs: Path, capsys) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in photo_outputs.iterdir()}
+    assert label_photo(photo_outputs) == 2
+    assert "--force" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in photo_outputs.iterdir()} == before
+
+
+def test_a_labelling_reruns_from_its_mat_with_other_crf_settings(photo_outputs, tmp_path) -> None:
+    mat = photo_outputs / "coast_01_mres.mat"
+    assert label_photo(tmp_path, "--theta", "20", "--iters", "5", doodles=mat) == 0
+    first, again = read_result(mat), read_result(tmp_path / "coast_01_mres.mat")
+    np.testing.assert_array_equal(again.sparse, first.sparse)
+    assert "theta=20.0" in (tmp_path / "coast_01_report.txt").read_text()
+
+
+def test_geotiff_in_geotiff_out_with_strokes_from_geojson(tmp_path: Path) -> None:
+    script = REPO / "create_groundtruth" / "label_1geotiff_crf.py"
+    geojson = DEMO / "doodles" / "coast_ortho_doodles.geojson"
+    args = ["-i", str(ORTHO), *CLASSES, "-s", "0.5", "--doodles", str(geojson)]
+    done = subprocess.run(
+        [sys.executable, str(script), *args, "--out-dir", str(tmp_path), "--confidence"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    with rasterio.open(ORTHO) as src, rasterio.open(tmp_path / "coast_ortho_mres_geo.tif") as dst:
+        assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
+        assert dst.nodata == 0 and dst.count == 1
+        labels, valid = dst.read(1), src.dataset_mask() > 0
+    with rasterio.open(DEMO / "geotiff" / "coast_ortho_label.tif") as truth_src:
+        truth = truth_src.read(1)
+    assert (labels[~valid] == 0).all() and (labels[valid] > 0).all()
+    agreement = np.mean(labels[valid] == truth[valid])
+    assert agreement > 0.9, f"GeoTIFF labels agree with the truth on only {agreement:.3f}"
+    with rasterio.open(tmp_path / "coast_ortho_mres_confidence.tif") as conf:
+        confidence = conf.read(1)
+        assert conf.crs == src.crs and conf.dtypes[0] == "float32"
+    assert np.isnan(confidence[~valid]).all()
+    assert confidence[valid].min() >= 1 / len(NAMES) - 0.01  # no sag at the footprint's edge
+    result = read_result(tmp_path / "coast_ortho_mres.mat")
+    assert (result.class_map[~valid] == -1).all()
+
+
+def test_label_1geotiff_refuses_a_plain_photo(tmp_path: Path, capsys) -> None:
+    args = ["-i", str(PHOTO), *CLASSES, "--doodles", str(DOODLES), "--out-dir", str(tmp_path)]
+    assert main_geotiff(args) == 2
+    assert "georeferencing" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def write_doodles(path: Path, sparse: np.ndarray) -> Path:
+    write_image(path, sparse.astype(np.uint8))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("colours_mismatch", "colo"),
+        ("wrong_aspect", "aspect"),
+        ("unknown_class", "7"),
+        ("corrupt_image", "coast_01.jpg"),
+        ("missing_image", "not found"),
+        ("no_strokes", "no strokes"),
+    ],
+)
+def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, capsys, case, message) -> None:
+    out_dir = tmp_path / "out"
+    image, doodles, classes = PHOTO, DOODLES, CLASSES
+    if case == "colours_mismatch":
+        colors = tmp_path / "colors.txt"
+        colors.write_text("b\nw\ny\n")
+        classes = ["-l", str(DEMO / "labels.txt"), "-c", str(colors)]
+    elif case == "wrong_aspect":
+        doodles = write_doodles(tmp_path / "d.png", read_image(DOODLES)[:200, :, 0])
+    elif case == "unknown_class":
+        sparse = read_image(DOODLES)[..., 0].copy()
+        sparse[10:20, 10:20] = 7
+        doodles = write_doodles(tmp_path / "d.png", sparse)
+    elif case == "corrupt_image":
+        image = tmp_path / "coast_01.jpg"
+        image.write_bytes(PHOTO.read_bytes()[:5000])
+    elif case == "missing_image":
+        image = tmp_path / "nothing_here.jpg"
+    elif case == "no_strokes":
+        doodles = write_doodles(tmp_path / "d.png", np.zeros((512, 768)))
+    args = ["-i", str(image), *classes, "--doodles", str(doodles), "--out-dir", str(out_dir)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err
+    assert not out_dir.exists() or not list(out_dir.iterdir())
