@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make demo`: the pipeline, step by step, on demo_data/. Outputs go to demo_out/ (made anew).
+# Usage: bash demo_data/run_demo.sh [PYTHON] [OUT_DIR]
+set -euo pipefail
+PY=${1:-.venv/bin/python}
+OUT=${2:-demo_out}
+DEMO=demo_data
+dl() { "$PY" -m dltools "$@"; }
+step() { printf '\n== %s\n' "$*"; }
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+step "step 1: split the demo photos into train/ and test/"
+cp -r "$DEMO/images" "$OUT/images"
+dl split -i "$OUT/images" -p 0.75 --seed 0
+
+step "step 2: dense labels from the shipped strokes (photo, then GeoTIFF with GeoJSON strokes)"
+"$PY" create_groundtruth/label_1image_crf.py -i "$DEMO/images/coast_01.jpg" \
+    -l "$DEMO/labels.txt" -c "$DEMO/colors.txt" \
+    --doodles "$DEMO/doodles/coast_01_doodles.png" --out-dir "$OUT/groundtruth"
+"$PY" create_groundtruth/label_1geotiff_crf.py -i "$DEMO/geotiff/coast_ortho.tif" \
+    -l "$DEMO/labels.txt" -c "$DEMO/colors.txt" -s 0.5 --confidence \
+    --doodles "$DEMO/doodles/coast_ortho_doodles.geojson" --out-dir "$OUT/groundtruth"
+
+step "step 3: class-pure 64-px tiles from the labelled photos (label PNGs in demo_data/labels)"
+for part in train test; do
+    "$PY" create_library/retile.py -i "$OUT/$part" --label-dir "$DEMO/labels" \
+        -l "$DEMO/labels.txt" -t 64 -a 0.9
+done
+
+step "step 4: train a small tile CNN from scratch (no download; see the README for TF-Hub modules)"
+"$PY" train_dcnn_tfhub/retrain.py --image_dir "$OUT/train/tile_64" --tfhub_module scratch \
+    --how_many_training_steps 200 --train_batch_size 32 --eval_step_interval 50 --flip_left_right \
+    --output_graph "$OUT/tile_model" --output_labels "$OUT/tile_labels.txt" \
+    --summaries_dir "$OUT/summaries" --seed 0
+
+step "step 5: score the tile model on the test photos' tiles"
+"$PY" eval_imrecog/test_class_tiles.py -i "$OUT/test/tile_64" -l "$OUT/tile_labels.txt" \
+    -m "$OUT/tile_model" -n 100 -o "$OUT"
+
+step "done: outputs in $OUT/"
