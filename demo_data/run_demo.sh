@@ -39,4 +39,20 @@ step "step 5: score the tile model on the test photos' tiles"
 "$PY" eval_imrecog/test_class_tiles.py -i "$OUT/test/tile_64" -l "$OUT/tile_labels.txt" \
     -m "$OUT/tile_model" -n 100 -o "$OUT"
 
+step "steps 6-7: segment the test photos (tile CNN + per-image MLP; the CRF; the raw tile map), score them"
+# colours come from labeldefs.txt, matched by name to the model's classes; the demo model has no
+# foam or road tiles, so --allow-missing scores those manual classes as errors instead of stopping
+for refine in mlp none; do
+    dl segment "$OUT/test" -m "$OUT/tile_model" -l "$OUT/tile_labels.txt" -c "$DEMO/labeldefs.txt" \
+        -t 64 --refine "$refine" --out-dir "$OUT/segment_$refine"
+done
+for image in "$OUT"/test/*.jpg; do   # the original script: positional arguments
+    "$PY" semseg_crf/semseg_cnn_crf.py "$image" "$OUT/tile_model" "$OUT/tile_labels.txt" \
+        "$DEMO/labeldefs.txt" 64 0.5 0.5 1 0.25 --refine crf --out-dir "$OUT/segment_crf"
+done
+for refine in mlp crf none; do
+    "$PY" eval_semseg/test_pixels.py -i "$OUT/segment_$refine" --true-dir "$DEMO/labels" \
+        --true-glob '*_label.png' -l "$DEMO/labels.txt" --allow-missing
+done
+
 step "done: outputs in $OUT/"

@@ -207,3 +207,70 @@ def class_map_figure(
         ax.set_title(title)
     class_legend(fig, [*class_names, "unknown / nodata"], np.vstack([colors, [[0, 0, 0]]]))
     return fig
+
+
+def segmentation_figure(
+    image: np.ndarray,
+    tile_classes: np.ndarray,
+    tile_confidence: np.ndarray,
+    class_map: np.ndarray,
+    class_names: Sequence[str],
+    colors: np.ndarray,
+    title: str = "",
+) -> Figure:
+    """Three panels: the image; its tile classes shaded by their probability; the refined labels.
+
+    image: (h, w, 3) uint8 RGB; tile_classes: (h, w) int, class + 1 of each pixel's tile,
+    0 = none (not classified or below the threshold, left unshaded); tile_confidence: (h, w)
+    float, the tile's top probability (the opacity of its colour); class_map: (h, w) 0-based,
+    values >= len(class_names) (nodata) not drawn; colors: (K, 3) uint8 RGB.
+    """
+    rgb = shrink(image)
+    size = (rgb.shape[1], rgb.shape[0])
+    tiles = cv2.resize(np.asarray(tile_classes, np.uint16), size, interpolation=cv2.INTER_NEAREST)
+    alpha = cv2.resize(
+        np.asarray(tile_confidence, np.float32), size, interpolation=cv2.INTER_NEAREST
+    )
+    alpha = np.where(tiles > 0, np.clip(alpha, 0, 1), 0)[..., None]
+    lut = np.vstack([np.zeros((1, 3)), np.asarray(colors, float)])
+    shaded = np.round((1 - alpha) * rgb + alpha * lut[tiles]).astype(np.uint8)
+    labels = cv2.resize(np.asarray(class_map, np.uint16), size, interpolation=cv2.INTER_NEAREST)
+    labels += 1
+    labels[labels > len(class_names)] = 0
+    panels = [
+        ("image", rgb),
+        ("tile classes (opacity = probability)", shaded),
+        ("refined labels", overlay(rgb, labels, colors)),
+    ]
+    height, width = rgb.shape[:2]
+    fig = Figure(figsize=(4.5 * len(panels), 4.5 * height / width + 1.0), layout="constrained")
+    for i, (name, picture) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.imshow(picture)
+        ax.set_title(name)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    class_legend(fig, class_names, colors)
+    return fig
+
+
+def f1_distribution_figure(f1_by_class: dict[str, Sequence[float]], title: str = "") -> Figure:
+    """Box plots (with every value as a dot) of per-class F1 scores over images.
+
+    ``f1_by_class``: class name -> the F1 of that class in each image where it occurs.
+    """
+    names = [name for name, values in f1_by_class.items() if len(values)]
+    fig = Figure(figsize=(2.0 + 0.8 * max(len(names), 1), 4.0), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    if names:
+        values = [np.asarray(f1_by_class[name], float) for name in names]
+        ax.boxplot(values, tick_labels=names, showfliers=False)
+        rng = np.random.default_rng(0)
+        for i, v in enumerate(values, start=1):
+            ax.plot(i + rng.uniform(-0.12, 0.12, len(v)), v, "o", color="tab:blue", alpha=0.6)
+        ax.tick_params(axis="x", labelrotation=45)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("F1 per image")
+    ax.set_title(title or "per-class F1 over images")
+    return fig

@@ -123,3 +123,55 @@ def scores_from_confusion(confusion: np.ndarray, class_names: Sequence[str]) -> 
 def score(true: np.ndarray, pred: np.ndarray, class_names: Sequence[str]) -> Scores:
     """:class:`Scores` of integer labels (indices into ``class_names``; true < 0 ignored)."""
     return scores_from_confusion(confusion_matrix(true, pred, len(class_names)), class_names)
+
+
+# --- pixel scores (step 7) -----------------------------------------------------------------
+
+
+def iou_from_confusion(confusion: np.ndarray) -> np.ndarray:
+    """(K,) intersection over union of each class: hits / (true + predicted - hits); 0 where a
+    class neither occurs nor is predicted."""
+    cm = np.asarray(confusion, dtype=float)
+    hits = np.diag(cm)
+    return _ratio(hits, cm.sum(axis=1) + cm.sum(axis=0) - hits)
+
+
+def mean_iou(confusion: np.ndarray) -> float:
+    """Mean IoU over the classes that occur in the truth or the predictions (0 if none do)."""
+    cm = np.asarray(confusion)
+    present = (cm.sum(axis=1) > 0) | (cm.sum(axis=0) > 0)
+    return float(iou_from_confusion(cm)[present].mean()) if present.any() else 0.0
+
+
+def weighted_f1(scores: Scores) -> float:
+    """F1 averaged over the classes weighted by their support (pixel-weighted F1; scikit-learn's
+    ``average="weighted"``)."""
+    total = scores.support.sum()
+    return float((scores.f1 * scores.support).sum() / total) if total else 0.0
+
+
+def cohen_kappa(confusion: np.ndarray) -> float:
+    """Cohen's kappa of a (K, K) confusion matrix: agreement beyond chance, 1 = perfect.
+
+    0 when chance agreement is already total (one class everywhere on both sides).
+    """
+    cm = np.asarray(confusion, dtype=float)
+    total = cm.sum()
+    if not total:
+        return 0.0
+    observed = np.trace(cm) / total
+    expected = float(cm.sum(axis=1) @ cm.sum(axis=0)) / total**2
+    return float((observed - expected) / (1 - expected)) if expected < 1 else 0.0
+
+
+def pixel_summary(scores: Scores) -> dict:
+    """JSON-ready overall pixel scores of ``scores``: accuracy, macro and pixel-weighted F1,
+    mean IoU, Cohen's kappa and the number of pixels."""
+    return {
+        "accuracy": scores.accuracy,
+        "macro_f1": scores.macro_f1,
+        "weighted_f1": weighted_f1(scores),
+        "mean_iou": mean_iou(scores.confusion),
+        "kappa": cohen_kappa(scores.confusion),
+        "pixels": int(scores.support.sum()),
+    }

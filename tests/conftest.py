@@ -13,3 +13,37 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"../shared not found: the real reference data is expected at {SHARED}")
     return SHARED
+
+
+STMARG_HELD_OUT = ("26818", "26836", "27113")  # the last 3 frames by name: never trained on
+
+
+@pytest.fixture(scope="session")
+def stmarg(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The St Margaret's frames split by image, tiled once per session (96 px, purity 0.9).
+
+    ``ROOT/train`` and ``ROOT/test`` link the 7 training and 3 held-out image/label pairs;
+    keys: ``train`` / ``test`` (their tile libraries ``ROOT/<part>/tile_96``), ``labels``
+    (water, sediment, vegetation = label values 1, 2, 3) and ``bottlenecks`` (a cache folder
+    shared by every model trained on them).
+    """
+    from dltools.cli import main as dltools_main
+    from dltools.io.labels import write_labels
+
+    source = shared_dir / "data" / "stmarg" / "train"
+    root = tmp_path_factory.mktemp("stmarg")
+    labels = root / "labels.txt"
+    write_labels(labels, ["water", "sediment", "vegetation"])
+    libraries = {"labels": labels, "bottlenecks": root / "bottlenecks"}
+    for part in ("train", "test"):
+        folder = root / part
+        folder.mkdir()
+        for image in sorted(source.glob("StMarg_*.jpg")):
+            number = image.stem.split("_")[1]
+            if (number in STMARG_HELD_OUT) == (part == "test"):
+                for file in (image, source / f"SCLS_StMarg{number}.tif"):
+                    (folder / file.name).symlink_to(file)
+        args = ["retile", "-i", folder, "-l", labels, "-t", 96, "-a", 0.9, "-o", folder]
+        assert dltools_main([str(a) for a in args]) == 0
+        libraries[part] = folder / "tile_96"
+    return libraries

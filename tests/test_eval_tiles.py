@@ -4,7 +4,8 @@ Evidence: the ten St Margaret's frames of ../shared/data/stmarg/train, split by 
 seven by name train, the last three (26818, 26836, 27113) are held out. All are cut into 96-px
 tiles at purity 0.9 (retile), classifiers are trained on the seven (retrain, shared MobileNetV2,
 features at 96 px, 1000 steps, gradient descent at 0.01), and every tile of the three held-out
-frames is scored (eval-tiles). Sediment is the rare class (3% of the tiles).
+frames is scored (eval-tiles). Sediment is the rare class (3% of the tiles). The tile
+libraries come from the session fixture ``stmarg`` (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from dltools.tiles import find_labelled_images, retile
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo_data"
 HELD_OUT = ("26818", "26836", "27113")
-STMARG_CLASSES = ["water", "sediment", "vegetation"]  # label values 1, 2, 3
 COMMON = ["--image_size", "96", "--how_many_training_steps", "1000", "--learning_rate", "0.01"]
 FINE_TUNE = ["--fine_tune_layers", "10", "--fine_tune_steps", "150"]
 SETTINGS = {
@@ -35,28 +35,6 @@ SETTINGS = {
 
 def run_cli(*args: str) -> None:
     assert dltools_main([str(a) for a in args]) == 0
-
-
-@pytest.fixture(scope="module")
-def stmarg(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tile libraries of the 7 training and 3 held-out frames (tiled once per session)."""
-    source = shared_dir / "data" / "stmarg" / "train"
-    root = tmp_path_factory.mktemp("stmarg")
-    labels = root / "labels.txt"
-    write_labels(labels, STMARG_CLASSES)
-    libraries = {}
-    for part in ("train", "test"):
-        folder = root / part
-        folder.mkdir()
-        for image in sorted(source.glob("StMarg_*.jpg")):
-            number = image.stem.split("_")[1]
-            if (number in HELD_OUT) == (part == "test"):
-                for file in (image, source / f"SCLS_StMarg{number}.tif"):
-                    (folder / file.name).symlink_to(file)
-        run_cli("retile", "-i", folder, "-l", labels, "-t", 96, "-a", 0.9, "-o", root / part)
-        libraries[part] = root / part / "tile_96"
-    libraries["bottlenecks"] = root / "bottlenecks"
-    return libraries
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ STEPS: dict[str, tuple[str, str]] = {
     "retile": ("retile", "step 3: cut labelled images into a library of pure class tiles"),
     "retrain": ("retrain", "step 4: train a tile classifier (TF-Hub module or from scratch)"),
     "eval-tiles": ("eval_tiles", "step 5: score a tile classifier on class folders of tiles"),
+    "segment": ("segment", "step 6: tile classifier + CRF / per-image MLP / RF -> pixel labels"),
+    "eval-pixels": ("eval_pixels", "step 7: score pixel labels against manual labels"),
     "spectral": ("spectral", "autoencoders and 1-D CNN pixel classifiers for spectral cubes"),
 }
 

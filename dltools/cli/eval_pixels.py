@@ -1,0 +1,133 @@
+"""``dltools eval-pixels`` / ``eval_semseg/test_pixels.py``: step 7, score pixel labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dltools.cli._common import add_force, reports_errors
+from dltools.evaluate_pixels import POOLED, PRED_GLOB, TRUE_GLOB
+from dltools.io.labels import read_labels
+from dltools.io.outputs import atomic_path, ensure_new
+
+METRICS = "pixel_metrics.csv"
+SUMMARY = "pixel_summary.json"
+F1_FIGURE = "pixel_f1.png"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dltools eval-pixels",
+        description=(
+            "Score automatic labels against manual ones, pixel by pixel (step 7). Each "
+            f"prediction ({PRED_GLOB} in DIR by default) is paired by name with its manual label "
+            f"({TRUE_GLOB} by default): X_ares_96.mat <- X_mres.mat, SCLS_X.tif or X_label.png. "
+            "Classes are matched by name; pixels unlabelled in the manual label are left out. "
+            "Prints per-image and pooled scores (per-class precision, recall, F1, IoU, support; "
+            "accuracy, macro and pixel-weighted F1, mean IoU, Cohen's kappa) and writes "
+            f"{METRICS} (one row per image and class), {SUMMARY}, <prediction>_cm.png per "
+            f"image and {F1_FIGURE}."
+        ),
+    )
+    parser.add_argument(
+        "-i", "--input", dest="pred_dir", required=True, metavar="DIR", help="the predictions"
+    )
+    parser.add_argument(
+        "-o", "--out-dir", metavar="REPORT_DIR", help="where reports go (default: DIR)"
+    )
+    parser.add_argument(
+        "--true-dir", metavar="DIR", help="folder of the manual labels (default: DIR)"
+    )
+    parser.add_argument(
+        "--pred-glob",
+        default=PRED_GLOB,
+        help="prediction files: *_ares*.mat, or label rasters such as '*_ares_96.tif' "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--true-glob",
+        default=TRUE_GLOB,
+        help="manual label files: *_mres*.mat, or label rasters such as 'SCLS_*.tif' "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "-l",
+        "--labels",
+        metavar="TXT",
+        help="class names of files that store none: label rasters (value k = line k, "
+        "0 = unlabelled) and .mat files without 'labels'",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="score manual classes that the predictions do not know (e.g. a class the tile "
+        "model had no tiles for) as errors, instead of stopping: without it a class that occurs "
+        "on one side but is not named on the other is an error, to catch mismatched names",
+    )
+    add_force(parser)
+    return parser
+
+
+def _print_table(evaluation) -> None:
+    from dltools.metrics import iou_from_confusion, pixel_summary
+
+    head = f"{'image':<32} {'pixels':>10} {'accuracy':>9} {'macro F1':>9} {'pixel F1':>9}"
+    print(head + f" {'mIoU':>6} {'kappa':>6}")
+    rows = [(i.pred.stem, i.scores) for i in evaluation.images]
+    for name, scores in [*rows, (POOLED, evaluation.pooled)]:
+        s = pixel_summary(scores)
+        print(
+            f"{name:<32} {s['pixels']:>10} {s['accuracy']:>9.4f} {s['macro_f1']:>9.4f} "
+            f"{s['weighted_f1']:>9.4f} {s['mean_iou']:>6.3f} {s['kappa']:>6.3f}"
+        )
+    pooled = evaluation.pooled
+    iou = iou_from_confusion(pooled.confusion)
+    head = f"{'class':<20} {'precision':>9} {'recall':>7} {'F1':>6} {'IoU':>6} {'support':>10}"
+    print(f"\npooled {head}")
+    for k, name in enumerate(pooled.class_names):
+        print(
+            f"       {name:<20} {pooled.precision[k]:>9.3f} {pooled.recall[k]:>7.3f} "
+            f"{pooled.f1[k]:>6.3f} {iou[k]:>6.3f} {pooled.support[k]:>10}"
+        )
+
+
+@reports_errors
+def run(args: argparse.Namespace) -> None:
+    from dltools.evaluate_pixels import evaluate_pixels, find_pairs, write_metrics_csv
+    from dltools.figures import confusion_figure, f1_distribution_figure, save_figure
+
+    out = Path(args.out_dir or args.pred_dir)
+    pairs = find_pairs(args.pred_dir, args.true_dir, args.pred_glob, args.true_glob)
+    figures = {pred: out / f"{pred.stem}_cm.png" for pred, _ in pairs}
+    ensure_new([out / METRICS, out / SUMMARY, out / F1_FIGURE, *figures.values()], args.force)
+    labels = read_labels(args.labels) if args.labels else None
+    for pred, true in pairs:
+        print(f"{pred.name} <- {true.name}")
+    evaluation = evaluate_pixels(pairs, labels, args.allow_missing)
+    _print_table(evaluation)
+    for image in evaluation.images:
+        s = image.scores
+        present = (s.support > 0) | (s.confusion.sum(axis=0) > 0)
+        names = [name for name, keep in zip(s.class_names, present, strict=True) if keep]
+        fig = confusion_figure(s.confusion[present][:, present], names, title=image.pred.name)
+        fig.axes[0].set_ylabel("manual label (true class)")
+        fig.axes[0].set_xlabel("automatic label (predicted class)")
+        save_figure(fig, figures[image.pred])
+    f1 = {name: [] for name in evaluation.pooled.class_names}
+    for row in evaluation.rows():
+        if row["image"] != POOLED and row["support"]:
+            f1[row["class"]].append(row["f1"])
+    save_figure(
+        f1_distribution_figure(f1, title=f"per-class F1 over {len(pairs)} image(s)"),
+        out / F1_FIGURE,
+    )
+    write_metrics_csv(out / METRICS, evaluation)
+    with atomic_path(out / SUMMARY) as tmp:
+        tmp.write_text(json.dumps(evaluation.to_dict(), indent=1))
+    print(f"wrote {out / METRICS}, {out / SUMMARY}, {out / F1_FIGURE}")
+    print(f"wrote {len(figures)} confusion matrix figure(s) <prediction>_cm.png in {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))

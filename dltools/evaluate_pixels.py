@@ -1,0 +1,244 @@
+"""Step 7: score automatic pixel labels against manual ones, per image and pooled.
+
+Pairs are found by name: each prediction (by default the ``*_ares*.mat`` files of step 6)
+names its image (``X_ares_96.mat`` -> ``X``), which is paired with a manual label file (by
+default ``*_mres*.mat``; or label rasters such as ``SCLS_*.tif``, ``*_label.png``) by the one
+pairing rule of :mod:`dltools.io.pairs`. Label files are read by :class:`dltools.tiles.LabelMap`
+(value k = class k, 0 = unlabelled or nodata); classes are matched by name, so the two files
+may list them in different orders. Pixels unlabelled in the manual label (or without a
+prediction) are left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from dltools.errors import DltoolsError
+from dltools.io.geo import Window
+from dltools.io.outputs import atomic_path
+from dltools.io.pairs import pair_images_with_labels
+from dltools.metrics import (
+    Scores,
+    confusion_matrix,
+    iou_from_confusion,
+    pixel_summary,
+    scores_from_confusion,
+)
+from dltools.tiles import LabelMap
+
+PRED_GLOB = "*_ares*.mat"
+TRUE_GLOB = "*_mres*.mat"
+POOLED = "pooled"  # the image column of the pooled rows of the CSV
+CSV_COLUMNS = ["image", "class", "precision", "recall", "f1", "iou", "support", "predicted"]
+
+
+def image_name(path: str | os.PathLike) -> str:
+    """The image a result file was made from: its stem up to its last ``_ares`` / ``_mres``
+    (``X_ares_96.mat`` -> ``X``, ``X_mres_v2.mat`` -> ``X``); other files keep their stem."""
+    stem = Path(path).stem
+    found = re.match(r"(.+)_[am]res(?:_.*)?$", stem)
+    return found.group(1) if found else stem
+
+
+def _files(folder: Path, pattern: str) -> list[Path]:
+    if not folder.is_dir():
+        raise DltoolsError(f"{folder}: folder not found")
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
+
+
+def find_pairs(
+    pred_dir: str | os.PathLike,
+    true_dir: str | os.PathLike | None = None,
+    pred_glob: str = PRED_GLOB,
+    true_glob: str = TRUE_GLOB,
+) -> list[tuple[Path, Path]]:
+    """``(prediction, manual label)`` pairs: files of ``pred_dir`` matching ``pred_glob`` with
+    files of ``true_dir`` (default: ``pred_dir``) matching ``true_glob``.
+
+    A prediction without a manual label is a DltoolsError naming it.
+    """
+    pred_dir = Path(pred_dir)
+    true_dir = pred_dir if true_dir is None else Path(true_dir)
+    preds = _files(pred_dir, pred_glob)
+    if not preds:
+        raise DltoolsError(f"{pred_dir}: no predictions matching {pred_glob}")
+    own = {p.resolve() for p in preds}
+    truths = [p for p in _files(true_dir, true_glob) if p.resolve() not in own]
+    images = {pred: Path(f"{image_name(pred)}.image") for pred in preds}
+    pairs, unpaired = pair_images_with_labels(sorted(set(images.values())), truths)
+    if unpaired:
+        lacking = [pred.name for pred, image in images.items() if image in unpaired]
+        raise DltoolsError(
+            f"no manual label ({true_glob} in {true_dir}) for: {', '.join(lacking)}; a manual "
+            "label's name must contain the prediction's image name (X_ares_96.mat <- X_mres.mat, "
+            "SCLS_X.tif, X_label.png)"
+        )
+    truth_of = dict(pairs)
+    return [(pred, truth_of[images[pred]]) for pred in preds]
+
+
+def _has_names(path: Path) -> bool:
+    return path.suffix.lower() == ".mat" and any(
+        name == "labels" for name, *_ in scipy.io.whosmat(path)
+    )
+
+
+def read_labels_of(path: str | os.PathLike, labels: Sequence[str] | None) -> LabelMap:
+    """The :class:`LabelMap` of a result or label raster; ``labels`` name the classes of files
+    that store none (rasters, ``.mat`` without ``labels``)."""
+    path = Path(path)
+    return LabelMap(path, None if _has_names(path) else labels)
+
+
+def _values(label_map: LabelMap) -> np.ndarray:
+    height, width = label_map.shape
+    return label_map.read(Window(0, 0, width, height))
+
+
+def _check_names(occurring: set[str], named: Sequence[str], where: Path, other: Path) -> None:
+    missing = sorted(occurring - set(named))
+    if missing:
+        raise DltoolsError(
+            f"class(es) {', '.join(missing)} of {where} are not among the classes of {other} "
+            f"({', '.join(named)}); classes are matched by exact name"
+        )
+
+
+@dataclass
+class ImageScores:
+    """The scores of one prediction against its manual label."""
+
+    name: str
+    pred: Path
+    true: Path
+    scores: Scores
+    unpredicted: int  # labelled pixels without a prediction (left out)
+
+
+def pair_confusion(
+    pred: Path, true: Path, labels: Sequence[str] | None = None, allow_missing: bool = False
+) -> tuple[list[str], np.ndarray, int]:
+    """``(class names, confusion, unpredicted)`` of ``pred`` against ``true``, over the
+    prediction's classes (rows = manual label, columns = prediction).
+
+    ``unpredicted`` counts labelled pixels without a prediction (left out). Classes that occur
+    on one side but are not named on the other are a DltoolsError, unless ``allow_missing``:
+    then manual classes the prediction does not know are added to the class names (all their
+    pixels are errors).
+    """
+    p_map, t_map = read_labels_of(pred, labels), read_labels_of(true, labels)
+    if tuple(p_map.shape) != tuple(t_map.shape):
+        raise DltoolsError(
+            f"{pred} is {p_map.shape[0]} x {p_map.shape[1]} pixels but its manual label {true} "
+            f"is {t_map.shape[0]} x {t_map.shape[1]}"
+        )
+    p_values, t_values = _values(p_map), _values(t_map)
+    labelled = t_values > 0
+    scored = labelled & (p_values > 0)
+    t_values, p_values = t_values[scored] - 1, p_values[scored] - 1
+    t_names = [t_map.class_names[k] for k in np.unique(t_values)]
+    p_names = [p_map.class_names[k] for k in np.unique(p_values)]
+    names = list(p_map.class_names)
+    if allow_missing:
+        names += [name for name in t_names if name not in names]
+    else:
+        _check_names(set(t_names), names, true, pred)
+        _check_names(set(p_names), t_map.class_names, pred, true)
+    t_lut = np.array([names.index(n) if n in names else -1 for n in t_map.class_names])
+    cm = confusion_matrix(t_lut[t_values], p_values, len(names))
+    return names, cm, int(labelled.sum() - scored.sum())
+
+
+def embed_confusion(
+    confusion: np.ndarray, names: Sequence[str], all_names: Sequence[str]
+) -> np.ndarray:
+    """A (K, K) confusion over ``names`` placed in the (N, N) matrix over ``all_names``."""
+    index = [list(all_names).index(name) for name in names]
+    out = np.zeros((len(all_names), len(all_names)), np.int64)
+    out[np.ix_(index, index)] = confusion
+    return out
+
+
+@dataclass
+class PixelEvaluation:
+    """Per-image scores and the pooled scores (the sum of the images' confusion matrices)."""
+
+    images: list[ImageScores]
+    pooled: Scores
+
+    def rows(self) -> list[dict]:
+        """CSV rows: one per image and class that occurs in it (manual label or prediction),
+        then the pooled rows (image :data:`POOLED`)."""
+        out = []
+        tables = [(i.pred.stem, i.scores) for i in self.images] + [(POOLED, self.pooled)]
+        for image, s in tables:
+            iou = iou_from_confusion(s.confusion)
+            predicted = s.confusion.sum(axis=0)
+            for k, name in enumerate(s.class_names):
+                if s.support[k] or predicted[k]:
+                    scores = (s.precision[k], s.recall[k], s.f1[k], iou[k])
+                    counts = (int(s.support[k]), int(predicted[k]))
+                    row = [image, name, *map(float, scores), *counts]
+                    out.append(dict(zip(CSV_COLUMNS, row, strict=True)))
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-ready: pooled and per-image summaries with per-class tables and confusions."""
+
+        def table(s: Scores) -> dict:
+            full = s.to_dict()
+            for name, iou in zip(s.class_names, iou_from_confusion(s.confusion), strict=True):
+                full["per_class"][name]["iou"] = float(iou)
+            keep = ("per_class", "class_names", "confusion")
+            return pixel_summary(s) | {key: full[key] for key in keep}
+
+        images = {
+            i.pred.stem: table(i.scores)
+            | {"prediction": str(i.pred), "manual": str(i.true), "unpredicted": i.unpredicted}
+            for i in self.images
+        }
+        return {"pooled": table(self.pooled), "images": images}
+
+
+def evaluate_pixels(
+    pairs: Sequence[tuple[Path, Path]],
+    labels: Sequence[str] | None = None,
+    allow_missing: bool = False,
+) -> PixelEvaluation:
+    """Score every ``(prediction, manual label)`` pair and pool them (see
+    :func:`pair_confusion`). Scores are over the union of the classes, in the order first seen.
+    """
+    found = [
+        (pred, true, *pair_confusion(pred, true, labels, allow_missing)) for pred, true in pairs
+    ]
+    all_names: list[str] = []
+    for *_, names, _, _ in found:
+        all_names += [name for name in names if name not in all_names]
+    images = [
+        ImageScores(
+            image_name(pred),
+            pred,
+            true,
+            scores_from_confusion(embed_confusion(cm, names, all_names), all_names),
+            unpredicted,
+        )
+        for pred, true, names, cm, unpredicted in found
+    ]
+    pooled = sum((i.scores.confusion for i in images), np.zeros((len(all_names),) * 2, np.int64))
+    return PixelEvaluation(images, scores_from_confusion(pooled, all_names))
+
+
+def write_metrics_csv(path: str | os.PathLike, evaluation: PixelEvaluation) -> None:
+    """``pixel_metrics.csv``: :meth:`PixelEvaluation.rows`, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(evaluation.rows())

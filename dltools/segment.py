@@ -1,0 +1,494 @@
+"""Step 6: segment images with a tile classifier, refined to pixel labels (the hybrid method).
+
+1. *Tiles.* The image is cut into a grid of TILE x TILE tiles (the last row and column are
+   aligned with the image's edge, so every pixel lies in a tile) and every ``decim``-th tile
+   (:func:`decimated`) is classified, in batches.
+2. *Evidence.* Tiles whose top probability reaches ``prob_thres`` give their probabilities to
+   the pixels they cover; the others are unknown.
+3. *Refinement* (:mod:`dltools.refine`) at working scale ``fct``: a dense CRF, a per-image MLP
+   or random forest; or ``none``, the raw tile map (each pixel takes its tile's class, tiles
+   without a prediction that of the nearest tile with one).
+
+Images whose longer side exceeds ``block`` pixels are read, segmented and written window by
+window (each with a margin of context that is then cut away), so a GeoTIFF of any size runs
+in bounded memory; those get no ``.mat`` file (a MAT file could not hold them), the GeoTIFF
+is the result.
+
+Array conventions: tile probabilities ``(ny, nx, K)`` float32, NaN rows for tiles not
+classified; class maps ``(H, W)`` uint8, 0-based, :data:`dltools.crf.NODATA` at nodata; tile
+classes ``(ny, nx)`` uint8, class + 1 of the confident tiles, 0 = none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from dltools.crf import NODATA, CRFParams
+from dltools.display import to_display
+from dltools.errors import DltoolsError
+from dltools.figures import MAX_FIGURE_PIXELS, save_figure, segmentation_figure
+from dltools.groundtruth import confidence_map
+from dltools.io.geo import (
+    Window,
+    is_georeferenced,
+    open_raster_writer,
+    read_nodata_mask,
+    read_profile,
+    read_raster,
+    write_window,
+)
+from dltools.io.results import NODATA as MAT_NODATA
+from dltools.io.results import LabelResult, result_name, write_result
+from dltools.refine import REFINERS, known_evidence, refine, working_shape
+
+if TYPE_CHECKING:
+    from dltools.models.loader import TileModel
+
+METHODS = (*REFINERS, "none")
+BLOCK = 8192  # longer sides beyond this are processed in windows of this size
+HALO = 256  # context around each window, in pixels (rounded up to whole tiles)
+TILE_CHUNK = 1024  # tiles cut and classified at a time (batches of batch_size within)
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """The settings of step 6 (the original's positional arguments and the refiner).
+
+    ``tile``: tile side in pixels; ``prob_thres``: tiles below this top probability are left
+    unknown; ``prob``: the CRF's confidence in the tile labels (gt_prob); ``decim``: classify
+    every decim-th tile; ``fct``: working scale of the refiner; ``refine``: one of
+    :data:`METHODS`; ``crf``: the other CRF settings.
+    """
+
+    tile: int = 96
+    prob_thres: float = 0.5
+    prob: float = 0.5
+    decim: int = 1
+    fct: float = 0.25
+    refine: str = "crf"
+    seed: int = 0
+    batch_size: int = 64
+    crf: CRFParams = field(default_factory=CRFParams)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.tile < 8:
+            problems.append(f"TILE must be at least 8 pixels, got {self.tile}")
+        if not 0 <= self.prob_thres <= 1:
+            problems.append(f"PROB_THRES must lie in [0, 1], got {self.prob_thres}")
+        if not 0 < self.prob < 1:
+            problems.append(f"PROB must lie strictly between 0 and 1, got {self.prob}")
+        if self.decim < 1:
+            problems.append(f"DECIM must be at least 1, got {self.decim}")
+        if not 0 < self.fct <= 1:
+            problems.append(f"FCT must lie in (0, 1], got {self.fct}")
+        if self.refine not in METHODS:
+            problems.append(f"--refine must be one of {', '.join(METHODS)}, got {self.refine!r}")
+        if self.batch_size < 1:
+            problems.append(f"the batch size must be at least 1, got {self.batch_size}")
+        if problems:
+            raise DltoolsError("; ".join(problems))
+
+    def crf_params(self) -> CRFParams:
+        """The CRF settings with ``gt_prob`` = PROB."""
+        return replace(self.crf, gt_prob=self.prob)
+
+
+# --- tiles ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tiles of ``size`` px whose top-left corners are ``rows`` x ``cols`` (1-D int arrays)."""
+
+    size: int
+    rows: np.ndarray
+    cols: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.rows), len(self.cols)
+
+    def index(self, samples: int, length: int, axis: int) -> np.ndarray:
+        """(samples,) intp: the tile row (axis 0) or column (axis 1) holding the centre of each
+        of ``samples`` equal cells along an image side of ``length`` pixels."""
+        centres = (np.arange(samples) + 0.5) * (length / samples)
+        return np.minimum(centres // self.size, self.shape[axis] - 1).astype(np.intp)
+
+    def expand(self, values: np.ndarray, shape: tuple[int, int], image: tuple[int, int]):
+        """Per-tile ``values`` (ny, nx, ...) on a grid of ``shape`` cells over an ``image``
+        (H, W): each cell takes the value of the tile holding its centre."""
+        rows = self.index(shape[0], image[0], 0)
+        cols = self.index(shape[1], image[1], 1)
+        return values[rows][:, cols]
+
+
+def tile_grid(height: int, width: int, size: int) -> TileGrid:
+    """The tiles covering an image: a regular grid plus, where a side is not a multiple of
+    ``size``, a last row/column aligned with the edge (an image smaller than a tile has one)."""
+
+    def origins(n: int) -> np.ndarray:
+        starts = list(range(0, n - size + 1, size)) or [0]
+        if n > size and n % size:
+            starts.append(n - size)
+        return np.array(starts, np.intp)
+
+    return TileGrid(size, origins(height), origins(width))
+
+
+def decimated(shape: tuple[int, int], decim: int) -> np.ndarray:
+    """(ny, nx) bool: every ``decim``-th tile of each row, each row shifted by about
+    sqrt(decim) tiles, so the chosen tiles spread evenly over the image.
+
+    (The original took every decim-th tile in row-major order, which leaves whole columns
+    unclassified when the row length is a multiple of decim.)
+    """
+    shift = max(1, round(np.sqrt(decim)))
+    rows, cols = np.indices(shape)
+    return (cols + rows * shift) % decim == 0
+
+
+def tile_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB for the tile model from an (H, W, C) image (one band is repeated)."""
+    if image.dtype != np.uint8:
+        raise DltoolsError(
+            f"the image holds {image.dtype} pixels; tile models take 8-bit RGB, so convert it "
+            "first (e.g. gdal_translate -ot Byte -scale)"
+        )
+    if image.shape[2] == 2:
+        raise DltoolsError("the image has 2 bands; tile models need 1 (grey) or 3+ (RGB)")
+    return image if image.shape[2] == 3 else np.repeat(image[..., :1], 3, axis=2)
+
+
+def cut_tiles(rgb: np.ndarray, grid: TileGrid, picks: np.ndarray) -> np.ndarray:
+    """(N, size, size, 3) uint8: the tiles at the (N, 2) ``picks`` (tile row, tile column) of
+    ``grid``; an image smaller than a tile is padded by reflection."""
+    size = grid.size
+    pad = [(0, max(0, size - rgb.shape[0])), (0, max(0, size - rgb.shape[1])), (0, 0)]
+    if any(p[1] for p in pad[:2]):
+        rgb = np.pad(rgb, pad, mode="symmetric")
+    tiles = np.empty((len(picks), size, size, 3), np.uint8)
+    for n, (i, j) in enumerate(picks):
+        r, c = grid.rows[i], grid.cols[j]
+        tiles[n] = rgb[r : r + size, c : c + size, :3]
+    return tiles
+
+
+def classify_tiles(
+    rgb: np.ndarray,
+    grid: TileGrid,
+    model: TileModel,
+    decim: int = 1,
+    batch_size: int = 64,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
+    """(ny, nx, K) float32 probabilities of every ``decim``-th tile of ``rgb`` (H, W, 3) uint8,
+    predicted in batches; NaN for the other tiles and for tiles less than half valid."""
+    chosen = decimated(grid.shape, decim)
+    if valid is not None and not valid.all():
+        share = cv2.integral(valid.astype(np.uint8))
+        r0, c0 = grid.rows[:, None], grid.cols[None, :]
+        r1 = np.minimum(r0 + grid.size, valid.shape[0])
+        c1 = np.minimum(c0 + grid.size, valid.shape[1])
+        count = share[r1, c1] - share[r0, c1] - share[r1, c0] + share[r0, c0]
+        chosen &= count * 2 >= (r1 - r0) * (c1 - c0)
+    picks = np.argwhere(chosen)
+    probs = np.full((*grid.shape, model.num_classes), np.nan, np.float32)
+    for start in range(0, len(picks), TILE_CHUNK):
+        part = picks[start : start + TILE_CHUNK]
+        probs[part[:, 0], part[:, 1]] = model.predict(cut_tiles(rgb, grid, part), batch_size)
+    return probs
+
+
+def tile_classes(probs: np.ndarray, prob_thres: float) -> np.ndarray:
+    """(ny, nx) uint8: class + 1 of the tiles whose top probability reaches ``prob_thres``."""
+    top = np.nan_to_num(probs, nan=-1.0)
+    return np.where(top.max(axis=2) >= prob_thres, top.argmax(axis=2) + 1, 0).astype(np.uint8)
+
+
+def fill_unclassified(probs: np.ndarray) -> np.ndarray:
+    """``probs`` (ny, nx, K) with each unclassified (NaN) tile given its nearest tile's."""
+    missing = ~np.isfinite(probs).all(axis=2)
+    if not missing.any() or missing.all():
+        return probs
+    nearest = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
+    return probs[nearest[0], nearest[1]]
+
+
+# --- one image in memory -------------------------------------------------------------------
+
+
+@dataclass
+class Segmentation:
+    """The result of :func:`segment_image` (shapes in the module docstring)."""
+
+    class_map: np.ndarray
+    posteriors: np.ndarray  # (h, w, K) float32 at working scale
+    tile_probs: np.ndarray
+    grid: TileGrid
+    prob_thres: float
+
+    def tile_classes(self) -> np.ndarray:
+        """(ny, nx) uint8 class + 1 of the confident tiles, 0 = none."""
+        return tile_classes(self.tile_probs, self.prob_thres)
+
+    def tile_confidence(self) -> np.ndarray:
+        """(ny, nx) float32 top probability of each tile, 0 where not classified."""
+        return np.nan_to_num(self.tile_probs, nan=0.0).max(axis=2)
+
+
+def segment_image(
+    image: np.ndarray,
+    model: TileModel,
+    params: SegmentParams = SegmentParams(),
+    nodata: np.ndarray | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Segmentation:
+    """Segment an (H, W, C) image (uint8 for the tile model; the refiner uses every band).
+
+    ``nodata``: (H, W) bool, True = no data (not classified, :data:`NODATA` in the map); tiles
+    less than half valid are not classified.
+    """
+    image = image[..., None] if image.ndim == 2 else image
+    shape = image.shape[:2]
+    valid = None if nodata is None or not nodata.any() else ~nodata
+    grid = tile_grid(*shape, params.tile)
+    probs = classify_tiles(tile_rgb(image), grid, model, params.decim, params.batch_size, valid)
+    small = working_shape(shape, params.fct)
+    if not np.isfinite(probs).any():  # all nodata (a corner window of an orthomosaic)
+        class_map = np.full(shape, NODATA, np.uint8)
+        posteriors = np.zeros((*small, probs.shape[2]), np.float32)
+    elif params.refine == "none":
+        filled = fill_unclassified(probs)
+        class_map = grid.expand(filled.argmax(axis=2).astype(np.uint8), shape, shape)
+        if valid is not None:
+            class_map[~valid] = NODATA
+        posteriors = grid.expand(filled, small, shape)
+    else:
+        evidence = grid.expand(probs, small, shape)
+        evidence[~(np.nan_to_num(evidence).max(axis=2) >= params.prob_thres)] = np.nan
+        if not known_evidence(evidence).any():
+            raise DltoolsError(
+                f"no tile reached PROB_THRES {params.prob_thres} (the best reached "
+                f"{np.nanmax(probs):.2f}): lower PROB_THRES"
+            )
+        class_map, posteriors = refine(
+            image,
+            evidence,
+            params.refine,
+            params.fct,
+            params.crf_params(),
+            nodata=None if valid is None else ~valid,
+            seed=params.seed,
+            workers=workers,
+            progress=progress,
+        )
+    return Segmentation(class_map, posteriors, probs, grid, params.prob_thres)
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentPaths:
+    """Every file step 6 writes for one image (``None``: not written)."""
+
+    mat: Path | None
+    figure: Path
+    geotiff: Path | None = None
+    probability: Path | None = None
+
+    def outputs(self) -> list[Path]:
+        return [p for p in (self.mat, self.figure, self.geotiff, self.probability) if p]
+
+
+def needs_windows(shape: tuple[int, int], block: int = BLOCK) -> bool:
+    """True if an image of ``shape`` (H, W) is processed window by window."""
+    return max(shape) > block
+
+
+def segment_paths(
+    image_path: str | os.PathLike,
+    tile: int,
+    out_dir: str | os.PathLike | None = None,
+    block: int = BLOCK,
+) -> SegmentPaths:
+    """``<name>_ares_<tile>.mat`` / ``.png`` and, for a GeoTIFF, ``<name>_ares_<tile>.tif`` and
+    ``<name>_ares_<tile>_prob.tif``, in ``out_dir`` or beside the image."""
+    image_path = Path(image_path)
+    folder = Path(out_dir) if out_dir is not None else image_path.parent
+    base = folder / result_name(image_path, "ares", f"_{tile}")
+    profile = read_profile(image_path)
+    geo = is_georeferenced(image_path)
+    windowed = needs_windows((profile["height"], profile["width"]), block)
+    return SegmentPaths(
+        mat=None if windowed else base,
+        figure=base.with_suffix(".png"),
+        geotiff=base.with_suffix(".tif") if geo else None,
+        probability=base.with_name(f"{base.stem}_prob.tif") if geo else None,
+    )
+
+
+def blocks(height: int, width: int, block: int, tile: int) -> list[tuple[Window, Window]]:
+    """``(core, outer)`` windows: cores of ``block`` px (whole tiles) tile the image; each outer
+    window adds :data:`HALO` px (whole tiles) of context. One block if the image fits."""
+    if not needs_windows((height, width), block):
+        whole = Window(0, 0, width, height)
+        return [(whole, whole)]
+    core = max(tile, block // tile * tile)
+    halo = -(-HALO // tile) * tile
+    out = []
+    for r in range(0, height, core):
+        for c in range(0, width, core):
+            r0, c0 = max(0, r - halo), max(0, c - halo)
+            r1, c1 = min(height, r + core + halo), min(width, c + core + halo)
+            out.append(
+                (
+                    Window(c, r, min(core, width - c), min(core, height - r)),
+                    Window(c0, r0, c1 - c0, r1 - r0),
+                )
+            )
+    return out
+
+
+class _Thumbnails:
+    """Figure-sized copies of whole-image arrays, pasted together window by window."""
+
+    def __init__(self, shape: tuple[int, int]):
+        self.factor = min(1.0, MAX_FIGURE_PIXELS / max(shape))
+        self.size = (max(1, round(shape[0] * self.factor)), max(1, round(shape[1] * self.factor)))
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def paste(self, name: str, core: Window, array: np.ndarray, labels: bool) -> None:
+        f = self.factor
+        r0, r1 = round(core.row_off * f), round((core.row_off + core.height) * f)
+        c0, c1 = round(core.col_off * f), round((core.col_off + core.width) * f)
+        if r1 <= r0 or c1 <= c0:
+            return
+        method = cv2.INTER_NEAREST if labels else cv2.INTER_AREA
+        small = cv2.resize(array, (c1 - c0, r1 - r0), interpolation=method)
+        if name not in self.arrays:
+            self.arrays[name] = np.zeros((*self.size, *array.shape[2:]), array.dtype)
+        self.arrays[name][r0:r1, c0:c1] = small.reshape(r1 - r0, c1 - c0, *array.shape[2:])
+
+
+@dataclass
+class SegmentSummary:
+    """What :func:`segment_file` did: tile counts, class fractions, seconds, windows."""
+
+    tiles: int
+    classified: int
+    confident: int
+    fractions: dict[str, float]
+    seconds: float
+    windows: int
+
+
+def _read(path: Path, window: Window, whole: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    image = read_raster(path) if whole else read_raster(path, window)
+    nodata = read_nodata_mask(path, None if whole else window)
+    return image, (nodata if nodata.any() else None)
+
+
+def segment_file(
+    image_path: str | os.PathLike,
+    model: TileModel,
+    class_names: list[str],
+    colors: np.ndarray,
+    params: SegmentParams,
+    paths: SegmentPaths,
+    block: int = BLOCK,
+    workers: int | None = None,
+    progress: bool = True,
+) -> SegmentSummary:
+    """Segment one image file and write ``paths`` (each file whole or not at all).
+
+    Images with a side over ``block`` px are processed window by window (see the module
+    docstring); ``paths.mat`` must then be None.
+    """
+    start = time.perf_counter()
+    image_path = Path(image_path)
+    profile = read_profile(image_path)
+    height, width = profile["height"], profile["width"]
+    windows = blocks(height, width, block, params.tile)
+    whole = len(windows) == 1
+    if paths.mat is not None and not whole:
+        raise DltoolsError(f"{image_path} is processed in windows: it cannot have a .mat output")
+    thumbs = _Thumbnails((height, width))
+    counts = np.zeros(len(class_names), np.int64)  # pixels of each class
+    tiles = [0, 0, 0]  # tiles, classified, confident (tiles of the windows' cores)
+    with contextlib.ExitStack() as stack:
+        geotiff = probability = None
+        if paths.geotiff is not None:
+            geotiff = stack.enter_context(open_raster_writer(paths.geotiff, profile, 1, "uint8", 0))
+        if paths.probability is not None:
+            probability = stack.enter_context(
+                open_raster_writer(paths.probability, profile, 1, "float32", float("nan"))
+            )
+        for core, outer in windows:
+            image, nodata = _read(image_path, outer, whole)
+            seg = segment_image(image, model, params, nodata, workers, progress)
+            inner = (
+                slice(core.row_off - outer.row_off, core.row_off - outer.row_off + core.height),
+                slice(core.col_off - outer.col_off, core.col_off - outer.col_off + core.width),
+            )
+            shape = image.shape[:2]
+            class_map = seg.class_map[inner]
+            sparse = seg.grid.expand(seg.tile_classes(), shape, shape)[inner]
+            confidence = seg.grid.expand(seg.tile_confidence(), shape, shape)[inner]
+            valid = class_map != NODATA
+            counts += np.bincount(class_map.ravel(), minlength=NODATA + 1)[: len(counts)]
+            inside = _tiles_inside(seg.grid, inner)
+            tiles[0] += int(inside.sum())
+            tiles[1] += int((np.isfinite(seg.tile_probs).all(axis=2) & inside).sum())
+            tiles[2] += int(((seg.tile_classes() > 0) & inside).sum())
+            values = np.where(valid, class_map + 1, 0).astype(np.uint8)
+            if geotiff is not None:
+                write_window(geotiff, values, core)
+            if probability is not None:
+                prob = confidence_map(seg.posteriors, shape)[inner]
+                write_window(probability, np.where(valid, prob, np.nan).astype(np.float32), core)
+            thumbs.paste("image", core, to_display(image[inner]), labels=False)
+            thumbs.paste("sparse", core, sparse, labels=True)
+            thumbs.paste("confidence", core, confidence, labels=True)
+            thumbs.paste("class", core, class_map, labels=True)
+        if paths.mat is not None:
+            result_class = np.where(valid, class_map.astype(np.int16), MAT_NODATA)
+            result = LabelResult(result_class, list(class_names), sparse, seg.posteriors)
+            write_result(paths.mat, result)
+        fig = segmentation_figure(
+            thumbs.arrays["image"],
+            thumbs.arrays["sparse"],
+            thumbs.arrays["confidence"],
+            thumbs.arrays["class"],
+            class_names,
+            colors,
+            title=f"{image_path.name}: tiles of {params.tile} px, refined by {params.refine}",
+        )
+        save_figure(fig, paths.figure)
+    labelled = max(int(counts.sum()), 1)
+    return SegmentSummary(
+        tiles=tiles[0],
+        classified=tiles[1],
+        confident=tiles[2],
+        fractions={name: counts[k] / labelled for k, name in enumerate(class_names)},
+        seconds=time.perf_counter() - start,
+        windows=len(windows),
+    )
+
+
+def _tiles_inside(grid: TileGrid, inner: tuple[slice, slice]) -> np.ndarray:
+    """(ny, nx) bool: tiles whose top-left corner lies in the ``inner`` (rows, cols) slices."""
+    rows = (grid.rows >= inner[0].start) & (grid.rows < inner[0].stop)
+    cols = (grid.cols >= inner[1].start) & (grid.cols < inner[1].stop)
+    return rows[:, None] & cols[None, :]
