@@ -55,4 +55,13 @@ for refine in mlp crf none; do
         --true-glob '*_label.png' -l "$DEMO/labels.txt" --allow-missing
 done
 
+step "step 8: fully convolutional network: train briefly, then segment the ortho GeoTIFF"
+# From scratch with the smallest encoder, to stay fast and offline; real runs pass the ImageNet
+# weights: --encoder-weights mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
+"$PY" semseg_fullyconv/train.py --name "$OUT/fcn_run" --data-dir "$OUT/train" \
+    --label-dir "$DEMO/labels" --labeldefs "$DEMO/labeldefs.txt" --encoder-weights none \
+    --alpha 0.35 --tile-size 256 --epochs 5 --steps-per-epoch 12
+"$PY" semseg_fullyconv/infer.py --name "$OUT/fcn_run" \
+    --samples-dir "$DEMO/geotiff/coast_ortho.tif" --output-dir "$OUT/fcn"
+
 step "done: outputs in $OUT/"

@@ -17,7 +17,7 @@ import csv
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -490,3 +490,94 @@ def sample_per_class(
         picks = rng.choice(len(files), size=min(n, len(files)), replace=False)
         chosen[name] = [files[i] for i in np.sort(picks)]
     return chosen
+
+
+def split_images_and_labels(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """``(images, label rasters)`` among the image files of one folder: a file is a label
+    raster when its name contains the name of another image there (see
+    :func:`find_labelled_images`)."""
+    labels = [p for p in files if _is_label_of_another(p, [q for q in files if q != p])]
+    return [p for p in files if p not in labels], labels
+
+
+# --- blending overlapping predictions -----------------------------------------------------
+
+
+def covering_windows(length: int, size: int, step: int) -> np.ndarray:
+    """Offsets ``0, step, 2 * step, ...`` of the windows of ``size`` that cover ``0..length``;
+    the last one may run past the end."""
+    if not 0 < step <= size:
+        raise ValueError(f"need 0 < step <= size, got {step=}, {size=}")
+    count = 1 if length <= size else -(-(length - size) // step) + 1
+    return np.arange(count) * step
+
+
+def blend_weights(length: int, size: int, step: int) -> np.ndarray:
+    """(n, size) float32 weights of the windows of :func:`covering_windows` along one axis.
+
+    Inside each overlap a window's weight is 0 over the quarter nearest its edge and rises
+    linearly across the middle half; it is 1 elsewhere (and towards the ends of the axis).
+    The weights sum to 1 at every position of ``0..length``; past the end they are 0.
+    """
+    starts = covering_windows(length, size, step)
+    overlap = size - step
+    pos = np.arange(size) + 0.5
+    rise = np.clip((pos - overlap / 4) / (overlap / 2), 0, 1) if overlap else np.ones(size)
+    weights = np.ones((len(starts), size))
+    weights[1:] = np.minimum(weights[1:], rise)
+    weights[:-1] = np.minimum(weights[:-1], rise[::-1])
+    weights[starts[:, None] + np.arange(size) >= length] = 0
+    total = np.zeros(starts[-1] + size)
+    for start, weight in zip(starts, weights, strict=True):
+        total[start : start + size] += weight
+    for i, start in enumerate(starts):
+        weights[i] /= np.where(total[start : start + size] > 0, total[start : start + size], 1)
+    return weights.astype(np.float32)
+
+
+def blend_blocks(
+    shape: tuple[int, int],
+    size: tuple[int, int],
+    step: tuple[int, int],
+    predict_row: Callable[[int, np.ndarray], Iterable[np.ndarray]],
+    max_width: int | None = None,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Blend overlapping window predictions into a map of ``shape`` (H, W), block by block.
+
+    Windows of ``size`` (rows, cols) lie ``step`` (rows, cols) apart (see
+    :func:`covering_windows`) and are weighted by :func:`blend_weights` along both axes.
+    ``predict_row(row, cols)`` yields the (size_r, size_c, K) predictions of the windows whose
+    top-left corners are ``(row, col)`` for each col of ``cols``, in order.
+
+    The map is made in column chunks of at most ``max_width`` columns (default: the whole
+    width), each from top to bottom; yields final ``(row, col, (rows, cols, K) float32)``
+    blocks. Each block is a view that is overwritten once the next one is requested: use (or
+    copy) it first. Memory is one window row of one chunk, whatever the size of the map; the
+    window straddling two chunks is predicted for both.
+    """
+    height, width = shape
+    rows = covering_windows(height, size[0], step[0])
+    cols = covering_windows(width, size[1], step[1])
+    weight_r = blend_weights(height, size[0], step[0])
+    weight_c = blend_weights(width, size[1], step[1])
+    per_chunk = len(cols) if max_width is None else max(1, max_width // step[1])
+    for first in range(0, len(cols), per_chunk):
+        lo = int(cols[first])
+        hi = int(cols[first + per_chunk]) if first + per_chunk < len(cols) else width
+        used = np.flatnonzero((cols < hi) & (cols + size[1] > lo))
+        band = None
+        for i, row in enumerate(rows):
+            for j, pred in zip(used, predict_row(int(row), cols[used]), strict=True):
+                if band is None:
+                    band = np.zeros((size[0], hi - lo, pred.shape[2]), np.float32)
+                c0, c1 = max(int(cols[j]), lo), min(int(cols[j]) + size[1], hi)
+                part = pred[:, c0 - cols[j] : c1 - cols[j]]
+                weight = (
+                    weight_r[i][:, None, None]
+                    * weight_c[j][None, c0 - cols[j] : c1 - cols[j], None]
+                )
+                band[:, c0 - lo : c1 - lo] += part * weight
+            done = min(step[0] if i < len(rows) - 1 else size[0], height - row)
+            yield int(row), lo, band[:done]
+            band[: size[0] - step[0]] = band[step[0] :]
+            band[size[0] - step[0] :] = 0

@@ -20,6 +20,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "eval-tiles": ("eval_tiles", "step 5: score a tile classifier on class folders of tiles"),
     "segment": ("segment", "step 6: tile classifier + CRF / per-image MLP / RF -> pixel labels"),
     "eval-pixels": ("eval_pixels", "step 7: score pixel labels against manual labels"),
+    "fcn": ("fcn", "step 8: fully convolutional segmentation (make-labels, train, infer)"),
     "spectral": ("spectral", "autoencoders and 1-D CNN pixel classifiers for spectral cubes"),
 }
 

@@ -1,0 +1,468 @@
+"""``dltools fcn make-labels|train|infer|infer-crf`` / ``semseg_fullyconv/*.py``: step 8.
+
+Fully convolutional segmentation: a U-Net with a MobileNetV2 encoder trained on native-
+resolution crops, applied to images of any size in overlapping windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dltools.cli._common import add_force, add_seed, reports_errors
+from dltools.crf import CRFParams
+from dltools.errors import DltoolsError
+from dltools.fcn import (
+    Classes,
+    Settings,
+    Tiling,
+    default_colors,
+    find_pairs,
+    infer_images,
+    load_run,
+    make_labels,
+    original_layout,
+    output_paths,
+    read_classes,
+    read_config,
+    segment_file,
+    segment_file_crf,
+    split_pairs,
+    train,
+)
+from dltools.io.images import image_shape
+from dltools.io.outputs import ensure_new
+from dltools.io.results import read_result
+
+DEFAULTS = Settings()
+TILING = Tiling()
+CRF_DEFAULTS = CRFParams(gt_prob=0.8)  # trust the network more than step 2 trusts strokes
+CRF_SCALE = 0.25
+
+
+def _class_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("classes (labeldefs.txt, or labels.txt with colors.txt)")
+    group.add_argument("--labeldefs", metavar="FILE", help="'name, R, G, B' per line")
+    group.add_argument(
+        "-l", "--labels", metavar="FILE", help="labels.txt: one class name per line (value k)"
+    )
+    group.add_argument(
+        "-c",
+        "--colors",
+        metavar="FILE",
+        help="colors.txt: one matplotlib colour per class (default: tab10 colours); with -l",
+    )
+
+
+def _classes(args: argparse.Namespace) -> Classes | None:
+    if args.colors and not args.labels:
+        raise DltoolsError("-c colors.txt needs -l labels.txt")
+    return read_classes(args.labeldefs, args.labels, args.colors)
+
+
+# --- make-labels ---------------------------------------------------------------------------
+
+
+def _make_labels_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.description = (
+        "Write <name>_gtFine_color.png (each class in its labeldefs colour, chosen by class "
+        "name; unlabelled black) and <name>_gtFine_labelIds.png (value k = class k of the "
+        "labeldefs, 0 = unlabelled) for every <name>_mres.mat in DIR and every label raster "
+        "paired there with an image <name>.*. The original tool coloured by index, which "
+        "swapped classes when a file listed its labels in another order."
+    )
+    parser.add_argument("folder", metavar="DIR", help="folder of _mres.mat files / label rasters")
+    _class_options(parser)
+    parser.add_argument("--out-dir", metavar="DIR", help="write here instead of into DIR")
+    add_force(parser)
+    return parser
+
+
+@reports_errors
+def run_make_labels(args: argparse.Namespace) -> None:
+    classes = _classes(args)
+    if classes is None:
+        raise DltoolsError("name the classes and their colours: --labeldefs labeldefs.txt")
+    written = make_labels(args.folder, classes, args.out_dir, args.force)
+    print(f"{len(written) // 2} label image pair(s) written to {written[0].parent}")
+
+
+# --- train ---------------------------------------------------------------------------------
+
+
+def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.description = (
+        "Train the fully convolutional network (U-Net with a MobileNetV2 encoder) on random "
+        "crops at native resolution, class-balanced, flipped and colour-jittered; unlabelled "
+        "pixels are ignored by the loss and rare classes weighted up. DIR is the original "
+        "layout (DIR/samples/RGB/{train,val}/ with DIR/labels/gtFine/{train,val}/) or a plain "
+        "folder of images with their <name>_mres.mat files or label rasters (value k = class "
+        "k), of which --val-fraction of the images are held out for validation. Writes the "
+        "run folder RUN: model.keras (best validation mean IoU), checkpoint.keras (last "
+        "epoch), labeldefs.txt, config.json and TensorBoard logs in logs/ (losses, per-class "
+        "IoU, a predicted map of one validation image per epoch)."
+    )
+    io = parser.add_argument_group("inputs and outputs")
+    io.add_argument("--name", required=True, metavar="RUN", help="run folder to write")
+    io.add_argument("--data-dir", metavar="DIR", help="training data (see above)")
+    io.add_argument(
+        "--label-dir",
+        metavar="DIR",
+        help="plain folders: the label files are here instead of beside the images",
+    )
+    io.add_argument(
+        "--encoder-weights",
+        metavar="PATH",
+        help=(
+            "ImageNet weights of the encoder: a local Keras MobileNetV2 file, e.g. "
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 (nothing is "
+            "ever downloaded), or 'none' to train from scratch; required unless --resume"
+        ),
+    )
+    _class_options(parser)
+    io.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue RUN from its checkpoint up to --epochs (its data and settings are reused)",
+    )
+    opts = parser.add_argument_group("training")
+    opts.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="epochs (default: 10)")
+    opts.add_argument(
+        "--batch-size", type=int, default=DEFAULTS.batch_size, help="crops per batch (default: 8)"
+    )
+    opts.add_argument(
+        "--tile-size",
+        type=int,
+        default=DEFAULTS.tile_size,
+        help="side of the training crops in pixels, a multiple of 32 (default: 512)",
+    )
+    opts.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=DEFAULTS.steps_per_epoch,
+        help="batches per epoch (default 0: one pass over the training pixels)",
+    )
+    opts.add_argument(
+        "--freeze-epochs",
+        type=int,
+        default=DEFAULTS.freeze_epochs,
+        help="first epochs with the pretrained encoder frozen (default: 2)",
+    )
+    opts.add_argument(
+        "--learning-rate",
+        type=float,
+        default=DEFAULTS.learning_rate,
+        help="Adam learning rate while the encoder is frozen, or from scratch (default: 1e-3)",
+    )
+    opts.add_argument(
+        "--fine-tune-learning-rate",
+        type=float,
+        default=DEFAULTS.fine_tune_learning_rate,
+        help="Adam learning rate once the pretrained encoder trains too (default: 2e-4)",
+    )
+    opts.add_argument(
+        "--patience",
+        type=int,
+        default=DEFAULTS.patience,
+        help="stop after this many epochs without a better validation mean IoU (0: never; "
+        "default: 5)",
+    )
+    opts.add_argument(
+        "--class-weight-power",
+        type=float,
+        default=DEFAULTS.class_weight_power,
+        help="class weights (N / (K n_k)) ** P: 1 inverse frequency, 0 none (default: 0.5)",
+    )
+    opts.add_argument("--no-flips", action="store_true", help="do not flip training crops")
+    opts.add_argument(
+        "--jitter",
+        type=float,
+        default=DEFAULTS.jitter,
+        help="brightness/contrast/saturation change by up to this fraction (default: 0.2)",
+    )
+    opts.add_argument(
+        "--val-fraction",
+        type=float,
+        default=DEFAULTS.val_fraction,
+        help="plain folders: share of the images held out for validation (default: 0.15)",
+    )
+    opts.add_argument(
+        "--val-crops",
+        type=int,
+        default=DEFAULTS.val_crops,
+        help="validation crops per validation image (default: 8)",
+    )
+    opts.add_argument(
+        "--alpha",
+        type=float,
+        default=DEFAULTS.alpha,
+        help="MobileNetV2 width: 0.35, 0.5, 0.75 or 1.0 (the weights file must match; "
+        "default: 1.0)",
+    )
+    add_seed(parser)
+    add_force(parser)
+    return parser
+
+
+def _training_data(args: argparse.Namespace, classes: Classes | None):
+    """(train pairs, val pairs, classes) for a new run."""
+    if not args.data_dir:
+        raise DltoolsError("--data-dir is required (unless --resume)")
+    layout = original_layout(args.data_dir)
+    if layout is not None:
+        train_pairs, val_pairs = layout["train"], layout["val"]
+    else:
+        pairs, unlabelled = find_pairs(args.data_dir, args.label_dir)
+        if not pairs:
+            raise DltoolsError(
+                f"{args.data_dir}: no image has a label file (<name>_mres.mat or a label "
+                "raster whose name contains the image's), and there is no samples/RGB folder"
+            )
+        if unlabelled:
+            print(f"{len(unlabelled)} image(s) without labels are left out")
+        train_pairs, val_pairs = split_pairs(pairs, args.val_fraction, args.seed)
+    if classes is None:
+        mat = next((lab for _, lab in train_pairs if lab.suffix.lower() == ".mat"), None)
+        if mat is None:
+            raise DltoolsError(
+                "name the classes: --labeldefs labeldefs.txt or -l labels.txt (label value k "
+                "is line k)"
+            )
+        names = read_result(mat).labels
+        classes = Classes(names, default_colors(len(names)))
+    return train_pairs, val_pairs, classes
+
+
+@reports_errors
+def run_train(args: argparse.Namespace) -> None:
+    classes = _classes(args)
+    settings = Settings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        tile_size=args.tile_size,
+        steps_per_epoch=args.steps_per_epoch,
+        learning_rate=args.learning_rate,
+        fine_tune_learning_rate=args.fine_tune_learning_rate,
+        freeze_epochs=args.freeze_epochs,
+        patience=args.patience,
+        class_weight_power=args.class_weight_power,
+        flips=not args.no_flips,
+        jitter=args.jitter,
+        val_fraction=args.val_fraction,
+        val_crops=args.val_crops,
+        alpha=args.alpha,
+        encoder_weights=_encoder_weights(args),
+        seed=args.seed,
+    )
+    if args.resume:
+        data = read_config(args.name)["data"]
+        train_pairs = [(Path(i), Path(lab)) for i, lab in data["train"]]
+        val_pairs = [(Path(i), Path(lab)) for i, lab in data["val"]]
+    else:
+        train_pairs, val_pairs, classes = _training_data(args, classes)
+    start = time.perf_counter()
+    config = train(
+        train_pairs,
+        val_pairs,
+        classes,
+        args.name,
+        settings,
+        resume=args.resume,
+        force=args.force,
+        log=print,
+    )
+    minutes = (time.perf_counter() - start) / 60
+    best = config["best_val_mean_iou"]
+    print(
+        f"{config['epochs_done']} epoch(s) in {minutes:.1f} min; model of epoch "
+        f"{config['best_epoch']}"
+        + (f" (validation mean IoU {best:.3f})" if best is not None else "")
+        + f" in {Path(args.name) / 'model.keras'}"
+    )
+
+
+def _encoder_weights(args: argparse.Namespace) -> str | None:
+    if args.resume:
+        return None  # from the run's config
+    if args.encoder_weights is None:
+        raise DltoolsError(
+            "--encoder-weights is required: a local MobileNetV2 weights file "
+            "(..._no_top.h5) or 'none' to train from scratch"
+        )
+    return None if args.encoder_weights.lower() == "none" else args.encoder_weights
+
+
+# --- infer / infer-crf ---------------------------------------------------------------------
+
+
+def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.ArgumentParser:
+    parser.description = (
+        "Segment images of any size with a trained run: overlapping windows whose class "
+        "probabilities are blended (no seams). For each image writes <name>_TAG_label "
+        "(class + 1, 0 = nodata) and <name>_TAG_overlay (class colours over the image): "
+        "GeoTIFFs on the input's grid (CRS, transform) for TIFF inputs, PNGs plus "
+        "<name>_ares_TAG.mat otherwise. "
+        + (
+            "TAG is fcn_crf: the probabilities are refined by the dense CRF of step 2 at "
+            "--crf-scale; the image is held in memory."
+            if crf
+            else "TAG is fcn. Rasters are read and written block by block, so rasters larger "
+            "than memory work."
+        )
+    )
+    parser.add_argument("--name", required=True, metavar="RUN", help="trained run folder")
+    parser.add_argument(
+        "--samples-dir", required=True, metavar="D", help="an image, or a folder of images"
+    )
+    parser.add_argument("--output-dir", required=True, metavar="O", help="folder for the outputs")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=TILING.window,
+        help=f"window side in pixels, a multiple of 32 (default: {TILING.window})",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        default=TILING.overlap,
+        help=f"pixels shared by neighbouring windows, a multiple of 32 (default: {TILING.overlap})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=TILING.batch_size,
+        help=f"windows per batch (default: {TILING.batch_size})",
+    )
+    parser.add_argument(
+        "--tta", action="store_true", help="average the predictions of the four flips (4x time)"
+    )
+    parser.add_argument("--no-overlay", action="store_true", help="do not write overlays")
+    if crf:
+        group = parser.add_argument_group("CRF options")
+        group.add_argument(
+            "--crf-scale",
+            type=float,
+            default=CRF_SCALE,
+            help=f"working scale of the CRF, in (0, 1] (default: {CRF_SCALE})",
+        )
+        group.add_argument(
+            "--theta",
+            type=float,
+            default=CRF_DEFAULTS.theta,
+            help=f"spatial std of the bilateral kernel, working pixels ({CRF_DEFAULTS.theta})",
+        )
+        group.add_argument(
+            "--scale",
+            type=float,
+            default=CRF_DEFAULTS.scale,
+            help=f"colour std of the bilateral kernel ({CRF_DEFAULTS.scale})",
+        )
+        group.add_argument(
+            "--compat",
+            type=float,
+            default=CRF_DEFAULTS.compat,
+            help=f"weight of the bilateral kernel ({CRF_DEFAULTS.compat})",
+        )
+        group.add_argument(
+            "--gt-prob",
+            type=float,
+            default=CRF_DEFAULTS.gt_prob,
+            help=f"confidence in the network's probabilities, 0-1 ({CRF_DEFAULTS.gt_prob})",
+        )
+        group.add_argument(
+            "--iters",
+            type=int,
+            default=CRF_DEFAULTS.iters,
+            help=f"maximum mean-field iterations ({CRF_DEFAULTS.iters})",
+        )
+        group.add_argument(
+            "--median-radius",
+            type=int,
+            default=CRF_DEFAULTS.median_radius,
+            help=f"median filter radius after upsampling, 0: none ({CRF_DEFAULTS.median_radius})",
+        )
+        group.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
+    add_force(parser)
+    return parser
+
+
+def _infer(args: argparse.Namespace, crf: bool) -> None:
+    tiling = Tiling(args.window, args.overlap, args.batch_size, args.tta)
+    images = infer_images(args.samples_dir)
+    tag = "fcn_crf" if crf else "fcn"
+    outputs = {p: output_paths(p, args.output_dir, tag, not args.no_overlay) for p in images}
+    ensure_new(
+        [f for out in outputs.values() for f in (out.label, out.overlay, out.mat) if f], args.force
+    )
+    if crf:
+        params = CRFParams(
+            theta=args.theta,
+            scale=args.scale,
+            compat=args.compat,
+            gt_prob=args.gt_prob,
+            iters=args.iters,
+            median_radius=args.median_radius,
+        )
+    run = load_run(args.name)
+    for path, out in outputs.items():
+        start = time.perf_counter()
+        if crf:
+            counts = segment_file_crf(run, path, out, params, args.crf_scale, tiling, args.workers)
+        else:
+            height, width, _ = image_shape(path)
+            bar = tqdm(
+                total=height * width, desc=path.name, unit="px", unit_scale=True, leave=False
+            )
+            with bar:
+                counts = segment_file(run, path, out, tiling, bar.update)
+        labelled = max(int(counts[1:].sum()), 1)
+        shares = ", ".join(
+            f"{name} {100 * n / labelled:.0f}%"
+            for name, n in zip(run.classes.names, counts[1:], strict=True)
+        )
+        print(f"{out.label} ({time.perf_counter() - start:.1f} s): {shares}")
+
+
+@reports_errors
+def run_infer(args: argparse.Namespace) -> None:
+    _infer(args, crf=False)
+
+
+@reports_errors
+def run_infer_crf(args: argparse.Namespace) -> None:
+    _infer(args, crf=True)
+
+
+# --- dispatch ------------------------------------------------------------------------------
+
+COMMANDS = {
+    "make-labels": (_make_labels_parser, run_make_labels, "colour and index label images"),
+    "train": (_train_parser, run_train, "train the network"),
+    "infer": (lambda p: _infer_parser(p, False), run_infer, "segment images of any size"),
+    "infer-crf": (lambda p: _infer_parser(p, True), run_infer_crf, "segment, then refine by CRF"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dltools fcn",
+        description="Step 8: fully convolutional segmentation (dltools fcn COMMAND --help).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (build, run, summary) in COMMANDS.items():
+        build(commands.add_parser(name, help=summary)).set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+def script_main(command: str, argv: list[str] | None = None) -> int:
+    """``semseg_fullyconv/<command>.py``: one command as its own script."""
+    build, run, _ = COMMANDS[command]
+    return run(build(argparse.ArgumentParser()).parse_args(argv))

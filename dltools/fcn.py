@@ -1,0 +1,969 @@
+"""Step 8, method 2: fully convolutional segmentation, from labelled images to label rasters.
+
+Data. Training reads either the original dl_tools layout::
+
+    DIR/samples/RGB/{train,val}/**/<name>[_RGB].<jpg|png|tif>
+    DIR/labels/gtFine/{train,val}/**/<name>_mres.mat | <name>_gtFine_labelIds.png |
+                                     <name>_gtFine_color.png
+
+or a plain folder of images with their ``<name>_mres.mat`` files or label rasters beside them,
+paired by :mod:`dltools.io.pairs`. When an image has several label files, its ``.mat`` is
+preferred to an index raster (value k = class k), and that to a colour image (class colours of
+labeldefs.txt; the original ``_gtFine_color.png``). Label maps here are ``(H, W)`` uint8:
+0 = unlabelled, ``k`` = class ``k``.
+
+Training (:func:`train`) cuts random crops at native resolution, class-balanced (each crop
+holds a pixel of a class drawn uniformly), flips and colour-jitters them, and fits the network
+of :mod:`dltools.models.fcn` (see :class:`Settings`). The run folder holds::
+
+    RUN/model.keras       the model of the best validation epoch (the last, without validation)
+    RUN/checkpoint.keras  the model and its optimiser after the last epoch (to resume)
+    RUN/labeldefs.txt     class names and colours, in the order of the model's outputs
+    RUN/config.json       settings, data, class weights, the history per epoch, the best epoch
+    RUN/logs/             TensorBoard: losses, per-class IoU, the map of a validation image
+
+Inference (:func:`segment_file`) slides overlapping windows over an image of any size and
+blends their probabilities (:func:`dltools.tiles.blend_blocks`); rasters are read and written
+block by block, so memory does not grow with the raster's size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from matplotlib import colormaps
+
+from dltools.display import overlay
+from dltools.errors import DltoolsError
+from dltools.io.geo import Window, is_georeferenced, open_raster, open_raster_writer, write_window
+from dltools.io.images import image_shape, is_image_file, list_images, read_image, write_image
+from dltools.io.labels import read_colors, read_labeldefs, read_labels
+from dltools.io.outputs import atomic_path, ensure_new
+from dltools.io.pairs import pair_images_with_labels
+from dltools.io.results import LabelResult, write_result
+from dltools.tiles import LabelMap, blend_blocks, split_images_and_labels
+
+# As in dltools.models.fcn, which is not imported here because it needs TensorFlow:
+STRIDE = 32  # window sides and steps are multiples of the network's downsampling
+IGNORE = -1  # training label of unlabelled pixels (class k is k - 1)
+RUN_FORMAT = "dltools-fcn-run"
+CONFIG = "config.json"
+LABELDEFS = "labeldefs.txt"
+MODEL = "model.keras"
+CHECKPOINT = "checkpoint.keras"
+LOGS = "logs"
+RUN_FILES = (CONFIG, LABELDEFS, MODEL, CHECKPOINT, LOGS)
+ANCHOR_STEP = 8  # crops are placed around labelled pixels sampled on a grid of this step
+MAP_SIZE = 768  # the validation map drawn after each epoch is at most this big
+GDAL_CACHE_MB = 64  # GDAL block cache while streaming rasters (its default is 5% of the RAM)
+
+
+# --- classes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Classes:
+    """Class names and their (K, 3) uint8 RGB colours; label value ``k`` is ``names[k - 1]``."""
+
+    names: list[str]
+    colors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def default_colors(n: int) -> np.ndarray:
+    """(n, 3) uint8 RGB colours from matplotlib's tab10 (tab20 beyond 10 classes)."""
+    table = colormaps["tab10" if n <= 10 else "tab20"]
+    rgb = [table(i % table.N)[:3] for i in range(n)]
+    return np.round(np.array(rgb).reshape(-1, 3) * 255).astype(np.uint8)
+
+
+def read_classes(
+    labeldefs: str | os.PathLike | None = None,
+    labels: str | os.PathLike | None = None,
+    colors: str | os.PathLike | None = None,
+) -> Classes | None:
+    """Classes from labeldefs.txt, or from labels.txt with colors.txt (default: tab10 colours).
+
+    None when neither file is given.
+    """
+    if labeldefs is not None:
+        if labels is not None:
+            raise DltoolsError("give either --labeldefs or -l labels.txt, not both")
+        return Classes(*read_labeldefs(labeldefs))
+    if labels is None:
+        return None
+    names = read_labels(labels)
+    rgb = default_colors(len(names)) if colors is None else read_colors(colors)
+    if len(rgb) != len(names):
+        raise DltoolsError(
+            f"{labels} lists {len(names)} classes but {colors} lists {len(rgb)} colours; "
+            "give one colour per class, in the same order"
+        )
+    return Classes(names, rgb)
+
+
+def write_labeldefs(path: str | os.PathLike, classes: Classes) -> None:
+    """Write ``name, R, G, B`` lines (labeldefs.txt), atomically."""
+    rows = zip(classes.names, classes.colors.tolist(), strict=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{n}, {r}, {g}, {b}\n" for n, (r, g, b) in rows), encoding="utf-8")
+
+
+# --- finding labelled images ---------------------------------------------------------------
+
+
+def _preference(label: Path) -> int:
+    """Rank of a label file when an image has several: a ``.mat`` (0), an index raster (1),
+    a derived ``_gtFine_labelIds`` image (2), a colour image (3, ``color`` in its name)."""
+    if label.suffix.lower() == ".mat":
+        return 0
+    name = label.stem.casefold()
+    if "color" in name or "colour" in name:
+        return 3
+    return 2 if name.endswith("labelids") else 1
+
+
+def pair_preferring(
+    images: Sequence[Path], labels: Sequence[Path], names: Sequence[Path] | None = None
+) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """Pair images with label files; an image with several takes the one that ranks first
+    (see :func:`_preference`). ``names``: the paths whose names are used for pairing (default
+    ``images``). Returns ``(pairs, unpaired images)`` in the order of ``images``."""
+    keys = list(images if names is None else names)
+    real = dict(zip(keys, images, strict=True))
+    pairs, remaining = [], keys
+    for rank in range(4):
+        found, remaining = pair_images_with_labels(
+            remaining, [p for p in labels if _preference(p) == rank]
+        )
+        pairs += found
+    order = {key: i for i, key in enumerate(keys)}
+    pairs.sort(key=lambda pair: order[pair[0]])
+    return [(real[k], label) for k, label in pairs], [real[k] for k in remaining]
+
+
+def find_pairs(
+    folder: str | os.PathLike, label_folder: str | os.PathLike | None = None
+) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """``(image, label file)`` pairs of a plain folder, and its images without labels.
+
+    Label files are the ``*_mres.mat`` files and label images of ``label_folder``; when that
+    is ``folder`` (the default), label images are the image files whose name contains the
+    name of another image there (``SCLS_StMarg26607.tif`` for ``StMarg_26607.jpg``).
+    """
+    folder = Path(folder)
+    labels_in = folder if label_folder is None else Path(label_folder)
+    files = list_images(folder)
+    if labels_in.resolve() == folder.resolve():
+        images, rasters = split_images_and_labels(files)
+    else:
+        rasters, images = list_images(labels_in), files
+    mats = sorted(p for p in labels_in.glob("*_mres.mat") if not p.name.startswith("."))
+    return pair_preferring(images, rasters + mats)
+
+
+def _files_under(folder: Path, keep: Callable[[Path], bool]) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and keep(p)
+    )
+
+
+def _without_rgb(path: Path) -> Path:
+    """``x_RGB.png`` -> ``x.png``: the original layout's image names end in RGB."""
+    stem = path.stem
+    for tail in ("_RGB", "-RGB", "RGB"):
+        if stem.endswith(tail) and len(stem) > len(tail):
+            return path.with_name(stem[: -len(tail)] + path.suffix)
+    return path
+
+
+def original_layout(data_dir: str | os.PathLike) -> dict[str, list[tuple[Path, Path]]] | None:
+    """``{"train": pairs, "val": pairs}`` of the original layout, or None if ``data_dir``
+    has no ``samples/RGB`` folder. Images without labels are a DltoolsError."""
+    root = Path(data_dir)
+    if not (root / "samples" / "RGB").is_dir():
+        return None
+    splits = {}
+    for split in ("train", "val"):
+        images = _files_under(root / "samples" / "RGB" / split, is_image_file)
+        labels = _files_under(
+            root / "labels" / "gtFine" / split,
+            lambda p: is_image_file(p) or p.suffix.lower() == ".mat",
+        )
+        pairs, unpaired = pair_preferring(images, labels, [_without_rgb(p) for p in images])
+        if unpaired:
+            listed = ", ".join(str(p) for p in unpaired[:5])
+            raise DltoolsError(
+                f"{len(unpaired)} image(s) in {root / 'samples' / 'RGB' / split} have no label "
+                f"file in {root / 'labels' / 'gtFine' / split}: {listed}"
+            )
+        splits[split] = pairs
+    if not splits["train"]:
+        raise DltoolsError(f"no training images found in {root / 'samples' / 'RGB' / 'train'}")
+    return splits
+
+
+def split_pairs(
+    pairs: Sequence[tuple[Path, Path]], val_fraction: float, seed: int = 0
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
+    """``(train, val)``: ``round(val_fraction * N)`` randomly chosen pairs (at least one when
+    ``val_fraction`` > 0 and N >= 2) are held out for validation, whole images at a time."""
+    if not 0 <= val_fraction < 1:
+        raise DltoolsError(f"--val-fraction must lie in [0, 1), got {val_fraction}")
+    n_val = round(val_fraction * len(pairs))
+    if val_fraction > 0 and len(pairs) >= 2:
+        n_val = min(max(n_val, 1), len(pairs) - 1)
+    held = set(np.random.default_rng(seed).permutation(len(pairs))[:n_val].tolist())
+    train = [p for i, p in enumerate(pairs) if i not in held]
+    return train, [p for i, p in enumerate(pairs) if i in held]
+
+
+# --- label maps ----------------------------------------------------------------------------
+
+
+def decode_colors(rgb: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 colour labels -> (H, W) uint8 label map, value k where the pixel has
+    colour ``colors[k - 1]`` ((K, 3) uint8), 0 for any other colour."""
+    keys = _color_keys(np.asarray(colors, np.uint8))
+    if len(np.unique(keys)) != len(keys):
+        raise DltoolsError("two classes share a colour: colour label images would be ambiguous")
+    pixels = _color_keys(rgb[..., :3])
+    order = np.argsort(keys)
+    found = np.clip(np.searchsorted(keys[order], pixels), 0, len(keys) - 1)
+    hit = keys[order][found] == pixels
+    return np.where(hit, order[found] + 1, 0).astype(np.uint8)
+
+
+def _color_keys(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.uint32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def read_label_map(path: str | os.PathLike, classes: Classes) -> np.ndarray:
+    """(H, W) uint8 labels (0 = unlabelled, k = class k) of a ``.mat`` (classes matched by
+    name), a one-band label raster (value k = class k) or a colour label image."""
+    path = Path(path)
+    if path.suffix.lower() != ".mat" and image_shape(path)[2] >= 3:
+        return decode_colors(read_image(path), classes.colors)
+    labels = LabelMap(path, classes.names)
+    height, width = labels.shape
+    return labels.read(Window(0, 0, width, height)).astype(np.uint8)
+
+
+def label_pictures(labels: np.ndarray, classes: Classes) -> tuple[np.ndarray, np.ndarray]:
+    """``(colour image (H, W, 3) uint8, index image (H, W) uint8)`` of a label map: each
+    class in its colour (unlabelled black), and the label values themselves."""
+    lut = np.vstack([np.zeros((1, 3), np.uint8), classes.colors])
+    return lut[labels], labels.astype(np.uint8)
+
+
+def make_labels(
+    folder: str | os.PathLike,
+    classes: Classes,
+    out_dir: str | os.PathLike | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Write ``<name>_gtFine_color.png`` and ``<name>_gtFine_labelIds.png`` for every
+    ``<name>_mres.mat`` of ``folder`` and every label raster paired with an image there.
+
+    Colours follow the class *names* (a ``.mat`` whose labels are in another order is
+    remapped). Returns the files written.
+    """
+    folder = Path(folder)
+    out = folder if out_dir is None else Path(out_dir)
+    pairs, _ = find_pairs(folder)
+    sources = {label: image.stem for image, label in pairs}
+    for mat in sorted(folder.glob("*_mres.mat")):
+        if not mat.name.startswith(".") and mat not in sources:
+            sources[mat] = mat.name[: -len("_mres.mat")]
+    if not sources:
+        raise DltoolsError(f"{folder}: no *_mres.mat files and no label rasters paired with images")
+    targets = {
+        src: (out / f"{name}_gtFine_color.png", out / f"{name}_gtFine_labelIds.png")
+        for src, name in sources.items()
+    }
+    ensure_new([p for pair in targets.values() for p in pair], force)
+    written = []
+    for src, (color_path, ids_path) in targets.items():
+        color, ids = label_pictures(read_label_map(src, classes), classes)
+        write_image(color_path, color)
+        write_image(ids_path, ids)
+        written += [color_path, ids_path]
+    return written
+
+
+# --- training data -------------------------------------------------------------------------
+
+
+def rgb8(pixels: np.ndarray, source: str | os.PathLike) -> np.ndarray:
+    """(h, w, C) pixels -> (h, w, 3) uint8 RGB: grey is repeated, bands after the third dropped.
+
+    Other dtypes than uint8 and 2-band images are a DltoolsError (the network takes 8-bit RGB).
+    """
+    if pixels.dtype != np.uint8:
+        raise DltoolsError(
+            f"{source} holds {pixels.dtype} pixels but the network takes 8-bit RGB: convert "
+            "the image first (e.g. gdal_translate -ot Byte -scale)"
+        )
+    if pixels.shape[2] == 2:
+        raise DltoolsError(f"{source} has 2 bands; the network takes 1 (grey) or 3+ (RGB)")
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., :3]
+
+
+@dataclass
+class LabelledImage:
+    """One training image in memory: ``image`` (H, W, 3) uint8, ``labels`` (H, W) uint8
+    (0 = unlabelled, k = class k) and, for each class k, ``anchors[k - 1]``: (n, 2) int32
+    rows/columns of its pixels on a grid of :data:`ANCHOR_STEP`."""
+
+    path: Path
+    image: np.ndarray
+    labels: np.ndarray
+    anchors: list[np.ndarray]
+
+
+def load_labelled(
+    pairs: Sequence[tuple[Path, Path]],
+    classes: Classes,
+    progress: Callable[[Iterable], Iterable] = iter,
+) -> list[LabelledImage]:
+    """Read the ``(image, label file)`` pairs; sizes must agree. Images with nodata (alpha or
+    a nodata value) have those pixels unlabelled."""
+    loaded = []
+    for image_path, label_path in progress(pairs):
+        image = rgb8(read_image(image_path), image_path)
+        labels = read_label_map(label_path, classes)
+        if labels.shape != image.shape[:2]:
+            raise DltoolsError(
+                f"{image_path} is {image.shape[0]} x {image.shape[1]} pixels but its labels "
+                f"{label_path} are {labels.shape[0]} x {labels.shape[1]}"
+            )
+        with open_raster(image_path) as src:
+            labels[src.dataset_mask() == 0] = 0
+        grid = labels[::ANCHOR_STEP, ::ANCHOR_STEP]
+        anchors = [
+            (np.argwhere(grid == k) * ANCHOR_STEP).astype(np.int32)
+            for k in range(1, len(classes) + 1)
+        ]
+        loaded.append(LabelledImage(Path(image_path), image, labels, anchors))
+    return loaded
+
+
+def pixel_counts(images: Sequence[LabelledImage], n_classes: int) -> np.ndarray:
+    """(K,) int64 labelled pixels of each class over ``images``."""
+    total = np.zeros(n_classes + 1, np.int64)
+    for item in images:
+        total += np.bincount(item.labels.ravel(), minlength=n_classes + 1)[: n_classes + 1]
+    return total[1:]
+
+
+def _cut(
+    array: np.ndarray, row: int, col: int, rows: int, cols: int, fill: int | None = None
+) -> np.ndarray:
+    """The ``rows`` x ``cols`` window at (row, col), padded past the bottom and right edges
+    (reflected, or with ``fill``)."""
+    part = array[row : row + rows, col : col + cols]
+    short = ((0, rows - part.shape[0]), (0, cols - part.shape[1]))
+    if short == ((0, 0), (0, 0)):
+        return part
+    short += ((0, 0),) * (array.ndim - 2)
+    if fill is None:
+        return np.pad(part, short, mode="symmetric")
+    return np.pad(part, short, mode="constant", constant_values=fill)
+
+
+def random_crop(
+    rng: np.random.Generator,
+    images: Sequence[LabelledImage],
+    size: int,
+    balanced: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One ``size`` x ``size`` crop: ``(image (S, S, 3) uint8, labels (S, S) int32)``, labels
+    0-based with :data:`IGNORE` for unlabelled pixels.
+
+    The crop holds a labelled anchor pixel at a uniformly random place. ``balanced``: the
+    anchor's class is drawn uniformly among the classes present; otherwise every labelled
+    anchor is equally likely.
+    """
+    counts = np.array([[len(a) for a in item.anchors] for item in images], np.float64)
+    if not counts.sum():
+        raise DltoolsError("these images hold no labelled pixels to cut crops around")
+    if balanced:
+        k = rng.choice(np.flatnonzero(counts.sum(axis=0)))
+        i = rng.choice(len(images), p=counts[:, k] / counts[:, k].sum())
+    else:
+        i = rng.choice(len(images), p=counts.sum(axis=1) / counts.sum())
+        k = rng.choice(counts.shape[1], p=counts[i] / counts[i].sum())
+    item = images[i]
+    row, col = item.anchors[k][rng.integers(len(item.anchors[k]))]
+    height, width = item.labels.shape
+    row = int(np.clip(row - rng.integers(size), 0, max(height - size, 0)))
+    col = int(np.clip(col - rng.integers(size), 0, max(width - size, 0)))
+    labels = _cut(item.labels, row, col, size, size, 0).astype(np.int32) - 1
+    return _cut(item.image, row, col, size, size), labels
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random flips (left-right and up-down) and colour jitter: brightness, contrast and
+    saturation each scaled by a factor drawn from ``1 +- jitter``."""
+
+    flips: bool = True
+    jitter: float = 0.2
+
+    def __call__(
+        self, rng: np.random.Generator, image: np.ndarray, labels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(S, S, 3) uint8 and (S, S) labels -> (S, S, 3) float32 in 0..255 and labels."""
+        if self.flips:
+            if rng.random() < 0.5:
+                image, labels = image[:, ::-1], labels[:, ::-1]
+            if rng.random() < 0.5:
+                image, labels = image[::-1], labels[::-1]
+        x = image.astype(np.float32)
+        if self.jitter > 0:
+            factors = rng.uniform(1 - self.jitter, 1 + self.jitter, 3).astype(np.float32)
+            brightness, contrast, saturation = factors
+            x *= brightness
+            x = (x - x.mean()) * contrast + x.mean()
+            grey = x.mean(axis=2, keepdims=True)
+            x = grey + (x - grey) * saturation
+            np.clip(x, 0, 255, out=x)
+        return x, np.ascontiguousarray(labels)
+
+
+def training_batch(
+    images: Sequence[LabelledImage],
+    size: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    augmentation: Augmentation = Augmentation(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(x (B, S, S, 3) float32 0..255, y (B, S, S) int32)``: class-balanced augmented crops."""
+    crops = [augmentation(rng, *random_crop(rng, images, size)) for _ in range(batch_size)]
+    return np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops])
+
+
+def validation_crops(
+    images: Sequence[LabelledImage], size: int, per_image: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed crops for validation, ``per_image`` times the number of images, placed on
+    labelled pixels drawn uniformly: ``(x (n, S, S, 3) uint8, y (n, S, S) int32)``."""
+    rng = np.random.default_rng(seed)
+    crops = [random_crop(rng, images, size, False) for _ in range(per_image * len(images))]
+    return np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops])
+
+
+def map_window(item: LabelledImage, size: int = MAP_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """The central part of an image (sides at most ``size``, multiples of :data:`STRIDE`):
+    ``(image (h, w, 3) uint8, labels (h, w) int32, 0-based, IGNORE = unlabelled)``."""
+    height, width = item.labels.shape
+    h = max(STRIDE, min(size, height) // STRIDE * STRIDE)
+    w = max(STRIDE, min(size, width) // STRIDE * STRIDE)
+    row, col = max(0, (height - h) // 2), max(0, (width - w) // 2)
+    labels = _cut(item.labels, row, col, h, w, 0).astype(np.int32) - 1
+    return _cut(item.image, row, col, h, w), labels
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to train (the options of ``dltools fcn train``).
+
+    ``tile_size``: side of the training crops (native resolution). ``steps_per_epoch``: batches
+    per epoch (0: as many as make one pass over the training pixels). ``freeze_epochs``: first
+    epochs with the pretrained encoder frozen (only the decoder learns, at ``learning_rate``);
+    afterwards everything is trained at ``fine_tune_learning_rate``; without encoder weights
+    everything is trained from the start at ``learning_rate``. ``patience``: stop after this
+    many epochs without a better validation mean IoU (0: never). ``class_weight_power``: see
+    :func:`dltools.models.fcn.class_weights`. ``val_fraction``: share of the images of a plain
+    folder held out for validation; ``val_crops``: validation crops per validation image.
+    """
+
+    epochs: int = 10
+    batch_size: int = 8
+    tile_size: int = 512
+    steps_per_epoch: int = 0
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 2e-4
+    freeze_epochs: int = 2
+    patience: int = 5
+    class_weight_power: float = 0.5
+    flips: bool = True
+    jitter: float = 0.2
+    val_fraction: float = 0.15
+    val_crops: int = 8
+    alpha: float = 1.0
+    encoder_weights: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.tile_size < 2 * STRIDE or self.tile_size % STRIDE:
+            problems.append(f"--tile-size must be a multiple of {STRIDE}, at least {2 * STRIDE}")
+        if min(self.epochs, self.batch_size, self.val_crops) < 1:
+            problems.append("--epochs, --batch-size and --val-crops must be at least 1")
+        if min(self.steps_per_epoch, self.freeze_epochs, self.patience) < 0:
+            problems.append("--steps-per-epoch, --freeze-epochs and --patience must be >= 0")
+        if min(self.learning_rate, self.fine_tune_learning_rate) <= 0:
+            problems.append("learning rates must be positive")
+        if not 0 <= self.jitter < 1 or self.class_weight_power < 0:
+            problems.append("--jitter must lie in [0, 1) and --class-weight-power be >= 0")
+        if problems:
+            raise DltoolsError("; ".join(problems))
+
+    def steps(self, images: Sequence[LabelledImage]) -> int:
+        if self.steps_per_epoch:
+            return self.steps_per_epoch
+        pixels = sum(item.labels.size for item in images)
+        return max(1, round(pixels / (self.batch_size * self.tile_size**2)))
+
+
+def read_config(run_dir: str | os.PathLike) -> dict:
+    """The ``config.json`` of a run folder, checked to be one."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise DltoolsError(f"{run_dir}: not an FCN run folder (no {CONFIG}); train one first")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DltoolsError(f"{path}: cannot read it ({err})") from err
+    if config.get("format") != RUN_FORMAT:
+        raise DltoolsError(f"{path}: not the config of a dltools FCN run")
+    return config
+
+
+def _write_config(run_dir: Path, config: dict) -> None:
+    with atomic_path(run_dir / CONFIG) as tmp:
+        tmp.write_text(json.dumps(config, indent=1) + "\n")
+
+
+def _run_classes(run_dir: Path) -> Classes:
+    return Classes(*read_labeldefs(run_dir / LABELDEFS))
+
+
+def train(
+    train_pairs: Sequence[tuple[Path, Path]],
+    val_pairs: Sequence[tuple[Path, Path]],
+    classes: Classes,
+    run_dir: str | os.PathLike,
+    settings: Settings,
+    resume: bool = False,
+    force: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+    verbose: int = 0,
+) -> dict:
+    """Train the FCN on the ``(image, label file)`` pairs; write and return the run's config.
+
+    With ``resume`` the run continues from its checkpoint up to ``settings.epochs`` (its other
+    settings and classes come from the run folder). Without validation pairs there is no early
+    stopping and the last epoch's model is kept.
+    """
+    from dltools.models import fcn as network  # TensorFlow: only when training
+
+    run = Path(run_dir)
+    network.encoder_weights_file(settings.encoder_weights)  # a bad file fails before any work
+    if resume:
+        config = read_config(run)
+        settings = Settings(**{**config["settings"], "epochs": settings.epochs})
+        classes = _run_classes(run)
+        if config["epochs_done"] >= settings.epochs:
+            raise DltoolsError(
+                f"{run} has already trained {config['epochs_done']} epochs: raise --epochs"
+            )
+    else:
+        ensure_new([run / name for name in RUN_FILES], force)
+        shutil.rmtree(run / LOGS, ignore_errors=True)  # --force: no mixing with old curves
+    train_images = load_labelled(train_pairs, classes)
+    val_images = load_labelled(val_pairs, classes)
+    counts = pixel_counts(train_images, len(classes))
+    absent = [n for n, c in zip(classes.names, counts, strict=True) if not c]
+    if absent:
+        log(f"warning: no training pixels of {', '.join(absent)}")
+    weights = network.class_weights(counts, settings.class_weight_power)
+    steps = settings.steps(train_images)
+    if not resume:
+        config = {
+            "format": RUN_FORMAT,
+            "classes": classes.names,
+            "settings": dataclasses.asdict(settings),
+            "data": {
+                "train": [[str(i), str(lab)] for i, lab in train_pairs],
+                "val": [[str(i), str(lab)] for i, lab in val_pairs],
+            },
+            "class_pixels": counts.tolist(),
+            "class_weights": weights.tolist(),
+            "steps_per_epoch": steps,
+            "epochs_done": 0,
+            "best_epoch": None,
+            "best_val_mean_iou": None,
+            "history": [],
+        }
+    log(
+        f"{len(train_images)} training / {len(val_images)} validation images; "
+        f"{steps} batches of {settings.batch_size} crops of {settings.tile_size} px per epoch; "
+        "class weights "
+        + ", ".join(f"{n} {w:.2f}" for n, w in zip(classes.names, weights, strict=True))
+    )
+    if resume:
+        model = network.load(run / CHECKPOINT, compile=True)
+    else:
+        model = network.build_fcn(
+            len(classes), settings.encoder_weights, settings.alpha, seed=settings.seed
+        )
+        run.mkdir(parents=True, exist_ok=True)
+        write_labeldefs(run / LABELDEFS, classes)
+    loss = network.MaskedCrossEntropy(weights.tolist())
+    callbacks = []
+    if val_images:
+        x_val, y_val = validation_crops(
+            val_images, settings.tile_size, settings.val_crops, settings.seed
+        )
+        callbacks.append(network.ValidationIoU(x_val.astype(np.float32), y_val, classes.names))
+        image, labels = map_window(val_images[0])
+        callbacks.append(network.EpochMap(run / LOGS / "map", image, labels, classes.colors))
+    callbacks.append(network.tensorboard(run / LOGS))
+    if val_images and settings.patience:
+        callbacks.append(network.early_stopping(settings.patience))
+
+    clock = [time.perf_counter()]
+
+    def save(epoch: int, logs: dict, model) -> None:
+        record = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+        config["history"] = [h for h in config["history"] if h["epoch"] <= epoch] + [record]
+        config["epochs_done"] = epoch + 1
+        best = config["best_val_mean_iou"]
+        score = logs.get("val_mean_iou")
+        if score is None or best is None or score > best:
+            network.save(model, run / MODEL)
+            config["best_epoch"], config["best_val_mean_iou"] = epoch + 1, score
+        network.save(model, run / CHECKPOINT)
+        _write_config(run, config)
+        seconds, clock[0] = time.perf_counter() - clock[0], time.perf_counter()
+        line = f"epoch {epoch + 1}/{settings.epochs} ({seconds:.0f} s): loss {logs['loss']:.4f}"
+        if score is not None:
+            ious = ", ".join(f"{n} {logs[f'val_iou_{n}']:.2f}" for n in classes.names)
+            line += f", validation loss {logs['val_loss']:.4f}, mean IoU {score:.3f} ({ious})"
+        log(line)
+
+    callbacks.append(network.EpochEnd(save))
+    pretrained = settings.encoder_weights is not None
+    freeze = min(settings.freeze_epochs, settings.epochs) if pretrained else 0
+    phases = [
+        network.Phase(0, freeze, False, settings.learning_rate),
+        network.Phase(
+            freeze,
+            settings.epochs,
+            True,
+            settings.fine_tune_learning_rate if pretrained else settings.learning_rate,
+        ),
+    ]
+
+    def make_batch(epoch: int, index: int):
+        rng = np.random.default_rng([settings.seed, epoch, index])
+        augmentation = Augmentation(settings.flips, settings.jitter)
+        return training_batch(
+            train_images, settings.tile_size, settings.batch_size, rng, augmentation
+        )
+
+    network.fit(
+        model,
+        make_batch,
+        steps,
+        [p for p in phases if p.end > p.start],
+        loss,
+        callbacks,
+        config["epochs_done"],
+        verbose,
+    )
+    return config
+
+
+# --- inference -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How an image is cut for the network: ``window`` x ``window`` pixels overlapping by
+    ``overlap`` (both multiples of :data:`STRIDE`), ``batch_size`` windows at a time; ``tta``
+    averages the predictions of the four flips of each window. Images wider than
+    ``max_width`` are done in column chunks of about that width (bounded memory)."""
+
+    window: int = 1024
+    overlap: int = 256
+    batch_size: int = 1
+    tta: bool = False
+    max_width: int = 6144
+
+    def __post_init__(self) -> None:
+        if self.window < 2 * STRIDE or self.window % STRIDE or self.overlap % STRIDE:
+            raise DltoolsError(
+                f"--window and --overlap must be multiples of {STRIDE} (window at least "
+                f"{2 * STRIDE}), got {self.window} and {self.overlap}"
+            )
+        if not 0 <= self.overlap <= self.window // 2 or self.batch_size < 1:
+            raise DltoolsError("--overlap must lie in 0..window/2 and --batch-size be >= 1")
+
+    def axis(self, length: int) -> tuple[int, int]:
+        """``(window size, step)`` along an axis of ``length`` pixels."""
+        if length <= self.window:
+            size = -(-length // STRIDE) * STRIDE
+            return size, size
+        return self.window, self.window - self.overlap
+
+
+Predictor = Callable[[np.ndarray], np.ndarray]  # (N, h, w, 3) float32 -> (N, h, w, K)
+Reader = Callable[[int, int, int, int], np.ndarray]  # (r0, r1, c0, c1) -> (h, w, 3) uint8
+Block = tuple[int, int, np.ndarray]  # (first row, first column, array)
+
+
+def with_flips(predict: Predictor) -> Predictor:
+    """``predict`` averaged over the identity and the left-right, up-down and both flips."""
+
+    def averaged(x: np.ndarray) -> np.ndarray:
+        total = predict(x)
+        total += predict(x[:, :, ::-1])[:, :, ::-1]
+        total += predict(x[:, ::-1])[:, ::-1]
+        total += predict(x[:, ::-1, ::-1])[:, ::-1, ::-1]
+        return total / 4
+
+    return averaged
+
+
+def probability_blocks(
+    read: Reader, shape: tuple[int, int], predict: Predictor, tiling: Tiling = Tiling()
+) -> Iterator[Block]:
+    """Blended class probabilities of an (H, W) image, block by block:
+    ``(row, col, (rows, cols, K) float32)`` (see :func:`dltools.tiles.blend_blocks`).
+
+    ``read(r0, r1, c0, c1)`` returns the image's pixels in rows r0..r1 and columns c0..c1 as
+    (h, w, 3) uint8; windows that run past the image are filled by reflection.
+    """
+    height, width = shape
+    (size_r, step_r), (size_c, step_c) = tiling.axis(height), tiling.axis(width)
+    forward = with_flips(predict) if tiling.tta else predict
+
+    def predict_row(row: int, cols: np.ndarray) -> Iterator[np.ndarray]:
+        first = int(cols[0])
+        span = int(cols[-1]) - first + size_c
+        strip = read(row, min(row + size_r, height), first, min(first + span, width))
+        strip = _cut(strip, 0, 0, size_r, span)
+        for i in range(0, len(cols), tiling.batch_size):
+            starts = cols[i : i + tiling.batch_size] - first
+            batch = np.stack([strip[:, c : c + size_c] for c in starts])
+            yield from forward(batch.astype(np.float32))
+
+    return blend_blocks(shape, (size_r, size_c), (step_r, step_c), predict_row, tiling.max_width)
+
+
+def predict_image(image: np.ndarray, predict: Predictor, tiling: Tiling = Tiling()) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W, K) float32 class probabilities (blended windows)."""
+    image = rgb8(image[..., None] if image.ndim == 2 else image, "the image")
+    out = None
+    for row, col, probs in probability_blocks(
+        lambda r0, r1, c0, c1: image[r0:r1, c0:c1], image.shape[:2], predict, tiling
+    ):
+        if out is None:
+            out = np.empty((*image.shape[:2], probs.shape[2]), np.float32)
+        out[row : row + probs.shape[0], col : col + probs.shape[1]] = probs
+    return out
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Files written for one image: ``label`` (class + 1, 0 = nodata; PNG, or GeoTIFF on the
+    input's grid), ``overlay`` (class colours over the image; None: not written) and ``mat``
+    (``_ares`` result; None for GeoTIFF outputs)."""
+
+    label: Path
+    overlay: Path | None
+    mat: Path | None
+
+
+def output_paths(
+    image: str | os.PathLike, out_dir: str | os.PathLike, tag: str = "fcn", overlays: bool = True
+) -> Outputs:
+    """``<stem>_<tag>_label``, ``<stem>_<tag>_overlay`` (``.tif`` for TIFF or georeferenced
+    inputs, else ``.png``) and ``<stem>_ares_<tag>.mat`` (PNG outputs only) in ``out_dir``."""
+    image, out_dir = Path(image), Path(out_dir)
+    raster = image.suffix.lower() in {".tif", ".tiff"} or is_georeferenced(image)
+    suffix = ".tif" if raster else ".png"
+    return Outputs(
+        out_dir / f"{image.stem}_{tag}_label{suffix}",
+        out_dir / f"{image.stem}_{tag}_overlay{suffix}" if overlays else None,
+        None if raster else out_dir / f"{image.stem}_ares_{tag}.mat",
+    )
+
+
+@dataclass
+class FcnRun:
+    """A trained run: its folder, classes, config and Keras model."""
+
+    folder: Path
+    classes: Classes
+    config: dict
+    model: object
+
+    def predictor(self) -> Predictor:
+        """(N, h, w, 3) float32 -> (N, h, w, K) probabilities (traced once per shape)."""
+        from dltools.models.fcn import compiled_predictor
+
+        return compiled_predictor(self.model)
+
+
+def load_run(run_dir: str | os.PathLike) -> FcnRun:
+    """Load a run folder's best model (``model.keras``) with its classes."""
+    from dltools.models.fcn import load
+
+    run = Path(run_dir)
+    config = read_config(run)
+    if not (run / MODEL).is_file():
+        raise DltoolsError(f"{run / MODEL}: not found; has the run finished an epoch?")
+    return FcnRun(run, _run_classes(run), config, load(run / MODEL))
+
+
+def _check_input(path: Path) -> dict:
+    """The raster profile of an image the network can take (else a DltoolsError)."""
+    with open_raster(path) as src:
+        profile = dict(src.profile)
+        rgb8(np.zeros((1, 1, src.count), src.dtypes[0]), path)
+    return profile
+
+
+def _reader(src) -> Reader:
+    def read(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        window = Window(c0, r0, c1 - c0, r1 - r0)
+        return rgb8(np.moveaxis(src.read(window=window), 0, -1), src.name)
+
+    return read
+
+
+def write_outputs(
+    image_path: str | os.PathLike,
+    blocks: Iterable[Block],
+    classes: Classes,
+    outputs: Outputs,
+    progress: Callable[[int], None] = lambda _: None,
+) -> np.ndarray:
+    """Write the label blocks ``(row, col, (rows, cols) uint8 class + 1, 0 = nodata)`` of an
+    image as ``outputs``; return the (K + 1,) pixel count of each value (0 = nodata).
+
+    GeoTIFFs are written block by block on the input's grid; PNGs and the ``.mat`` at the
+    end. ``progress`` gets the pixels of each block.
+    """
+    profile = _check_input(Path(image_path))
+    height, width = profile["height"], profile["width"]
+    counts = np.zeros(len(classes) + 1, np.int64)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+        read = _reader(stack.enter_context(open_raster(image_path)))
+        label_dst = overlay_dst = whole = None
+        if outputs.label.suffix.lower() == ".tif":
+            writer = open_raster_writer(outputs.label, profile, 1, np.uint8, nodata=0)
+            label_dst = stack.enter_context(writer)
+            if outputs.overlay is not None:
+                writer = open_raster_writer(outputs.overlay, profile, 3, np.uint8)
+                overlay_dst = stack.enter_context(writer)
+        else:
+            whole = np.zeros((height, width), np.uint8)
+        for row, col, labels in blocks:
+            rows, cols = labels.shape
+            counts += np.bincount(labels.ravel(), minlength=len(classes) + 1)
+            if whole is not None:
+                whole[row : row + rows, col : col + cols] = labels
+            else:
+                window = Window(col, row, cols, rows)
+                write_window(label_dst, labels, window)
+                if overlay_dst is not None:
+                    pixels = read(row, row + rows, col, col + cols)
+                    write_window(overlay_dst, overlay(pixels, labels, classes.colors), window)
+            progress(labels.size)
+        if whole is not None:
+            write_image(outputs.label, whole)
+            if outputs.overlay is not None:
+                pixels = read(0, height, 0, width)
+                write_image(outputs.overlay, overlay(pixels, whole, classes.colors))
+            class_map = whole.astype(np.int16) - 1  # 0 (nodata) becomes NODATA (-1)
+            write_result(outputs.mat, LabelResult(class_map, list(classes.names)))
+    return counts
+
+
+def segment_file(
+    run: FcnRun,
+    image_path: str | os.PathLike,
+    outputs: Outputs,
+    tiling: Tiling = Tiling(),
+    progress: Callable[[int], None] = lambda _: None,
+) -> np.ndarray:
+    """Segment one image of any size with the run's model and write ``outputs``; return the
+    (K + 1,) pixel count of each label value (0 = nodata). Rasters stream block by block."""
+    image_path = Path(image_path)
+    predict = run.predictor()
+    _check_input(image_path)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(image_path) as src:
+
+        def labels() -> Iterator[Block]:
+            blocks = probability_blocks(_reader(src), (src.height, src.width), predict, tiling)
+            for row, col, probs in blocks:
+                window = Window(col, row, probs.shape[1], probs.shape[0])
+                values = probs.argmax(axis=2).astype(np.uint8) + 1
+                values[src.dataset_mask(window=window) == 0] = 0
+                yield row, col, values
+
+        return write_outputs(image_path, labels(), run.classes, outputs, progress)
+
+
+def segment_file_crf(
+    run: FcnRun,
+    image_path: str | os.PathLike,
+    outputs: Outputs,
+    params,
+    scale: float = 0.25,
+    tiling: Tiling = Tiling(),
+    workers: int | None = None,
+) -> np.ndarray:
+    """As :func:`segment_file`, then refine the probabilities with the dense CRF of
+    :mod:`dltools.crf` at working ``scale`` (``params``: a :class:`dltools.crf.CRFParams`).
+    The whole image and its probabilities are held in memory."""
+    from dltools.crf import NODATA as CRF_NODATA
+    from dltools.crf import label_from_probs
+
+    image_path = Path(image_path)
+    _check_input(image_path)
+    with open_raster(image_path) as src:
+        image = _reader(src)(0, src.height, 0, src.width)
+        nodata = src.dataset_mask() == 0
+    probs = predict_image(image, run.predictor(), tiling)
+    class_map, _ = label_from_probs(
+        image, probs, len(run.classes), scale, params, nodata, workers, progress=False
+    )
+    del probs
+    labels = np.where(class_map == CRF_NODATA, 0, class_map + 1).astype(np.uint8)
+    return write_outputs(image_path, [(0, 0, labels)], run.classes, outputs)
+
+
+def infer_images(samples: str | os.PathLike) -> list[Path]:
+    """The images to segment: one file, or the image files of a folder."""
+    samples = Path(samples)
+    if samples.is_file():
+        return [samples]
+    images = list_images(samples)
+    if not images:
+        raise DltoolsError(f"{samples}: no images (jpg, png, tif) in this folder")
+    return images

@@ -1,0 +1,379 @@
+"""The fully convolutional network of step 8: a U-Net with a MobileNetV2 encoder (Keras 3).
+
+The model maps ``(N, h, w, 3)`` float32 RGB in 0..255 (``h`` and ``w`` multiples of
+:data:`STRIDE`) to ``(N, h, w, K)`` float32 class probabilities. The encoder is Keras'
+MobileNetV2 (ImageNet weights from a local ``..._no_top.h5`` file, or random); the decoder
+upsamples its 1/32 features back to 1/2 resolution, joining the encoder's features at 1/16, 1/8,
+1/4 and 1/2 on the way, with depthwise-separable convolutions so that it costs less than the
+encoder. Class scores are computed at 1/2 resolution and bilinearly upsampled.
+
+Training labels are ``(N, h, w)`` int32: class index 0..K-1, or :data:`IGNORE` for unlabelled
+pixels, which the loss (:class:`MaskedCrossEntropy`) leaves out.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from dltools.errors import DltoolsError
+from dltools.io.outputs import atomic_path
+from dltools.metrics import confusion_matrix
+
+STRIDE = 32  # input sides must be multiples of this (the encoder's total downsampling)
+IGNORE = -1  # label of unlabelled pixels
+ENCODER = "encoder"  # name of the nested encoder model (frozen or trained as one)
+SKIPS = (
+    "block_1_expand_relu",
+    "block_3_expand_relu",
+    "block_6_expand_relu",
+    "block_13_expand_relu",
+)
+BOTTOM = "out_relu"  # MobileNetV2's 1/32 features
+DECODER_FILTERS = (192, 96, 64, 48)  # at 1/16, 1/8, 1/4, 1/2
+ALPHAS = (0.35, 0.5, 0.75, 1.0)  # MobileNetV2 width multipliers with Keras architectures
+BN_MOMENTUM = 0.9  # Keras' 0.99 leaves the statistics stale after short trainings
+
+
+def encoder_weights_file(weights: str | os.PathLike | None) -> str | None:
+    """Check ``--encoder-weights``: a local ``.h5`` file, or None / ``"none"`` for random weights.
+
+    ``"imagenet"`` would download, which dltools never does: it is a DltoolsError that says
+    which file to pass instead.
+    """
+    if weights is None or str(weights).lower() == "none":
+        return None
+    if str(weights).lower() == "imagenet":
+        raise DltoolsError(
+            "--encoder-weights imagenet would download the weights, which dltools never does: "
+            "pass the local file instead, e.g. --encoder-weights "
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 (Keras' "
+            "MobileNetV2 ImageNet weights without the top), or 'none' to train from scratch"
+        )
+    if not Path(weights).is_file():
+        raise DltoolsError(f"{weights}: encoder weights file not found")
+    return str(weights)
+
+
+@keras.saving.register_keras_serializable(package="dltools")
+class Upsample2x(layers.Layer):
+    """Bilinear upsampling by 2 of (N, h, w, C) inputs whose size is known only at run time
+    (Keras' UpSampling2D needs static sizes once a traced function generalises shapes)."""
+
+    def call(self, x):
+        return tf.image.resize(x, tf.shape(x)[1:3] * 2, method="bilinear")
+
+    def compute_output_shape(self, shape):
+        return (shape[0], *(None if n is None else 2 * n for n in shape[1:3]), shape[3])
+
+
+def build_fcn(
+    n_classes: int,
+    encoder_weights: str | os.PathLike | None = None,
+    alpha: float = 1.0,
+    decoder_filters: Sequence[int] = DECODER_FILTERS,
+    seed: int = 0,
+) -> keras.Model:
+    """The U-Net: MobileNetV2 encoder (width ``alpha``) and a light decoder.
+
+    ``encoder_weights``: a local Keras ``..._no_top.h5`` file of the same ``alpha``, or None.
+    Input (N, h, w, 3) float32 in 0..255, h and w multiples of :data:`STRIDE`; output
+    (N, h, w, n_classes) float32 probabilities.
+    """
+    if n_classes < 2:
+        raise DltoolsError(f"segmentation needs at least 2 classes, got {n_classes}")
+    if alpha not in ALPHAS:
+        raise DltoolsError(f"--alpha must be one of {', '.join(map(str, ALPHAS))}, got {alpha}")
+    if len(decoder_filters) != len(SKIPS):
+        raise ValueError(f"decoder_filters needs {len(SKIPS)} values, got {decoder_filters}")
+    weights = encoder_weights_file(encoder_weights)
+    keras.utils.set_random_seed(seed)
+    try:
+        base = keras.applications.MobileNetV2(
+            input_shape=(None, None, 3), alpha=alpha, include_top=False, weights=weights
+        )
+    except ValueError as err:  # Keras names the layer whose weights do not fit
+        raise DltoolsError(
+            f"{weights}: these are not MobileNetV2 weights of width {alpha} without the top ({err})"
+        ) from err
+    for layer in base.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = BN_MOMENTUM
+    names = [*SKIPS, BOTTOM]
+    encoder = keras.Model(base.input, [base.get_layer(n).output for n in names], name=ENCODER)
+
+    inputs = keras.Input((None, None, 3), name="rgb")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
+    *skips, x = encoder(x)
+    for level, (skip, filters) in enumerate(zip(reversed(skips), decoder_filters, strict=True)):
+        x = Upsample2x(name=f"up_{level}")(x)
+        x = layers.Concatenate(name=f"join_{level}")([x, skip])
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"dec_{level}")(
+            x
+        )
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"dec_{level}_bn")(x)
+        x = layers.ReLU(name=f"dec_{level}_relu")(x)
+    x = layers.Conv2D(n_classes, 1, name="scores")(x)
+    x = Upsample2x(name="full_size")(x)
+    outputs = layers.Softmax(name="probabilities", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="fcn_mobilenetv2_unet")
+
+
+def set_encoder_trainable(model: keras.Model, trainable: bool) -> None:
+    """Freeze or unfreeze the encoder (frozen, its batch norms use their stored statistics).
+
+    Recompile the model afterwards.
+    """
+    model.get_layer(ENCODER).trainable = trainable
+
+
+@keras.saving.register_keras_serializable(package="dltools")
+class MaskedCrossEntropy(keras.losses.Loss):
+    """Class-weighted cross-entropy that ignores unlabelled pixels.
+
+    ``y_true``: (N, h, w) int labels, 0..K-1 or :data:`IGNORE`; ``y_pred``: (N, h, w, K)
+    probabilities. The loss is ``sum(w[y] * -log p[y]) / sum(w[y])`` over the labelled pixels
+    of the batch, ``w`` being ``class_weights`` (default all 1); 0 when no pixel is labelled.
+    """
+
+    def __init__(self, class_weights: Sequence[float] | None = None, name="masked_ce", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+
+    def call(self, y_true, y_pred):
+        n_classes = ops.shape(y_pred)[-1]
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        probs = ops.reshape(y_pred, (-1, n_classes))
+        labelled = labels >= 0
+        safe = ops.where(labelled, labels, 0)
+        picked = ops.take_along_axis(probs, ops.expand_dims(safe, -1), axis=-1)[:, 0]
+        nll = -ops.log(ops.clip(picked, 1e-7, 1.0))
+        weight = ops.cast(labelled, nll.dtype)
+        if self.class_weights is not None:
+            weight = weight * ops.take(ops.convert_to_tensor(self.class_weights), safe)
+        return ops.sum(weight * nll) / ops.maximum(ops.sum(weight), 1e-6)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "class_weights": self.class_weights}
+
+
+def class_weights(counts: Sequence[int], power: float = 0.5) -> np.ndarray:
+    """(K,) float32 weights ``(N / (K * n_k)) ** power`` from per-class pixel counts ``n_k``.
+
+    ``power`` 1 is inverse frequency, 0.5 (the default) its square root, which helps rare
+    classes without letting a few of their pixels dominate; 0 gives all 1. Weights are scaled
+    so that their pixel-weighted mean is 1; classes without pixels get 0.
+    """
+    n = np.asarray(counts, np.float64)
+    present = n > 0
+    weights = np.zeros(n.shape)
+    weights[present] = (n[present].sum() / (present.sum() * n[present])) ** power
+    weights /= max((weights * n).sum() / max(n.sum(), 1), 1e-12)
+    return weights.astype(np.float32)
+
+
+def iou_scores(confusion: np.ndarray) -> np.ndarray:
+    """(K,) intersection over union of each class from a (K, K) confusion matrix (0 if absent)."""
+    cm = np.asarray(confusion, np.float64)
+    hits = np.diag(cm)
+    union = cm.sum(axis=0) + cm.sum(axis=1) - hits
+    return np.divide(hits, union, out=np.zeros_like(hits), where=union > 0)
+
+
+def compiled_predictor(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """(N, h, w, 3) float32 -> (N, h, w, K) float32 probabilities, traced once per input shape."""
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return lambda x: forward(tf.convert_to_tensor(x, tf.float32)).numpy()
+
+
+class ValidationIoU(keras.callbacks.Callback):
+    """After each epoch, score the model on fixed validation crops; adds to the epoch's logs:
+
+    ``val_loss`` (masked cross-entropy), ``val_mean_iou`` (mean over the classes present in the
+    validation labels), ``val_accuracy`` and ``val_iou_<class>`` for each class, so that the
+    TensorBoard callback (placed after this one) records them and early stopping can watch
+    ``val_mean_iou``. ``images``: (n, h, w, 3) float32; ``labels``: (n, h, w) int, 0-based,
+    :data:`IGNORE` = unlabelled.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        class_names: Sequence[str],
+        batch_size: int = 4,
+        loss: keras.losses.Loss | None = None,
+    ):
+        super().__init__()
+        self.images, self.labels = images, labels
+        self.class_names = list(class_names)
+        self.batch_size = batch_size
+        self.loss = loss or MaskedCrossEntropy()
+        self.present = np.isin(np.arange(len(class_names)), labels[labels >= 0])
+        self.predict = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs if logs is not None else {}
+        self.predict = self.predict or compiled_predictor(self.model)
+        k = len(self.class_names)
+        cm = np.zeros((k, k), np.int64)
+        losses, weights = [], []
+        for i in range(0, len(self.images), self.batch_size):
+            probs = self.predict(self.images[i : i + self.batch_size])
+            truth = self.labels[i : i + self.batch_size]
+            cm += confusion_matrix(truth, probs.argmax(axis=-1), k)
+            losses.append(float(self.loss(truth, probs)))
+            weights.append(int(np.count_nonzero(truth >= 0)))
+        iou = iou_scores(cm)
+        scores = {
+            "val_loss": float(np.average(losses, weights=weights)) if sum(weights) else 0.0,
+            "val_mean_iou": float(iou[self.present].mean()) if self.present.any() else 0.0,
+            "val_accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+        }
+        scores |= {f"val_iou_{name}": float(iou[c]) for c, name in enumerate(self.class_names)}
+        logs.update(scores)
+
+
+class EpochMap(keras.callbacks.Callback):
+    """The "map per epoch": after each epoch, write to TensorBoard the predicted class map of
+    one fixed validation image beside the image and its labels (one RGB picture).
+
+    ``image``: (h, w, 3) uint8 (sides multiples of :data:`STRIDE`); ``labels``: (h, w) int,
+    0-based, :data:`IGNORE` = unlabelled (drawn black); ``colors``: (K, 3) uint8.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike, image, labels, colors, name: str = "map"):
+        super().__init__()
+        self.log_dir, self.name = str(log_dir), name
+        self.image = image
+        self.lut = np.vstack([np.asarray(colors, np.uint8), np.zeros((1, 3), np.uint8)])
+        self.truth = self.lut[np.where(labels >= 0, labels, len(colors))]
+        self.writer = self.predict = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.predict = self.predict or compiled_predictor(self.model)
+        probs = self.predict(self.image[None].astype(np.float32))[0]
+        picture = np.concatenate([self.image, self.truth, self.lut[probs.argmax(axis=-1)]], axis=1)
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(self.log_dir)
+        with self.writer.as_default():
+            tf.summary.image(self.name, picture[None], step=epoch + 1)
+        self.writer.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Calls ``function(epoch, logs, model)`` after each epoch (0-based ``epoch``)."""
+
+    def __init__(self, function: Callable[[int, dict, keras.Model], None]):
+        super().__init__()
+        self.function = function
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.function(epoch, dict(logs or {}), self.model)
+
+
+def tensorboard(log_dir: str | os.PathLike) -> keras.callbacks.TensorBoard:
+    """TensorBoard logs of every epoch's logs (place it after :class:`ValidationIoU`)."""
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0)
+
+
+def early_stopping(patience: int) -> keras.callbacks.EarlyStopping:
+    """Stop after ``patience`` epochs without a better ``val_mean_iou``."""
+    return keras.callbacks.EarlyStopping(monitor="val_mean_iou", mode="max", patience=patience)
+
+
+class CropBatches(keras.utils.PyDataset):
+    """``steps`` batches per epoch from ``make_batch(epoch, index) -> (x, y)``.
+
+    The batch depends only on (epoch, index), so a resumed run sees the batches of an
+    uninterrupted one.
+    """
+
+    def __init__(self, make_batch: Callable[[int, int], tuple], steps: int, epoch: int = 0):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.make_batch, self.steps, self.epoch = make_batch, steps, epoch
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int) -> tuple:
+        return self.make_batch(self.epoch, index)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Epochs ``start`` to ``end`` (0-based, end excluded), with the encoder trained or frozen,
+    at ``learning_rate`` (Adam)."""
+
+    start: int
+    end: int
+    train_encoder: bool
+    learning_rate: float
+
+
+def fit(
+    model: keras.Model,
+    make_batch: Callable[[int, int], tuple],
+    steps: int,
+    phases: Sequence[Phase],
+    loss: keras.losses.Loss,
+    callbacks: Sequence[keras.callbacks.Callback],
+    epochs_done: int = 0,
+    verbose: int = 0,
+) -> int:
+    """Train ``model`` phase by phase from epoch ``epochs_done``; return the epochs done.
+
+    A model loaded from a checkpoint in the middle of a phase keeps its optimiser state;
+    each new phase starts with a fresh optimiser. Early stopping ends all phases.
+    """
+    for phase in phases:
+        if phase.end <= epochs_done:
+            continue
+        start = max(phase.start, epochs_done)
+        set_encoder_trainable(model, phase.train_encoder)
+        if start == phase.start or getattr(model, "optimizer", None) is None:
+            model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate), loss=loss)
+        with warnings.catch_warnings():
+            # Keras 3.15 turns its learning-rate variable into numpy the NumPy 1 way
+            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+            history = model.fit(
+                CropBatches(make_batch, steps, start),
+                epochs=phase.end,
+                initial_epoch=start,
+                callbacks=list(callbacks),
+                verbose=verbose,
+            )
+        epochs_done = start + len(history.epoch)
+        if epochs_done < phase.end:  # stopped early
+            break
+    return epochs_done
+
+
+def save(model: keras.Model, path: str | os.PathLike) -> None:
+    """Write ``model`` (with its optimiser state) as a ``.keras`` file, atomically."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def load(path: str | os.PathLike, compile: bool = False) -> keras.Model:
+    """Load a ``.keras`` FCN (``compile``: with its loss and optimiser, to resume training)."""
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (OSError, ValueError) as err:
+        raise DltoolsError(f"{path}: cannot load this model ({err})") from err
