@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dltools.cli._common import add_force, add_seed, reports_errors
+from dltools.cli._crf_options import add_crf_options, crf_params
 from dltools.crf import CRFParams
 from dltools.errors import DltoolsError
 from dltools.fcn import (
@@ -341,50 +342,15 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
     )
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlays")
     if crf:
-        group = parser.add_argument_group("CRF options")
+        group = parser.add_argument_group("CRF scale and processes")
         group.add_argument(
             "--crf-scale",
             type=float,
             default=CRF_SCALE,
             help=f"working scale of the CRF, in (0, 1] (default: {CRF_SCALE})",
         )
-        group.add_argument(
-            "--theta",
-            type=float,
-            default=CRF_DEFAULTS.theta,
-            help=f"spatial std of the bilateral kernel, working pixels ({CRF_DEFAULTS.theta})",
-        )
-        group.add_argument(
-            "--scale",
-            type=float,
-            default=CRF_DEFAULTS.scale,
-            help=f"colour std of the bilateral kernel ({CRF_DEFAULTS.scale})",
-        )
-        group.add_argument(
-            "--compat",
-            type=float,
-            default=CRF_DEFAULTS.compat,
-            help=f"weight of the bilateral kernel ({CRF_DEFAULTS.compat})",
-        )
-        group.add_argument(
-            "--gt-prob",
-            type=float,
-            default=CRF_DEFAULTS.gt_prob,
-            help=f"confidence in the network's probabilities, 0-1 ({CRF_DEFAULTS.gt_prob})",
-        )
-        group.add_argument(
-            "--iters",
-            type=int,
-            default=CRF_DEFAULTS.iters,
-            help=f"maximum mean-field iterations ({CRF_DEFAULTS.iters})",
-        )
-        group.add_argument(
-            "--median-radius",
-            type=int,
-            default=CRF_DEFAULTS.median_radius,
-            help=f"median filter radius after upsampling, 0: none ({CRF_DEFAULTS.median_radius})",
-        )
         group.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
+        add_crf_options(parser, CRF_DEFAULTS, evidence="the network's probabilities")
     add_force(parser)
     return parser
 
@@ -398,14 +364,7 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
         [f for out in outputs.values() for f in (out.label, out.overlay, out.mat) if f], args.force
     )
     if crf:
-        params = CRFParams(
-            theta=args.theta,
-            scale=args.scale,
-            compat=args.compat,
-            gt_prob=args.gt_prob,
-            iters=args.iters,
-            median_radius=args.median_radius,
-        )
+        params = crf_params(args)
     run = load_run(args.name)
     for path, out in outputs.items():
         start = time.perf_counter()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from dltools.cli._common import add_force, reports_errors
+from dltools.cli._crf_options import add_crf_options, crf_params
 from dltools.crf import CRFParams, label_from_strokes
 from dltools.doodle.readers import read_doodles
 from dltools.errors import DltoolsError
@@ -20,7 +21,7 @@ from dltools.io.images import read_image
 from dltools.io.labels import read_classes
 from dltools.io.outputs import ensure_new
 
-DEFAULTS = CRFParams()
+DEFAULTS = CRFParams()  # the original dl_tools settings
 
 
 def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
@@ -35,7 +36,6 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
             "(class+1, 0 = nodata), <name>_report.txt and, for GeoTIFFs, <name>_mres_geo.tif. "
             "Strokes are saved to <name>_doodles.png while you paint."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "-i", "--image", required=True, help="image to label (JPG/PNG/TIFF/GeoTIFF)"
@@ -43,7 +43,11 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("-l", "--labels", required=True, help="labels.txt: one class per line")
     parser.add_argument("-c", "--colors", required=True, help="colors.txt: one colour per class")
     parser.add_argument(
-        "-w", "--window", type=int, default=500, help="painting window size, in displayed pixels"
+        "-w",
+        "--window",
+        type=int,
+        default=500,
+        help="painting window size, in displayed pixels (default: 500)",
     )
     parser.add_argument(
         "-s",
@@ -51,7 +55,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         type=float,
         default=0.2,
         help="scale of the image while painting and for the CRF (0 < s <= 1); "
-        "labels are upsampled to full size",
+        "labels are upsampled to full size (default: 0.2)",
     )
     parser.add_argument(
         "--doodles",
@@ -67,7 +71,9 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         "an interrupted session from its <name>_doodles.png)",
     )
     parser.add_argument(
-        "--class-field", default="class", help="GeoJSON property that holds the class name"
+        "--class-field",
+        default="class",
+        help="GeoJSON property that holds the class name (default: class)",
     )
     parser.add_argument("--out-dir", help="write outputs here instead of beside the image")
     parser.add_argument(
@@ -76,65 +82,16 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         help="also write the largest CRF posterior per pixel "
         "(<name>_mres_confidence.tif for GeoTIFFs, .png scaled 0-255 otherwise)",
     )
-    parser.add_argument("--brush", type=int, default=5, help="initial brush radius (+/- change it)")
-    parser.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
-    crf = parser.add_argument_group("CRF options (defaults of the original dl_tools)")
-    crf.add_argument(
-        "--theta",
-        type=float,
-        default=DEFAULTS.theta,
-        help="spatial std of the bilateral kernel, in working pixels",
-    )
-    crf.add_argument(
-        "--scale", type=float, default=DEFAULTS.scale, help="colour std of the bilateral kernel"
-    )
-    crf.add_argument(
-        "--compat",
-        type=float,
-        default=DEFAULTS.compat,
-        help="weight of the bilateral (appearance) kernel",
-    )
-    crf.add_argument(
-        "--gt-prob", type=float, default=DEFAULTS.gt_prob, help="confidence in the strokes (0-1)"
-    )
-    crf.add_argument(
-        "--iters", type=int, default=DEFAULTS.iters, help="maximum mean-field iterations"
-    )
-    crf.add_argument(
-        "--gaussian",
-        type=float,
-        metavar="SXY",
-        default=DEFAULTS.gaussian_sxy,
-        help="add a Gaussian smoothness kernel with this spatial std (working pixels)",
-    )
-    crf.add_argument(
-        "--gaussian-compat",
-        type=float,
-        default=DEFAULTS.gaussian_compat,
-        help="weight of the Gaussian smoothness kernel",
-    )
-    crf.add_argument(
-        "--median-radius",
+    parser.add_argument(
+        "--brush",
         type=int,
-        default=DEFAULTS.median_radius,
-        help="radius of the median filter applied after upsampling (0: none)",
+        default=5,
+        help="initial brush radius in displayed pixels; + and - change it (default: 5)",
     )
+    parser.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
+    add_crf_options(parser, DEFAULTS)
     add_force(parser)
     return parser
-
-
-def crf_params(args: argparse.Namespace) -> CRFParams:
-    """The CRF settings named on the command line."""
-    return CRFParams(
-        theta=args.theta,
-        scale=args.scale,
-        compat=args.compat,
-        gt_prob=args.gt_prob,
-        iters=args.iters,
-        gaussian_sxy=args.gaussian,
-        gaussian_compat=args.gaussian_compat,
-        median_radius=args.median_radius,
-    )
 
 
 def _run(args: argparse.Namespace, geotiff: bool) -> None:

@@ -1,0 +1,79 @@
+"""The dense-CRF options shared by every step that runs the CRF engine (label, fcn infer-crf)."""
+
+from __future__ import annotations
+
+import argparse
+
+from dltools.crf import CRFParams
+
+
+def add_crf_options(
+    parser: argparse.ArgumentParser, defaults: CRFParams, evidence: str = "the strokes"
+) -> None:
+    """Add ``--theta --scale --compat --gt-prob --iters --gaussian --gaussian-compat
+    --median-radius`` with ``defaults``; ``evidence`` names what ``--gt-prob`` trusts."""
+    crf = parser.add_argument_group("CRF options")
+    crf.add_argument(
+        "--theta",
+        type=float,
+        default=defaults.theta,
+        help=f"spatial std of the bilateral kernel, in working pixels (default: {defaults.theta})",
+    )
+    crf.add_argument(
+        "--scale",
+        type=float,
+        default=defaults.scale,
+        help=f"colour std of the bilateral kernel (default: {defaults.scale})",
+    )
+    crf.add_argument(
+        "--compat",
+        type=float,
+        default=defaults.compat,
+        help=f"weight of the bilateral (appearance) kernel (default: {defaults.compat})",
+    )
+    crf.add_argument(
+        "--gt-prob",
+        type=float,
+        default=defaults.gt_prob,
+        help=f"confidence in {evidence}, 0-1 (default: {defaults.gt_prob})",
+    )
+    crf.add_argument(
+        "--iters",
+        type=int,
+        default=defaults.iters,
+        help=f"maximum mean-field iterations (default: {defaults.iters})",
+    )
+    crf.add_argument(
+        "--gaussian",
+        type=float,
+        metavar="SXY",
+        default=defaults.gaussian_sxy,
+        help="add a Gaussian smoothness kernel with this spatial std (working pixels)",
+    )
+    crf.add_argument(
+        "--gaussian-compat",
+        type=float,
+        default=defaults.gaussian_compat,
+        help=f"weight of the Gaussian smoothness kernel (default: {defaults.gaussian_compat})",
+    )
+    crf.add_argument(
+        "--median-radius",
+        type=int,
+        default=defaults.median_radius,
+        help="radius of the median filter applied after upsampling, 0: none "
+        f"(default: {defaults.median_radius})",
+    )
+
+
+def crf_params(args: argparse.Namespace) -> CRFParams:
+    """The CRF settings named by the options of :func:`add_crf_options`."""
+    return CRFParams(
+        theta=args.theta,
+        scale=args.scale,
+        compat=args.compat,
+        gt_prob=args.gt_prob,
+        iters=args.iters,
+        gaussian_sxy=args.gaussian,
+        gaussian_compat=args.gaussian_compat,
+        median_radius=args.median_radius,
+    )
