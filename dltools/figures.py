@@ -59,6 +59,26 @@ def class_legend(fig: Figure, class_names: Sequence[str], colors: np.ndarray) ->
     )
 
 
+def panel_figure(
+    panels: Sequence[tuple[str, np.ndarray]],
+    class_names: Sequence[str],
+    colors: np.ndarray,
+    title: str = "",
+) -> Figure:
+    """Pictures side by side, each (h, w, 3) uint8 with its title, above a class legend."""
+    height, width = panels[0][1].shape[:2]
+    fig = Figure(figsize=(4.5 * len(panels), 4.5 * height / width + 1.0), layout="constrained")
+    for i, (name, picture) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.imshow(picture)
+        ax.set_title(name)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    class_legend(fig, class_names, colors)
+    return fig
+
+
 def groundtruth_figure(
     image: np.ndarray,
     sparse: np.ndarray,
@@ -82,17 +102,7 @@ def groundtruth_figure(
         ("strokes", overlay(rgb, strokes, colors, alpha=1.0)),
         ("labels", overlay(rgb, labels, colors)),
     ]
-    height, width = rgb.shape[:2]
-    fig = Figure(figsize=(4.5 * len(panels), 4.5 * height / width + 1.0), layout="constrained")
-    for i, (name, picture) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        ax.imshow(picture)
-        ax.set_title(name)
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title)
-    class_legend(fig, class_names, colors)
-    return fig
+    return panel_figure(panels, class_names, colors, title)
 
 
 def confusion_figure(
@@ -242,17 +252,7 @@ def segmentation_figure(
         ("tile classes (opacity = probability)", shaded),
         ("refined labels", overlay(rgb, labels, colors)),
     ]
-    height, width = rgb.shape[:2]
-    fig = Figure(figsize=(4.5 * len(panels), 4.5 * height / width + 1.0), layout="constrained")
-    for i, (name, picture) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        ax.imshow(picture)
-        ax.set_title(name)
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title)
-    class_legend(fig, class_names, colors)
-    return fig
+    return panel_figure(panels, class_names, colors, title)
 
 
 def f1_distribution_figure(f1_by_class: dict[str, Sequence[float]], title: str = "") -> Figure:
