@@ -326,7 +326,13 @@ def _coarse_inputs(
     coarse = replace(params, theta=params.theta * factor * _COARSE_REACH, gaussian_sxy=sxy)
     small_evidence = _resize_evidence(evidence, small, n_classes, valid)
     unary = _unary(small_evidence, n_classes, params.gt_prob)
-    return _resize_area(image, small, valid), unary, coarse, _resize_valid(valid, small), bands
+    return (
+        resize_valid_area(image, small, valid),
+        unary,
+        coarse,
+        working_valid_mask(valid, small),
+        bands,
+    )
 
 
 def _spans(n: int, window: int, overlap: int) -> list[tuple[int, int]]:
@@ -471,18 +477,18 @@ def _label(image, evidence, n_classes, scale, params, nodata, workers, progress)
     small = (max(1, round(full[0] * scale)), max(1, round(full[1] * scale)))
     work_valid = valid
     if small != full:
-        image = _resize_area(image, small, valid)
-        work_valid = _resize_valid(valid, small)
+        image = resize_valid_area(image, small, valid)
+        work_valid = working_valid_mask(valid, small)
     if evidence.shape[:2] != small:
         evidence_valid = valid if evidence.shape[:2] == full else np.ones(evidence.shape[:2], bool)
         evidence = _resize_evidence(evidence, small, n_classes, evidence_valid)
     posteriors = tiled_crf(
         image, evidence, n_classes, params, work_valid, workers=workers, progress=progress
     )
-    return _class_map(posteriors, valid, params.median_radius), posteriors
+    return upsample_labels(posteriors, valid, params.median_radius), posteriors
 
 
-def _class_map(posteriors: np.ndarray, valid: np.ndarray, radius: int) -> np.ndarray:
+def upsample_labels(posteriors: np.ndarray, valid: np.ndarray, radius: int) -> np.ndarray:
     """Full-size (H, W) uint8 argmax of bilinearly upsampled posteriors, median filtered;
     :data:`NODATA` where ``valid`` (H, W) is False."""
     shape = valid.shape
@@ -522,7 +528,7 @@ def _bilinear(grid: np.ndarray, shape: tuple[int, int], win: tuple[slice, slice]
     return rows[:, x0] * (1 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
 
 
-def _resize_area(
+def resize_valid_area(
     image: np.ndarray, shape: tuple[int, int], valid: np.ndarray | None = None
 ) -> np.ndarray:
     """(H, W, C) -> (h, w, C) by area averaging over the ``valid`` pixels only; same dtype.
@@ -552,7 +558,7 @@ def _resize_area(
     return out
 
 
-def _resize_valid(valid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def working_valid_mask(valid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Working-scale validity: at least half of the pixels under a working pixel are valid."""
     share = cv2.resize(valid.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
     return share >= 0.5
@@ -582,7 +588,7 @@ def _resize_evidence(
     stack = np.concatenate([np.where(known[..., None], evidence, 0), known[..., None]], axis=2)
     stack = stack.astype(np.float32)
     if shape[0] * shape[1] < known.size:
-        stack = _resize_area(stack, shape)
+        stack = resize_valid_area(stack, shape)
     else:
         stack = _bilinear(stack, shape, (slice(0, shape[0]), slice(0, shape[1])))
     total, weight = stack[..., :n_classes], stack[..., n_classes:]

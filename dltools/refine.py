@@ -22,7 +22,13 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.neural_network import MLPClassifier
 
-from dltools.crf import CRFParams, _class_map, _resize_area, _resize_valid, label_from_probs
+from dltools.crf import (
+    CRFParams,
+    label_from_probs,
+    resize_valid_area,
+    upsample_labels,
+    working_valid_mask,
+)
 from dltools.errors import DltoolsError
 
 REFINERS = ("crf", "mlp", "rf")  # plus "none" in dltools.segment: the raw tile map
@@ -173,8 +179,8 @@ def refine(
     valid = np.ones(full, bool) if nodata is None else ~np.asarray(nodata, bool)
     if np.issubdtype(image.dtype, np.floating):
         valid &= np.isfinite(image).all(axis=2)
-    work = image if small == full else _resize_area(image, small, valid)
-    work_valid = valid if small == full else _resize_valid(valid, small)
+    work = image if small == full else resize_valid_area(image, small, valid)
+    work_valid = valid if small == full else working_valid_mask(valid, small)
     targets = np.where(known_evidence(evidence), np.nan_to_num(evidence).argmax(axis=2), -1)
     posteriors = classify_pixels(
         pixel_features(work, work_valid),
@@ -185,4 +191,4 @@ def refine(
         seed=seed,
         workers=workers,
     )
-    return _class_map(posteriors, valid, crf.median_radius), posteriors
+    return upsample_labels(posteriors, valid, crf.median_radius), posteriors
