@@ -216,6 +216,28 @@ def test_unary_matches_pydensecrf():
     assert ours.shape == (3, 6) and ours.dtype == np.float32
 
 
+def test_one_window_reproduces_the_original_call():
+    """dense_crf's energy is dl_tools' (K + 1 labels, bilateral kernel over x, y, r, g, b)."""
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import create_pairwise_bilateral
+
+    rgb, labels, sparse = _scene(300, 450, seed=4)
+    params = CRFParams(theta=20, tol=0)
+    ours = dense_crf(rgb, unary_from_strokes(sparse, 6, params.gt_prob), params)
+    crf = dcrf.DenseCRF2D(450, 300, 7)
+    crf.setUnaryEnergy(unary_from_labels(sparse.astype(np.int64), 7, gt_prob=params.gt_prob))
+    feats = create_pairwise_bilateral(sdims=(20, 20), schan=(1, 1, 1), img=rgb, chdim=2)
+    crf.addPairwiseEnergy(
+        feats, compat=100, kernel=dcrf.DIAG_KERNEL, normalization=dcrf.NORMALIZE_SYMMETRIC
+    )
+    original = np.asarray(crf.inference(params.iters)).reshape(7, 300, 450)
+    decided = np.ptp(original[:6], axis=0) > 1e-3  # elsewhere both are uniform
+    assert decided.mean() > 0.7  # 0.77: no stroke reaches the rest
+    same = ours.argmax(2) == original.argmax(0)
+    assert same[decided].mean() >= 0.999  # measured 1.0
+    assert np.all(original[6] < original[:6].max(axis=0) + 1e-6)  # the extra label never wins
+
+
 def test_thin_strokes_survive_downscaling():
     rgb, labels, _ = _scene(600, 900, seed=6)
     sparse = np.zeros(labels.shape, np.uint8)
