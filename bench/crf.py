@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             _make_scene(scene, args.frame, mp, args.seed, data)
             print(f"{mp} MP scene and strokes made in {time.perf_counter() - t0:.0f} s", flush=True)
             variants = VARIANTS if mp <= plain_max_mp else VARIANTS[:1]
-            runs = {v: _measure(v, data, Path(tmp) / f"{v}.npy", args.workers) for v in variants}
+            runs = {v: _measure(v, data, Path(tmp) / f"{v}.npz", args.workers) for v in variants}
             with np.load(data) as arrays:
                 rows.append(_row(mp, runs, arrays["labels"]))
             data.unlink()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pydensecrf.densecrf as dcrf
 import pytest
-from pydensecrf.utils import unary_from_labels
+from pydensecrf.utils import create_pairwise_bilateral, unary_from_labels
 
 from dltools.crf import (
     NODATA,
@@ -218,10 +219,7 @@ def test_unary_matches_pydensecrf():
 
 def test_one_window_reproduces_the_original_call():
     """dense_crf's energy is dl_tools' (K + 1 labels, bilateral kernel over x, y, r, g, b)."""
-    import pydensecrf.densecrf as dcrf
-    from pydensecrf.utils import create_pairwise_bilateral
-
-    rgb, labels, sparse = _scene(300, 450, seed=4)
+    rgb, _, sparse = _scene(300, 450, seed=4)
     params = CRFParams(theta=20, tol=0)
     ours = dense_crf(rgb, unary_from_strokes(sparse, 6, params.gt_prob), params)
     crf = dcrf.DenseCRF2D(450, 300, 7)
