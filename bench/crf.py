@@ -8,7 +8,7 @@ Scenes of 1, 6 and 36 MP with strokes simulated inside their labels (2% of the l
 
 Variants, each in a fresh subprocess:
 
-* ``engine``: ``dltools.crf.label_from_strokes`` on all cores (``--workers``);
+* ``engine``: ``dltools.engines.crf.label_from_strokes`` on all cores (``--workers``);
 * ``plain``: one whole-image pydensecrf call, as dl_tools made it;
 * ``plain-T``: the same call on the transposed image. Its energy is the same; only the
   permutohedral lattice's approximation differs, so its agreement with ``plain`` is how far the
@@ -109,7 +109,7 @@ def _make_scene(scene: str, frame: str, mp: int, seed: int, path: Path) -> None:
     """Save rgb (H, W, 3) uint8, labels (H, W) uint8 (0 = unlabelled) and strokes to ``path``."""
     import cv2
 
-    from dltools.synthetic import coastal_scene, simulate_strokes
+    from dltools.synthetic.scenes import coastal_scene, simulate_strokes
 
     if scene == "synthetic":
         rgb, labels = coastal_scene(*SIZES[mp], seed=seed)
@@ -178,7 +178,7 @@ def _child(args: argparse.Namespace) -> int:
         rgb, sparse, n_classes = data["rgb"], data["sparse"], int(data["n_classes"])
     start = time.perf_counter()
     if args.child == "engine":
-        from dltools.crf import CRFParams, label_from_strokes
+        from dltools.engines.crf import CRFParams, label_from_strokes
 
         _, posteriors = label_from_strokes(
             rgb, sparse, n_classes, scale=1.0, params=CRFParams(), workers=args.workers,

@@ -76,7 +76,7 @@ def _train(run: Path) -> None:
 
 def _network_floor(run: Path, windows: int = 8) -> float:
     """MP/s of the image covered when the model runs on in-memory 1024-px windows alone."""
-    from dltools.fcn import Tiling, load_run
+    from dltools.pipeline.fcn import Tiling, load_run
 
     tiling = Tiling()
     predict = load_run(run).predictor()
@@ -97,7 +97,7 @@ def _make_raster(path: Path, mp: int) -> int:
     from rasterio.transform import from_origin
 
     from dltools.io.geo import Window, create_raster, write_window
-    from dltools.synthetic import coastal_scene
+    from dltools.synthetic.scenes import coastal_scene
 
     side = round(math.sqrt(mp * 1e6))
     rgb, _ = coastal_scene(SCENE, SCENE, seed=1)

@@ -83,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
 
+    from dltools.engines.tiles import tile_grid
     from dltools.io.images import read_image
     from dltools.models.loader import load_model
-    from dltools.segment import SegmentParams, classify_tiles, segment_image, tile_grid
+    from dltools.pipeline.segment import SegmentParams, classify_tiles, segment_image
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is None:

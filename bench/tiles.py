@@ -1,6 +1,6 @@
 """Benchmark bottleneck extraction: tiles per second in batches vs one tile at a time.
 
-Tiles are 96-px JPGs cut from a synthetic coastal scene (dltools.synthetic). For each network
+Tiles are 96-px JPGs cut from a synthetic coastal scene (dltools.synthetic.scenes). For each network
 input size, measured in one run on the same tiles: ``compute_bottlenecks`` (read the files,
 resize, run the module) with batches of ``--batch`` tiles and with one tile at a time, and a
 second batched pass that finds everything in the on-disk cache. Prints tiles/s and the ratios.
@@ -25,7 +25,7 @@ def make_tiles(folder: Path, count: int, size: int = 96) -> list[Path]:
     """``count`` size-px JPG tiles from synthetic scenes, written to ``folder``."""
     import cv2
 
-    from dltools.synthetic import coastal_scene
+    from dltools.synthetic.scenes import coastal_scene
 
     paths: list[Path] = []
     seed = 0
@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf
 
+    from dltools.io.tile_library import read_tiles
     from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
     from dltools.models.hub import feature_layer
     from dltools.models.loader import prepare_images
-    from dltools.tiles import read_tiles
 
     layer = feature_layer(args.module)
     print(f"module {args.module}\n{args.tiles} tiles of 96 px, batches of {args.batch}")

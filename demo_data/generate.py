@@ -23,7 +23,7 @@ from dltools.io.geo import Window, open_raster_writer, write_raster, write_windo
 from dltools.io.images import write_image
 from dltools.io.labels import write_colors, write_labels
 from dltools.io.outputs import atomic_path, ensure_new
-from dltools.synthetic import (
+from dltools.synthetic.scenes import (
     CLASS_COLORS,
     CLASS_NAMES,
     coastal_scene,

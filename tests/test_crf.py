@@ -8,10 +8,9 @@ import pydensecrf.densecrf as dcrf
 import pytest
 from pydensecrf.utils import create_pairwise_bilateral, unary_from_labels
 
-from dltools.crf import (
+from dltools.engines.crf import (
     NODATA,
     CRFParams,
-    _spans,
     dense_crf,
     label_from_probs,
     label_from_strokes,
@@ -20,7 +19,8 @@ from dltools.crf import (
 )
 from dltools.errors import DltoolsError
 from dltools.io.images import read_image
-from dltools.synthetic import coastal_scene, simulate_strokes
+from dltools.raster.windows import spread_spans as _spans
+from dltools.synthetic.scenes import coastal_scene, simulate_strokes
 
 STMARG = [
     "26607", "26626", "26722", "26734", "26758", "26776", "26806", "26818", "26836", "27113",

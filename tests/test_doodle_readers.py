@@ -1,4 +1,4 @@
-"""dltools.doodle.readers: strokes from label images, the original _mres.mat files and GeoJSON."""
+"""dltools.io.strokes: strokes from label images, the original _mres.mat files and GeoJSON."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import rasterio.warp
 import scipy.io
 from rasterio.transform import Affine
 
-from dltools.doodle.readers import read_doodles, sparse_dtype
 from dltools.errors import DltoolsError
 from dltools.io.geo import read_profile, write_raster
 from dltools.io.images import write_image
 from dltools.io.labels import read_labels
+from dltools.io.strokes import read_doodles, sparse_dtype
 
 NAMES = ["water", "sand", "veg"]
 

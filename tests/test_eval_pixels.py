@@ -19,12 +19,12 @@ import pytest
 from sklearn import metrics as skm
 
 from dltools.cli import main as dltools_main
-from dltools.evaluate_pixels import evaluate_pixels, find_pairs, image_name
+from dltools.engines.metrics import cohen_kappa, mean_iou, pixel_summary, score, weighted_f1
 from dltools.io.geo import write_raster
 from dltools.io.images import write_image
 from dltools.io.labels import read_labels, write_labels
 from dltools.io.results import LabelResult, read_result, remap_classes, write_result
-from dltools.metrics import cohen_kappa, mean_iou, pixel_summary, score, weighted_f1
+from dltools.pipeline.evaluate_pixels import evaluate_pixels, find_pairs, image_name
 
 REPO = Path(__file__).resolve().parents[1]
 W, S, V = "water", "sand", "veg"

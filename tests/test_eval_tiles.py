@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from dltools.cli import main as dltools_main
+from dltools.io.discovery import find_labelled_images
 from dltools.io.labels import read_labels, write_labels
-from dltools.tiles import find_labelled_images, retile
+from dltools.pipeline.retile import retile
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo_data"

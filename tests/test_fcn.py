@@ -1,4 +1,4 @@
-"""Step 8: fully convolutional segmentation (dltools.fcn, dltools.models.fcn, dltools fcn)."""
+"""Step 8: fully convolutional segmentation (pipeline.fcn, models.unet, dltools fcn)."""
 
 from __future__ import annotations
 
@@ -12,32 +12,29 @@ import rasterio
 
 from dltools.cli import main as dltools_main
 from dltools.errors import DltoolsError
-from dltools.fcn import (
+from dltools.io.discovery import find_labelled_images as find_pairs
+from dltools.io.discovery import original_layout, split_pairs
+from dltools.io.geo import read_nodata_mask, read_profile, read_raster
+from dltools.io.images import read_image, write_image
+from dltools.io.label_maps import decode_colors, read_label_map
+from dltools.io.labels import Classes, read_labeldefs, read_labels
+from dltools.io.results import LabelResult, read_result, write_result
+from dltools.pipeline.fcn import (
     IGNORE,
     STRIDE,
     Augmentation,
-    Classes,
     LabelledImage,
     Tiling,
-    decode_colors,
-    find_pairs,
     load_labelled,
     load_run,
-    original_layout,
     output_paths,
     predict_image,
     probability_blocks,
     random_crop,
-    read_label_map,
     segment_file,
-    split_pairs,
     with_flips,
 )
-from dltools.io.geo import read_nodata_mask, read_profile, read_raster
-from dltools.io.images import read_image, write_image
-from dltools.io.labels import read_labeldefs, read_labels
-from dltools.io.results import LabelResult, read_result, write_result
-from dltools.tiles import blend_blocks, blend_weights, covering_windows
+from dltools.raster.windows import blend_blocks, blend_weights, covering_windows
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo_data"
@@ -281,8 +278,8 @@ def test_augmentation_keeps_image_and_labels_aligned():
 
 
 def test_loss_ignores_unlabelled_pixels_and_weights_classes():
-    from dltools.models.fcn import STRIDE as NETWORK_STRIDE
-    from dltools.models.fcn import MaskedCrossEntropy, class_weights
+    from dltools.models.unet import STRIDE as NETWORK_STRIDE
+    from dltools.models.unet import MaskedCrossEntropy, class_weights
 
     assert NETWORK_STRIDE == STRIDE
     rng = np.random.default_rng(0)
@@ -316,7 +313,7 @@ def test_encoder_weights_are_never_downloaded(tmp_path):
 
 
 def test_encoder_weights_of_another_width_are_refused(shared_dir):
-    from dltools.models.fcn import build_fcn
+    from dltools.models.unet import build_fcn
 
     with pytest.raises(DltoolsError, match=r"width 0\.5"):
         build_fcn(3, shared_dir / WEIGHTS, alpha=0.5)

@@ -15,10 +15,13 @@ import numpy as np
 import pytest
 
 from dltools.cli import main as dltools_main
-from dltools.fcn import Classes, Tiling, find_pairs, load_run, predict_image, read_label_map
+from dltools.engines.metrics import confusion_matrix, scores_from_confusion
+from dltools.io.discovery import find_labelled_images as find_pairs
 from dltools.io.images import read_image
+from dltools.io.label_maps import read_label_map
+from dltools.io.labels import Classes
 from dltools.io.results import read_result
-from dltools.metrics import confusion_matrix, scores_from_confusion
+from dltools.pipeline.fcn import Tiling, load_run, predict_image
 
 CLASSES = ["water", "sediment", "green vegetation"]  # label values 1, 2, 3 of the SCLS rasters
 WEIGHTS = "models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"

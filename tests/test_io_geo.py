@@ -13,7 +13,6 @@ from dltools.errors import DltoolsError
 from dltools.io.geo import (
     Window,
     is_georeferenced,
-    iter_windows,
     open_raster_writer,
     read_nodata_mask,
     read_profile,
@@ -22,6 +21,7 @@ from dltools.io.geo import (
     write_window,
 )
 from dltools.io.results import read_result
+from dltools.raster.windows import iter_windows
 
 UTM = CRS.from_epsg(32610)
 

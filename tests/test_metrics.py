@@ -1,4 +1,4 @@
-"""dltools.metrics: confusion matrices and scores, classes matched by exact name."""
+"""dltools.engines.metrics: confusion matrices and scores, classes matched by exact name."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from dltools.engines.metrics import class_indices, confusion_matrix, score, scores_from_confusion
 from dltools.errors import DltoolsError
-from dltools.metrics import class_indices, confusion_matrix, score, scores_from_confusion
 
 NAMES = ["water", "sediment", "vegetation", "road"]
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dltools.display import overlay, to_display
-from dltools.doodle.painter import (
+from dltools.errors import DltoolsError
+from dltools.figures.display import overlay, to_display
+from dltools.gui.painter import (
     PaintState,
     Stroke,
     View,
@@ -31,7 +32,6 @@ from dltools.doodle.painter import (
     paint_strokes,
     render_strokes,
 )
-from dltools.errors import DltoolsError
 from dltools.io.images import read_image, write_image
 from dltools.io.results import read_result
 
@@ -169,7 +169,8 @@ PAINT_SCRIPT = textwrap.dedent(
     import sys
     from pathlib import Path
     import numpy as np
-    from dltools.doodle import paint_strokes, read_doodles
+    from dltools.gui.painter import paint_strokes
+    from dltools.io.strokes import read_doodles
 
     image, autosave, result = np.load(sys.argv[1]), sys.argv[2], sys.argv[3]
     scale, window = float(sys.argv[4]), int(sys.argv[5])

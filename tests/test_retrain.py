@@ -20,6 +20,7 @@ import tf_keras
 import dltools.models.bottlenecks as bottlenecks_module
 from dltools.cli import main as dltools_main
 from dltools.errors import DltoolsError
+from dltools.io.discovery import find_labelled_images
 from dltools.io.images import list_images, read_image
 from dltools.io.labels import read_labels
 from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
@@ -32,7 +33,7 @@ from dltools.models.hub import (
     top_layer_variables,
 )
 from dltools.models.loader import load_model, save_model
-from dltools.tiles import find_labelled_images, retile
+from dltools.pipeline.retile import retile
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo_data"

@@ -20,23 +20,18 @@ import tf_keras
 from sklearn.linear_model import LogisticRegression
 
 from dltools.cli import main as dltools_main
-from dltools.cli.segment import find_images, main_original, read_colors_for
-from dltools.crf import NODATA
+from dltools.cli.segment import main_original
+from dltools.engines.crf import NODATA
+from dltools.engines.tiles import decimated, pure_windows, tile_classes, tile_grid
 from dltools.errors import DltoolsError
+from dltools.io.discovery import find_images
 from dltools.io.geo import read_nodata_mask, read_profile, read_raster
 from dltools.io.images import read_image, write_image
+from dltools.io.labels import read_classes as read_colors_for
 from dltools.io.labels import write_colors, write_labels
 from dltools.models.loader import TileModel, load_model, save_model
-from dltools.segment import (
-    SegmentParams,
-    classify_tiles,
-    decimated,
-    segment_image,
-    tile_classes,
-    tile_grid,
-)
-from dltools.synthetic import CLASS_NAMES, coastal_scene
-from dltools.tiles import pure_windows
+from dltools.pipeline.segment import SegmentParams, classify_tiles, segment_image
+from dltools.synthetic.scenes import CLASS_NAMES, coastal_scene
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo_data"

@@ -18,7 +18,7 @@ import pytest
 
 from dltools.cli import main as dltools_main
 from dltools.cli.segment import DEFAULT_REFINE
-from dltools.segment import METHODS
+from dltools.pipeline.segment import METHODS
 
 HELD_OUT = ("26818", "26836", "27113")  # as the stmarg fixture (tests/conftest.py)
 RETRAIN = ["--image_size", "96", "--how_many_training_steps", "1000", "--learning_rate", "0.01"]

@@ -12,7 +12,7 @@ import pytest
 
 from dltools.cli import main as dltools_main
 from dltools.errors import DltoolsError
-from dltools.split import choose_train, copy_results_to_split, split_folder
+from dltools.pipeline.split import choose_train, copy_results_to_split, split_folder
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_IMAGES = REPO / "demo_data" / "images"

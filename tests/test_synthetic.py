@@ -1,4 +1,4 @@
-"""dltools.synthetic (beach scenes, simulated strokes) and the committed demo data."""
+"""dltools.synthetic.scenes (beach scenes, simulated strokes) and the committed demo data."""
 
 import importlib.util
 import json
@@ -16,7 +16,7 @@ from rasterio.warp import transform as warp_transform
 
 from dltools.io.images import read_image
 from dltools.io.labels import read_classes, read_labeldefs
-from dltools.synthetic import (
+from dltools.synthetic.scenes import (
     CLASS_COLORS,
     CLASS_NAMES,
     DRYSAND,

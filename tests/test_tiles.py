@@ -1,4 +1,4 @@
-"""Step 3: sliding windows, purity, pairing and retiling (dltools.tiles, dltools retile)."""
+"""Step 3: sliding windows, purity, pairing and retiling (pipeline.retile, dltools retile)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,18 @@ import numpy as np
 import pytest
 from rasterio.transform import Affine
 
-import dltools.tiles as tiles_module
+import dltools.pipeline.retile as tiles_module
 from dltools.cli import main as dltools_main
+from dltools.engines.tiles import pure_windows, window_class_counts
 from dltools.errors import DltoolsError
+from dltools.io.discovery import find_labelled_images
 from dltools.io.geo import write_raster
 from dltools.io.images import read_image, write_image
 from dltools.io.results import LabelResult, write_result
-from dltools.synthetic import CLASS_NAMES, coastal_scene
-from dltools.tiles import (
-    Tile,
-    find_labelled_images,
-    pure_windows,
-    read_manifest,
-    retile,
-    thin,
-    window_class_counts,
-    window_origins,
-)
+from dltools.io.tile_library import Tile, read_manifest
+from dltools.pipeline.retile import retile, thin
+from dltools.raster.windows import window_origins
+from dltools.synthetic.scenes import CLASS_NAMES, coastal_scene
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo_data"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dltools.crf import CRFParams
+from dltools.engines.crf import CRFParams
 
 
 def add_crf_options(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dltools.cli._common import add_force, reports_errors
-from dltools.split import copy_results_to_split
+from dltools.pipeline.split import copy_results_to_split
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from dltools.cli._common import add_force, reports_errors
-from dltools.evaluate_pixels import POOLED, PRED_GLOB, TRUE_GLOB
 from dltools.io.labels import read_labels
 from dltools.io.outputs import atomic_path, ensure_new
+from dltools.pipeline.evaluate_pixels import POOLED, PRED_GLOB, TRUE_GLOB
 
 METRICS = "pixel_metrics.csv"
 SUMMARY = "pixel_summary.json"
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_table(evaluation) -> None:
-    from dltools.metrics import iou_from_confusion, pixel_summary
+    from dltools.engines.metrics import iou_from_confusion, pixel_summary
 
     head = f"{'image':<32} {'pixels':>10} {'accuracy':>9} {'macro F1':>9} {'pixel F1':>9}"
     print(head + f" {'mIoU':>6} {'kappa':>6}")
@@ -94,8 +94,8 @@ def _print_table(evaluation) -> None:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    from dltools.evaluate_pixels import evaluate_pixels, find_pairs, write_metrics_csv
-    from dltools.figures import confusion_figure, f1_distribution_figure, save_figure
+    from dltools.figures.panels import confusion_figure, f1_distribution_figure, save_figure
+    from dltools.pipeline.evaluate_pixels import evaluate_pixels, find_pairs, write_metrics_csv
 
     out = Path(args.out_dir or args.pred_dir)
     pairs = find_pairs(args.pred_dir, args.true_dir, args.pred_glob, args.true_glob)

@@ -48,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    from dltools.figures import confusion_figure, save_figure
-    from dltools.models.evaluate import evaluate_tiles
+    from dltools.figures.panels import confusion_figure, save_figure
     from dltools.models.loader import load_model
+    from dltools.pipeline.evaluate_tiles import evaluate_tiles
 
     out = Path(args.out_dir or args.tile_dir)
     figure, metrics = out / FIGURE, out / METRICS

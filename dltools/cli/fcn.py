@@ -14,29 +14,25 @@ from tqdm import tqdm
 
 from dltools.cli._common import add_force, add_seed, reports_errors
 from dltools.cli._crf_options import add_crf_options, crf_params
-from dltools.crf import CRFParams
+from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
-from dltools.fcn import (
-    Classes,
+from dltools.io.discovery import find_labelled_images, original_layout, split_pairs
+from dltools.io.images import image_shape
+from dltools.io.labels import Classes, default_colors, read_classes
+from dltools.io.outputs import ensure_new
+from dltools.io.results import read_result
+from dltools.pipeline.fcn import (
     Settings,
     Tiling,
-    default_colors,
-    find_pairs,
     infer_images,
     load_run,
     make_labels,
-    original_layout,
     output_paths,
-    read_classes,
     read_config,
     segment_file,
     segment_file_crf,
-    split_pairs,
     train,
 )
-from dltools.io.images import image_shape
-from dltools.io.outputs import ensure_new
-from dltools.io.results import read_result
 
 DEFAULTS = Settings()
 TILING = Tiling()
@@ -61,7 +57,7 @@ def _class_options(parser: argparse.ArgumentParser) -> None:
 def _classes(args: argparse.Namespace) -> Classes | None:
     if args.colors and not args.labels:
         raise DltoolsError("-c colors.txt needs -l labels.txt")
-    return read_classes(args.labeldefs, args.labels, args.colors)
+    return read_classes(args.labels, args.colors, args.labeldefs)
 
 
 # --- make-labels ---------------------------------------------------------------------------
@@ -216,7 +212,7 @@ def _training_data(args: argparse.Namespace, classes: Classes | None):
     if layout is not None:
         train_pairs, val_pairs = layout["train"], layout["val"]
     else:
-        pairs, unlabelled = find_pairs(args.data_dir, args.label_dir)
+        pairs, unlabelled = find_labelled_images(args.data_dir, args.label_dir, prefer=True)
         if not pairs:
             raise DltoolsError(
                 f"{args.data_dir}: no image has a label file (<name>_mres.mat or a label "

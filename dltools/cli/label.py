@@ -12,14 +12,14 @@ from pathlib import Path
 
 from dltools.cli._common import add_force, reports_errors
 from dltools.cli._crf_options import add_crf_options, crf_params
-from dltools.crf import CRFParams, label_from_strokes
-from dltools.doodle.readers import read_doodles
+from dltools.engines.crf import CRFParams, label_from_strokes
 from dltools.errors import DltoolsError
-from dltools.groundtruth import GroundTruth, groundtruth_paths, write_groundtruth
 from dltools.io.geo import is_georeferenced, read_nodata_mask, read_profile
 from dltools.io.images import read_image
 from dltools.io.labels import read_classes
 from dltools.io.outputs import ensure_new
+from dltools.io.strokes import read_doodles
+from dltools.pipeline.label import GroundTruth, groundtruth_paths, write_groundtruth
 
 DEFAULTS = CRFParams()  # the original dl_tools settings
 
@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
     )
     seconds = {"painting": 0.0}
     if doodles is None or args.paint:
-        from dltools.doodle.painter import paint_strokes  # opens windows: only when painting
+        from dltools.gui.painter import paint_strokes  # opens windows: only when painting
 
         resuming = args.doodles and Path(args.doodles).resolve() == paths.doodles.resolve()
         if not resuming:

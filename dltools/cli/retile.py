@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from dltools.cli._common import add_force, add_seed, reports_errors
+from dltools.io.discovery import find_labelled_images
 from dltools.io.labels import read_labels
-from dltools.tiles import MIN_TILES_TO_THIN, find_labelled_images, library_folder, retile
+from dltools.pipeline.retile import MIN_TILES_TO_THIN, library_folder, retile
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from dltools.models.classifier import Augmentation
-    from dltools.models.retrain import Outputs, Settings, retrain
+    from dltools.pipeline.retrain import Outputs, Settings, retrain
 
     model = Path(args.output_graph)
     outputs = Outputs(

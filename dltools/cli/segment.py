@@ -7,22 +7,18 @@ turns the confident tiles into pixel labels.
 from __future__ import annotations
 
 import argparse
-import re
-from pathlib import Path
-
-import numpy as np
 
 from dltools.cli._common import add_force, add_seed, reports_errors
 from dltools.errors import DltoolsError
-from dltools.io.labels import read_classes, read_labeldefs, read_labels
+from dltools.io.discovery import find_images
+from dltools.io.labels import read_classes
 from dltools.io.outputs import ensure_new
 
 DEFAULT_REFINE = "crf"  # as the original; `mlp` scores higher and runs faster (README, step 6)
-_OUTPUT_NAME = re.compile(r"_(ares|mres)(_|$)")  # outputs of steps 2 and 6: never inputs
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
-    from dltools.segment import METHODS
+    from dltools.pipeline.segment import METHODS
 
     parser.add_argument(
         "--refine",
@@ -148,45 +144,10 @@ def build_original_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_colors_for(labels_path: str, colors_path: str) -> tuple[list[str], np.ndarray]:
-    """Class names and (K, 3) uint8 colours: from a colors.txt in the labels' order, or from a
-    labeldefs.txt (``name, R, G, B`` lines) matched by name."""
-    path = Path(colors_path)
-    text = path.read_text(encoding="utf-8-sig") if path.is_file() else ""
-    if not any(line.count(",") == 3 for line in text.splitlines()):
-        return read_classes(labels_path, colors_path)
-    names = read_labels(labels_path)
-    defined, colors = read_labeldefs(colors_path)
-    missing = [name for name in names if name not in defined]
-    if missing:
-        raise DltoolsError(f"{colors_path} defines no colour for {', '.join(missing)}")
-    return names, colors[[defined.index(name) for name in names]]
-
-
-def find_images(inputs: list[str]) -> list[Path]:
-    """The images named or found in folders (not label rasters, not step 2/6 outputs)."""
-    from dltools.io.images import is_image_file
-    from dltools.tiles import find_labelled_images
-
-    images = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            pairs, unlabelled = find_labelled_images(item)
-            found = sorted([image for image, _ in pairs] + unlabelled)
-            images += [p for p in found if not _OUTPUT_NAME.search(p.stem)]
-        elif item.is_file() and is_image_file(item):
-            images.append(item)
-        else:
-            raise DltoolsError(f"{item}: not an image file or folder")
-    if not images:
-        raise DltoolsError(f"no images to segment in {', '.join(inputs)}")
-    return images
-
-
 @reports_errors
 def run(args: argparse.Namespace) -> None:
     from dltools.models.loader import load_model
-    from dltools.segment import SegmentParams, segment_file, segment_paths
+    from dltools.pipeline.segment import SegmentParams, segment_file, segment_paths
 
     images = find_images(args.images)
     params = SegmentParams(
@@ -201,7 +162,7 @@ def run(args: argparse.Namespace) -> None:
     )
     if args.block < args.tile:
         raise DltoolsError(f"--block {args.block} must be at least the tile size {args.tile}")
-    names, colors = read_colors_for(args.labels, args.colors)
+    names, colors = read_classes(args.labels, args.colors)
     paths = {image: segment_paths(image, args.tile, args.out_dir, args.block) for image in images}
     ensure_new([p for image_paths in paths.values() for p in image_paths.outputs()], args.force)
     model = load_model(args.model)

@@ -457,7 +457,7 @@ def _outputs(args: argparse.Namespace, *suffixes: str) -> list[Path]:
 
 
 def _apply(args: argparse.Namespace) -> None:
-    from dltools.figures import latent_figure, save_figure, spectra_figure
+    from dltools.figures.panels import latent_figure, save_figure, spectra_figure
     from dltools.spectral import inference
     from dltools.spectral.cube import open_cube, read_overview
     from dltools.spectral.folder import load_model
@@ -500,7 +500,7 @@ def _apply(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from dltools.figures import class_map_figure, save_figure
+    from dltools.figures.panels import class_map_figure, save_figure
     from dltools.io.geo import read_raster
     from dltools.io.images import write_image
     from dltools.spectral import inference

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dltools.cli._common import add_seed, reports_errors
-from dltools.split import split_folder
+from dltools.pipeline.split import split_folder
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,8 +3,8 @@
 Every raster file GDAL can open goes through :func:`open_raster`, so JPG, PNG, TIFF and GeoTIFF
 share one decoder and one error path. Arrays are ``(h, w, C)``; band indices are 0-based
 (rasterio's are 1-based). Big rasters are processed window by window with
-:func:`iter_windows`, :func:`read_raster` and :func:`write_window`, so no orthomosaic ever has
-to fit in memory.
+:func:`dltools.raster.windows.iter_windows`, :func:`read_raster` and :func:`write_window`,
+so no orthomosaic ever has to fit in memory.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import rasterio
+from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
@@ -26,8 +27,8 @@ from dltools.io.outputs import atomic_path
 __all__ = [
     "Window",
     "create_raster",
+    "has_nodata",
     "is_georeferenced",
-    "iter_windows",
     "open_raster",
     "open_raster_writer",
     "read_nodata_mask",
@@ -102,6 +103,12 @@ def read_raster(
     return np.moveaxis(data, 0, -1)
 
 
+def has_nodata(path: str | os.PathLike) -> bool:
+    """True if any band of the raster has a nodata value, a mask or an alpha band."""
+    with open_raster(path) as src:
+        return any(MaskFlags.all_valid not in flags for flags in src.mask_flag_enums)
+
+
 def read_nodata_mask(path: str | os.PathLike, window: Window | None = None) -> np.ndarray:
     """``(h, w)`` bool, True where the pixel holds no data.
 
@@ -110,21 +117,6 @@ def read_nodata_mask(path: str | os.PathLike, window: Window | None = None) -> n
     """
     with open_raster(path) as src:
         return src.dataset_mask(window=window) == 0
-
-
-def iter_windows(height: int, width: int, size: int, overlap: int = 0) -> Iterator[Window]:
-    """Windows of ``size`` x ``size`` pixels that cover a ``height`` x ``width`` raster.
-
-    Neighbours share ``overlap`` rows/columns; windows on the last row/column are clipped at
-    the raster's edge (so they may be smaller), and none lies wholly inside its neighbour.
-    Row-major order.
-    """
-    if size <= 0 or not 0 <= overlap < size:
-        raise ValueError(f"need size > 0 and 0 <= overlap < size, got {size=}, {overlap=}")
-    step = size - overlap
-    for row in range(0, max(height - overlap, 1), step):
-        for col in range(0, max(width - overlap, 1), step):
-            yield Window(col, row, min(size, width - col), min(size, height - row))
 
 
 @contextlib.contextmanager

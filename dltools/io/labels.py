@@ -5,6 +5,9 @@
   of labels.txt.
 - labeldefs.txt: ``name, R, G, B`` per line (0-255).
 
+:class:`Classes` is the one class table of every step; :func:`read_classes` builds it from
+any of these files.
+
 Reading tolerates CRLF line ends, a byte-order mark, spaces around entries, blank lines and a
 missing final newline. Colours are ``(K, 3)`` uint8 RGB arrays.
 """
@@ -14,8 +17,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.colors import to_rgb
 
 from dltools.errors import DltoolsError
@@ -84,18 +89,66 @@ def read_labeldefs(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     return _check_names(names, path), np.array(rgb, dtype=np.uint8).reshape(-1, 3)
 
 
+class Classes(NamedTuple):
+    """A class table: names and their ``(K, 3)`` uint8 RGB colours; label value ``k`` is
+    ``names[k - 1]``. Unpacks as ``names, colors``."""
+
+    names: list[str]
+    colors: np.ndarray
+
+
+def default_colors(n: int) -> np.ndarray:
+    """(n, 3) uint8 RGB colours from matplotlib's tab10 (tab20 beyond 10 classes)."""
+    table = colormaps["tab10" if n <= 10 else "tab20"]
+    rgb = [table(i % table.N)[:3] for i in range(n)]
+    return np.round(np.array(rgb).reshape(-1, 3) * 255).astype(np.uint8)
+
+
+def _is_labeldefs(path: str | os.PathLike) -> bool:
+    """True if ``path`` holds ``name, R, G, B`` lines rather than one colour per line."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8-sig") if path.is_file() else ""
+    return any(line.count(",") == 3 for line in text.splitlines())
+
+
 def read_classes(
-    labels_path: str | os.PathLike, colors_path: str | os.PathLike
-) -> tuple[list[str], np.ndarray]:
-    """Names from ``labels_path`` and their ``(K, 3)`` uint8 colours from ``colors_path``."""
-    names = read_labels(labels_path)
-    colors = read_colors(colors_path)
-    if len(names) != len(colors):
+    labels: str | os.PathLike | None = None,
+    colors: str | os.PathLike | None = None,
+    labeldefs: str | os.PathLike | None = None,
+) -> Classes | None:
+    """The class table from ``labeldefs`` (labeldefs.txt), or from ``labels`` (labels.txt)
+    with ``colors``: a colors.txt in the labels' order, a labeldefs.txt whose colours are
+    matched by name, or None for :func:`default_colors`. None when no file is given.
+    """
+    if labeldefs is not None:
+        if labels is not None:
+            raise DltoolsError("give either --labeldefs or -l labels.txt, not both")
+        return Classes(*read_labeldefs(labeldefs))
+    if labels is None:
+        return None
+    names = read_labels(labels)
+    if colors is None:
+        return Classes(names, default_colors(len(names)))
+    if _is_labeldefs(colors):
+        defined, rgb = read_labeldefs(colors)
+        missing = [name for name in names if name not in defined]
+        if missing:
+            raise DltoolsError(f"{colors} defines no colour for {', '.join(missing)}")
+        return Classes(names, rgb[[defined.index(name) for name in names]])
+    rgb = read_colors(colors)
+    if len(rgb) != len(names):
         raise DltoolsError(
-            f"{labels_path} lists {len(names)} classes but {colors_path} lists {len(colors)} "
-            "colours; give one colour per class, in the same order"
+            f"{labels} lists {len(names)} classes but {colors} lists {len(rgb)} colours; "
+            "give one colour per class, in the same order"
         )
-    return names, colors
+    return Classes(names, rgb)
+
+
+def write_labeldefs(path: str | os.PathLike, classes: Classes) -> None:
+    """Write ``name, R, G, B`` lines (labeldefs.txt), atomically."""
+    rows = zip(classes.names, classes.colors.tolist(), strict=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{n}, {r}, {g}, {b}\n" for n, (r, g, b) in rows), encoding="utf-8")
 
 
 def write_labels(path: str | os.PathLike, names: Sequence[str]) -> None:

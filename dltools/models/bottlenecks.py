@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dltools.io.outputs import atomic_path
-from dltools.tiles import read_tiles
+from dltools.io.tile_library import read_tiles
 
 SHARD_SIZE = 1024  # tiles per cache file
 

@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from dltools.figures import confusion_figure
-from dltools.metrics import confusion_matrix
+from dltools.engines.metrics import confusion_matrix
+from dltools.figures.panels import confusion_figure
 from dltools.models.loader import prepare_images
 
 MAX_PER_CLASS = 2**27 - 1  # as the original: the split of a file never changes as classes grow

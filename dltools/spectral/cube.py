@@ -22,13 +22,13 @@ from rasterio.transform import Affine
 from dltools.errors import DltoolsError
 from dltools.io.geo import (
     Window,
-    iter_windows,
     open_raster,
     open_raster_writer,
     read_nodata_mask,
     read_raster,
     write_window,
 )
+from dltools.raster.windows import iter_windows
 from dltools.spectral.options import BLOCK, SCALINGS
 
 MINMAX_OFFSET = 1e-3  # deephyp's per-spectrum min-max: (x - (min(x) - 1e-3)) / max(x)

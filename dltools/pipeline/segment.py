@@ -5,9 +5,9 @@
    (:func:`decimated`) is classified, in batches.
 2. *Evidence.* Tiles whose top probability reaches ``prob_thres`` give their probabilities to
    the pixels they cover; the others are unknown.
-3. *Refinement* (:mod:`dltools.refine`) at working scale ``fct``: a dense CRF, a per-image MLP
-   or random forest; or ``none``, the raw tile map (each pixel takes its tile's class, tiles
-   without a prediction that of the nearest tile with one).
+3. *Refinement* (:mod:`dltools.engines.refine`) at working scale ``fct``: a dense CRF, a
+   per-image MLP or random forest; or ``none``, the raw tile map (each pixel takes its tile's
+   class, tiles without a prediction that of the nearest tile with one).
 
 Images whose longer side exceeds ``block`` pixels are read, segmented and written window by
 window (each with a margin of context that is then cut away), so a GeoTIFF of any size runs
@@ -15,7 +15,7 @@ in bounded memory; those get no ``.mat`` file (a MAT file could not hold them), 
 is the result.
 
 Array conventions: tile probabilities ``(ny, nx, K)`` float32, NaN rows for tiles not
-classified; class maps ``(H, W)`` uint8, 0-based, :data:`dltools.crf.NODATA` at nodata; tile
+classified; class maps ``(H, W)`` uint8, 0-based, :data:`dltools.engines.crf.NODATA` at nodata; tile
 classes ``(ny, nx)`` uint8, class + 1 of the confident tiles, 0 = none.
 """
 
@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
-from dltools.crf import NODATA, CRFParams
-from dltools.display import to_display
+from dltools.engines.crf import NODATA, CRFParams, confidence_map
+from dltools.engines.refine import REFINERS, known_evidence, refine, working_shape
+from dltools.engines.tiles import TileGrid, decimated, fill_unclassified, tile_classes, tile_grid
 from dltools.errors import DltoolsError
-from dltools.figures import MAX_FIGURE_PIXELS, save_figure, segmentation_figure
-from dltools.groundtruth import confidence_map
+from dltools.figures.display import to_display
+from dltools.figures.panels import MAX_FIGURE_PIXELS, save_figure, segmentation_figure
 from dltools.io.geo import (
     Window,
     is_georeferenced,
@@ -48,7 +48,8 @@ from dltools.io.geo import (
 )
 from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, result_name, write_result
-from dltools.refine import REFINERS, known_evidence, refine, working_shape
+from dltools.raster.bands import rgb8
+from dltools.raster.windows import halo_windows
 
 if TYPE_CHECKING:
     from dltools.models.loader import TileModel
@@ -106,69 +107,6 @@ class SegmentParams:
 # --- tiles ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TileGrid:
-    """Tiles of ``size`` px whose top-left corners are ``rows`` x ``cols`` (1-D int arrays)."""
-
-    size: int
-    rows: np.ndarray
-    cols: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return len(self.rows), len(self.cols)
-
-    def index(self, samples: int, length: int, axis: int) -> np.ndarray:
-        """(samples,) intp: the tile row (axis 0) or column (axis 1) holding the centre of each
-        of ``samples`` equal cells along an image side of ``length`` pixels."""
-        centres = (np.arange(samples) + 0.5) * (length / samples)
-        return np.minimum(centres // self.size, self.shape[axis] - 1).astype(np.intp)
-
-    def expand(self, values: np.ndarray, shape: tuple[int, int], image: tuple[int, int]):
-        """Per-tile ``values`` (ny, nx, ...) on a grid of ``shape`` cells over an ``image``
-        (H, W): each cell takes the value of the tile holding its centre."""
-        rows = self.index(shape[0], image[0], 0)
-        cols = self.index(shape[1], image[1], 1)
-        return values[rows][:, cols]
-
-
-def tile_grid(height: int, width: int, size: int) -> TileGrid:
-    """The tiles covering an image: a regular grid plus, where a side is not a multiple of
-    ``size``, a last row/column aligned with the edge (an image smaller than a tile has one)."""
-
-    def origins(n: int) -> np.ndarray:
-        starts = list(range(0, n - size + 1, size)) or [0]
-        if n > size and n % size:
-            starts.append(n - size)
-        return np.array(starts, np.intp)
-
-    return TileGrid(size, origins(height), origins(width))
-
-
-def decimated(shape: tuple[int, int], decim: int) -> np.ndarray:
-    """(ny, nx) bool: every ``decim``-th tile of each row, each row shifted by about
-    sqrt(decim) tiles, so the chosen tiles spread evenly over the image.
-
-    (The original took every decim-th tile in row-major order, which leaves whole columns
-    unclassified when the row length is a multiple of decim.)
-    """
-    shift = max(1, round(np.sqrt(decim)))
-    rows, cols = np.indices(shape)
-    return (cols + rows * shift) % decim == 0
-
-
-def tile_rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB for the tile model from an (H, W, C) image (one band is repeated)."""
-    if image.dtype != np.uint8:
-        raise DltoolsError(
-            f"the image holds {image.dtype} pixels; tile models take 8-bit RGB, so convert it "
-            "first (e.g. gdal_translate -ot Byte -scale)"
-        )
-    if image.shape[2] == 2:
-        raise DltoolsError("the image has 2 bands; tile models need 1 (grey) or 3+ (RGB)")
-    return image if image.shape[2] == 3 else np.repeat(image[..., :1], 3, axis=2)
-
-
 def cut_tiles(rgb: np.ndarray, grid: TileGrid, picks: np.ndarray) -> np.ndarray:
     """(N, size, size, 3) uint8: the tiles at the (N, 2) ``picks`` (tile row, tile column) of
     ``grid``; an image smaller than a tile is padded by reflection."""
@@ -207,21 +145,6 @@ def classify_tiles(
         part = picks[start : start + TILE_CHUNK]
         probs[part[:, 0], part[:, 1]] = model.predict(cut_tiles(rgb, grid, part), batch_size)
     return probs
-
-
-def tile_classes(probs: np.ndarray, prob_thres: float) -> np.ndarray:
-    """(ny, nx) uint8: class + 1 of the tiles whose top probability reaches ``prob_thres``."""
-    top = np.nan_to_num(probs, nan=-1.0)
-    return np.where(top.max(axis=2) >= prob_thres, top.argmax(axis=2) + 1, 0).astype(np.uint8)
-
-
-def fill_unclassified(probs: np.ndarray) -> np.ndarray:
-    """``probs`` (ny, nx, K) with each unclassified (NaN) tile given its nearest tile's."""
-    missing = ~np.isfinite(probs).all(axis=2)
-    if not missing.any() or missing.all():
-        return probs
-    nearest = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
-    return probs[nearest[0], nearest[1]]
 
 
 # --- one image in memory -------------------------------------------------------------------
@@ -263,7 +186,9 @@ def segment_image(
     shape = image.shape[:2]
     valid = None if nodata is None or not nodata.any() else ~nodata
     grid = tile_grid(*shape, params.tile)
-    probs = classify_tiles(tile_rgb(image), grid, model, params.decim, params.batch_size, valid)
+    probs = classify_tiles(
+        rgb8(image, "the image"), grid, model, params.decim, params.batch_size, valid
+    )
     small = working_shape(shape, params.fct)
     if not np.isfinite(probs).any():  # all nodata (a corner window of an orthomosaic)
         class_map = np.full(shape, NODATA, np.uint8)
@@ -345,20 +270,7 @@ def blocks(height: int, width: int, block: int, tile: int) -> list[tuple[Window,
     if not needs_windows((height, width), block):
         whole = Window(0, 0, width, height)
         return [(whole, whole)]
-    core = max(tile, block // tile * tile)
-    halo = -(-HALO // tile) * tile
-    out = []
-    for r in range(0, height, core):
-        for c in range(0, width, core):
-            r0, c0 = max(0, r - halo), max(0, c - halo)
-            r1, c1 = min(height, r + core + halo), min(width, c + core + halo)
-            out.append(
-                (
-                    Window(c, r, min(core, width - c), min(core, height - r)),
-                    Window(c0, r0, c1 - c0, r1 - r0),
-                )
-            )
-    return out
+    return halo_windows(height, width, max(tile, block // tile * tile), -(-HALO // tile) * tile)
 
 
 class _Thumbnails:

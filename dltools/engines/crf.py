@@ -44,6 +44,7 @@ import pydensecrf.densecrf as dcrf
 from tqdm import tqdm
 
 from dltools.errors import DltoolsError
+from dltools.raster.windows import span_weights, spread_spans
 
 NODATA = 255  # class-map value of nodata pixels
 PRIOR_WEIGHT = 0.1  # share of the coarse-pass posterior in the unary of pixels without evidence
@@ -282,13 +283,13 @@ def tiled_crf(
         )
     bands = band_scaling(image, valid)
     workers = max(1, os.cpu_count() or 1) if workers is None else max(1, int(workers))
-    ys, xs = _spans(shape[0], window, overlap), _spans(shape[1], window, overlap)
+    ys, xs = spread_spans(shape[0], window, overlap), spread_spans(shape[1], window, overlap)
     n_tasks = len(ys) * len(xs)
     with _Runner(min(workers, n_tasks)) as run:
         coarse = _coarse_inputs(image, evidence, n_classes, params, valid, bands)
         prior = run.one(dense_crf, *coarse)
         del coarse
-        wy, wx = _blend_weights(ys, shape[0]), _blend_weights(xs, shape[1])
+        wy, wx = span_weights(ys, shape[0]), span_weights(xs, shape[1])
         out = np.zeros((*shape, n_classes), np.float32)
 
         def tasks():
@@ -333,37 +334,6 @@ def _coarse_inputs(
         working_valid_mask(valid, small),
         bands,
     )
-
-
-def _spans(n: int, window: int, overlap: int) -> list[tuple[int, int]]:
-    """Start/stop of evenly spread windows of at most ``window`` covering 0..n with ``overlap``."""
-    if n <= window:
-        return [(0, n)]
-    count = int(np.ceil((n - overlap) / (window - overlap)))
-    step = (n - overlap) / count
-    return [(round(i * step), min(n, round((i + 1) * step + overlap))) for i in range(count)]
-
-
-def _blend_weights(spans: list[tuple[int, int]], n: int) -> list[np.ndarray]:
-    """1-D weights per span: 0 in the outer quarter of each overlap, linear across its middle
-    half, 1 elsewhere; normalised so that they sum to 1 at every position."""
-    weights = []
-    for i, (start, stop) in enumerate(spans):
-        pos = np.arange(start, stop, dtype=np.float64) + 0.5
-        wgt = np.ones(stop - start)
-        zone = spans[i - 1][1] - start if i > 0 else 0
-        if zone > 0:
-            wgt = np.minimum(wgt, np.clip((pos - start - zone / 4) / (zone / 2), 0, 1))
-        zone = stop - spans[i + 1][0] if i < len(spans) - 1 else 0
-        if zone > 0:
-            wgt = np.minimum(wgt, np.clip((stop - pos - zone / 4) / (zone / 2), 0, 1))
-        weights.append(wgt)
-    total = np.zeros(n)
-    for (start, stop), wgt in zip(spans, weights, strict=True):
-        total[start:stop] += wgt
-    return [
-        (wgt / total[a:b]).astype(np.float32) for (a, b), wgt in zip(spans, weights, strict=True)
-    ]
 
 
 class _Runner:
@@ -511,6 +481,19 @@ def upsample_labels(posteriors: np.ndarray, valid: np.ndarray, radius: int) -> n
 
 
 # ----------------------------------------------------------------------------- resampling
+
+
+def confidence_map(preds: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32: the largest posterior of each pixel, upsampled from the working scale.
+
+    Nodata pixels (all posteriors 0) do not pull their neighbours' confidence down: the
+    interpolation is normalised by the interpolated share of valid pixels.
+    """
+    size = (shape[1], shape[0])
+    best = cv2.resize(preds.max(axis=2).astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    valid = (preds.sum(axis=2) > 0).astype(np.float32)
+    weight = cv2.resize(valid, size, interpolation=cv2.INTER_LINEAR)
+    return np.clip(best / np.maximum(weight, 1e-6), 0.0, 1.0)
 
 
 def _bilinear(grid: np.ndarray, shape: tuple[int, int], win: tuple[slice, slice]) -> np.ndarray:

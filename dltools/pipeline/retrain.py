@@ -19,11 +19,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from dltools.engines.metrics import score
 from dltools.errors import DltoolsError
 from dltools.io.images import image_shape
 from dltools.io.labels import write_labels
 from dltools.io.outputs import atomic_path, ensure_new
-from dltools.metrics import score
+from dltools.io.tile_library import list_tile_classes, read_tiles
 from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
 from dltools.models.classifier import (
     SPLITS,
@@ -47,7 +48,6 @@ from dltools.models.hub import (
     top_layer_variables,
 )
 from dltools.models.loader import prepare_images, save_model
-from dltools.tiles import list_tile_classes, read_tiles
 
 
 @dataclass

@@ -7,14 +7,14 @@ Data. Training reads either the original dl_tools layout::
                                      <name>_gtFine_color.png
 
 or a plain folder of images with their ``<name>_mres.mat`` files or label rasters beside them,
-paired by :mod:`dltools.io.pairs`. When an image has several label files, its ``.mat`` is
-preferred to an index raster (value k = class k), and that to a colour image (class colours of
-labeldefs.txt; the original ``_gtFine_color.png``). Label maps here are ``(H, W)`` uint8:
-0 = unlabelled, ``k`` = class ``k``.
+paired by :func:`dltools.io.discovery.find_labelled_images`. When an image has several label
+files, its ``.mat`` is preferred to an index raster (value k = class k), and that to a colour
+image (class colours of labeldefs.txt; the original ``_gtFine_color.png``). Label maps here are
+``(H, W)`` uint8: 0 = unlabelled, ``k`` = class ``k``.
 
 Training (:func:`train`) cuts random crops at native resolution, class-balanced (each crop
 holds a pixel of a class drawn uniformly), flips and colour-jitters them, and fits the network
-of :mod:`dltools.models.fcn` (see :class:`Settings`). The run folder holds::
+of :mod:`dltools.models.unet` (see :class:`Settings`). The run folder holds::
 
     RUN/model.keras       the model of the best validation epoch (the last, without validation)
     RUN/checkpoint.keras  the model and its optimiser after the last epoch (to resume)
@@ -23,8 +23,8 @@ of :mod:`dltools.models.fcn` (see :class:`Settings`). The run folder holds::
     RUN/logs/             TensorBoard: losses, per-class IoU, the map of a validation image
 
 Inference (:func:`segment_file`) slides overlapping windows over an image of any size and
-blends their probabilities (:func:`dltools.tiles.blend_blocks`); rasters are read and written
-block by block, so memory does not grow with the raster's size.
+blends their probabilities (:func:`dltools.raster.windows.blend_blocks`); rasters are read and
+written block by block, so memory does not grow with the raster's size.
 """
 
 from __future__ import annotations
@@ -41,19 +41,20 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from matplotlib import colormaps
 
-from dltools.display import overlay
 from dltools.errors import DltoolsError
+from dltools.figures.display import overlay
+from dltools.io.discovery import find_labelled_images
 from dltools.io.geo import Window, is_georeferenced, open_raster, open_raster_writer, write_window
-from dltools.io.images import image_shape, is_image_file, list_images, read_image, write_image
-from dltools.io.labels import read_colors, read_labeldefs, read_labels
+from dltools.io.images import list_images, read_image, write_image
+from dltools.io.label_maps import read_label_map
+from dltools.io.labels import Classes, read_labeldefs, write_labeldefs
 from dltools.io.outputs import atomic_path, ensure_new
-from dltools.io.pairs import pair_images_with_labels
 from dltools.io.results import LabelResult, write_result
-from dltools.tiles import LabelMap, blend_blocks, split_images_and_labels
+from dltools.raster.bands import rgb8
+from dltools.raster.windows import blend_blocks
 
-# As in dltools.models.fcn, which is not imported here because it needs TensorFlow:
+# As in dltools.models.unet, which is not imported here because it needs TensorFlow:
 STRIDE = 32  # window sides and steps are multiples of the network's downsampling
 IGNORE = -1  # training label of unlabelled pixels (class k is k - 1)
 RUN_FORMAT = "dltools-fcn-run"
@@ -68,200 +69,7 @@ MAP_SIZE = 768  # the validation map drawn after each epoch is at most this big
 GDAL_CACHE_MB = 64  # GDAL block cache while streaming rasters (its default is 5% of the RAM)
 
 
-# --- classes -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Classes:
-    """Class names and their (K, 3) uint8 RGB colours; label value ``k`` is ``names[k - 1]``."""
-
-    names: list[str]
-    colors: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-
-def default_colors(n: int) -> np.ndarray:
-    """(n, 3) uint8 RGB colours from matplotlib's tab10 (tab20 beyond 10 classes)."""
-    table = colormaps["tab10" if n <= 10 else "tab20"]
-    rgb = [table(i % table.N)[:3] for i in range(n)]
-    return np.round(np.array(rgb).reshape(-1, 3) * 255).astype(np.uint8)
-
-
-def read_classes(
-    labeldefs: str | os.PathLike | None = None,
-    labels: str | os.PathLike | None = None,
-    colors: str | os.PathLike | None = None,
-) -> Classes | None:
-    """Classes from labeldefs.txt, or from labels.txt with colors.txt (default: tab10 colours).
-
-    None when neither file is given.
-    """
-    if labeldefs is not None:
-        if labels is not None:
-            raise DltoolsError("give either --labeldefs or -l labels.txt, not both")
-        return Classes(*read_labeldefs(labeldefs))
-    if labels is None:
-        return None
-    names = read_labels(labels)
-    rgb = default_colors(len(names)) if colors is None else read_colors(colors)
-    if len(rgb) != len(names):
-        raise DltoolsError(
-            f"{labels} lists {len(names)} classes but {colors} lists {len(rgb)} colours; "
-            "give one colour per class, in the same order"
-        )
-    return Classes(names, rgb)
-
-
-def write_labeldefs(path: str | os.PathLike, classes: Classes) -> None:
-    """Write ``name, R, G, B`` lines (labeldefs.txt), atomically."""
-    rows = zip(classes.names, classes.colors.tolist(), strict=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(f"{n}, {r}, {g}, {b}\n" for n, (r, g, b) in rows), encoding="utf-8")
-
-
-# --- finding labelled images ---------------------------------------------------------------
-
-
-def _preference(label: Path) -> int:
-    """Rank of a label file when an image has several: a ``.mat`` (0), an index raster (1),
-    a derived ``_gtFine_labelIds`` image (2), a colour image (3, ``color`` in its name)."""
-    if label.suffix.lower() == ".mat":
-        return 0
-    name = label.stem.casefold()
-    if "color" in name or "colour" in name:
-        return 3
-    return 2 if name.endswith("labelids") else 1
-
-
-def pair_preferring(
-    images: Sequence[Path], labels: Sequence[Path], names: Sequence[Path] | None = None
-) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """Pair images with label files; an image with several takes the one that ranks first
-    (see :func:`_preference`). ``names``: the paths whose names are used for pairing (default
-    ``images``). Returns ``(pairs, unpaired images)`` in the order of ``images``."""
-    keys = list(images if names is None else names)
-    real = dict(zip(keys, images, strict=True))
-    pairs, remaining = [], keys
-    for rank in range(4):
-        found, remaining = pair_images_with_labels(
-            remaining, [p for p in labels if _preference(p) == rank]
-        )
-        pairs += found
-    order = {key: i for i, key in enumerate(keys)}
-    pairs.sort(key=lambda pair: order[pair[0]])
-    return [(real[k], label) for k, label in pairs], [real[k] for k in remaining]
-
-
-def find_pairs(
-    folder: str | os.PathLike, label_folder: str | os.PathLike | None = None
-) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """``(image, label file)`` pairs of a plain folder, and its images without labels.
-
-    Label files are the ``*_mres.mat`` files and label images of ``label_folder``; when that
-    is ``folder`` (the default), label images are the image files whose name contains the
-    name of another image there (``SCLS_StMarg26607.tif`` for ``StMarg_26607.jpg``).
-    """
-    folder = Path(folder)
-    labels_in = folder if label_folder is None else Path(label_folder)
-    files = list_images(folder)
-    if labels_in.resolve() == folder.resolve():
-        images, rasters = split_images_and_labels(files)
-    else:
-        rasters, images = list_images(labels_in), files
-    mats = sorted(p for p in labels_in.glob("*_mres.mat") if not p.name.startswith("."))
-    return pair_preferring(images, rasters + mats)
-
-
-def _files_under(folder: Path, keep: Callable[[Path], bool]) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and keep(p)
-    )
-
-
-def _without_rgb(path: Path) -> Path:
-    """``x_RGB.png`` -> ``x.png``: the original layout's image names end in RGB."""
-    stem = path.stem
-    for tail in ("_RGB", "-RGB", "RGB"):
-        if stem.endswith(tail) and len(stem) > len(tail):
-            return path.with_name(stem[: -len(tail)] + path.suffix)
-    return path
-
-
-def original_layout(data_dir: str | os.PathLike) -> dict[str, list[tuple[Path, Path]]] | None:
-    """``{"train": pairs, "val": pairs}`` of the original layout, or None if ``data_dir``
-    has no ``samples/RGB`` folder. Images without labels are a DltoolsError."""
-    root = Path(data_dir)
-    if not (root / "samples" / "RGB").is_dir():
-        return None
-    splits = {}
-    for split in ("train", "val"):
-        images = _files_under(root / "samples" / "RGB" / split, is_image_file)
-        labels = _files_under(
-            root / "labels" / "gtFine" / split,
-            lambda p: is_image_file(p) or p.suffix.lower() == ".mat",
-        )
-        pairs, unpaired = pair_preferring(images, labels, [_without_rgb(p) for p in images])
-        if unpaired:
-            listed = ", ".join(str(p) for p in unpaired[:5])
-            raise DltoolsError(
-                f"{len(unpaired)} image(s) in {root / 'samples' / 'RGB' / split} have no label "
-                f"file in {root / 'labels' / 'gtFine' / split}: {listed}"
-            )
-        splits[split] = pairs
-    if not splits["train"]:
-        raise DltoolsError(f"no training images found in {root / 'samples' / 'RGB' / 'train'}")
-    return splits
-
-
-def split_pairs(
-    pairs: Sequence[tuple[Path, Path]], val_fraction: float, seed: int = 0
-) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
-    """``(train, val)``: ``round(val_fraction * N)`` randomly chosen pairs (at least one when
-    ``val_fraction`` > 0 and N >= 2) are held out for validation, whole images at a time."""
-    if not 0 <= val_fraction < 1:
-        raise DltoolsError(f"--val-fraction must lie in [0, 1), got {val_fraction}")
-    n_val = round(val_fraction * len(pairs))
-    if val_fraction > 0 and len(pairs) >= 2:
-        n_val = min(max(n_val, 1), len(pairs) - 1)
-    held = set(np.random.default_rng(seed).permutation(len(pairs))[:n_val].tolist())
-    train = [p for i, p in enumerate(pairs) if i not in held]
-    return train, [p for i, p in enumerate(pairs) if i in held]
-
-
 # --- label maps ----------------------------------------------------------------------------
-
-
-def decode_colors(rgb: np.ndarray, colors: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 colour labels -> (H, W) uint8 label map, value k where the pixel has
-    colour ``colors[k - 1]`` ((K, 3) uint8), 0 for any other colour."""
-    keys = _color_keys(np.asarray(colors, np.uint8))
-    if len(np.unique(keys)) != len(keys):
-        raise DltoolsError("two classes share a colour: colour label images would be ambiguous")
-    pixels = _color_keys(rgb[..., :3])
-    order = np.argsort(keys)
-    found = np.clip(np.searchsorted(keys[order], pixels), 0, len(keys) - 1)
-    hit = keys[order][found] == pixels
-    return np.where(hit, order[found] + 1, 0).astype(np.uint8)
-
-
-def _color_keys(rgb: np.ndarray) -> np.ndarray:
-    rgb = rgb.astype(np.uint32)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-
-
-def read_label_map(path: str | os.PathLike, classes: Classes) -> np.ndarray:
-    """(H, W) uint8 labels (0 = unlabelled, k = class k) of a ``.mat`` (classes matched by
-    name), a one-band label raster (value k = class k) or a colour label image."""
-    path = Path(path)
-    if path.suffix.lower() != ".mat" and image_shape(path)[2] >= 3:
-        return decode_colors(read_image(path), classes.colors)
-    labels = LabelMap(path, classes.names)
-    height, width = labels.shape
-    return labels.read(Window(0, 0, width, height)).astype(np.uint8)
 
 
 def label_pictures(labels: np.ndarray, classes: Classes) -> tuple[np.ndarray, np.ndarray]:
@@ -285,7 +93,7 @@ def make_labels(
     """
     folder = Path(folder)
     out = folder if out_dir is None else Path(out_dir)
-    pairs, _ = find_pairs(folder)
+    pairs, _ = find_labelled_images(folder, prefer=True)
     sources = {label: image.stem for image, label in pairs}
     for mat in sorted(folder.glob("*_mres.mat")):
         if not mat.name.startswith(".") and mat not in sources:
@@ -307,21 +115,6 @@ def make_labels(
 
 
 # --- training data -------------------------------------------------------------------------
-
-
-def rgb8(pixels: np.ndarray, source: str | os.PathLike) -> np.ndarray:
-    """(h, w, C) pixels -> (h, w, 3) uint8 RGB: grey is repeated, bands after the third dropped.
-
-    Other dtypes than uint8 and 2-band images are a DltoolsError (the network takes 8-bit RGB).
-    """
-    if pixels.dtype != np.uint8:
-        raise DltoolsError(
-            f"{source} holds {pixels.dtype} pixels but the network takes 8-bit RGB: convert "
-            "the image first (e.g. gdal_translate -ot Byte -scale)"
-        )
-    if pixels.shape[2] == 2:
-        raise DltoolsError(f"{source} has 2 bands; the network takes 1 (grey) or 3+ (RGB)")
-    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., :3]
 
 
 @dataclass
@@ -357,7 +150,7 @@ def load_labelled(
         grid = labels[::ANCHOR_STEP, ::ANCHOR_STEP]
         anchors = [
             (np.argwhere(grid == k) * ANCHOR_STEP).astype(np.int32)
-            for k in range(1, len(classes) + 1)
+            for k in range(1, len(classes.names) + 1)
         ]
         loaded.append(LabelledImage(Path(image_path), image, labels, anchors))
     return loaded
@@ -492,7 +285,7 @@ class Settings:
     afterwards everything is trained at ``fine_tune_learning_rate``; without encoder weights
     everything is trained from the start at ``learning_rate``. ``patience``: stop after this
     many epochs without a better validation mean IoU (0: never). ``class_weight_power``: see
-    :func:`dltools.models.fcn.class_weights`. ``val_fraction``: share of the images of a plain
+    :func:`dltools.models.unet.class_weights`. ``val_fraction``: share of the images of a plain
     folder held out for validation; ``val_crops``: validation crops per validation image.
     """
 
@@ -575,7 +368,7 @@ def train(
     settings and classes come from the run folder). Without validation pairs there is no early
     stopping and the last epoch's model is kept.
     """
-    from dltools.models import fcn as network  # TensorFlow: only when training
+    from dltools.models import unet as network  # TensorFlow: only when training
 
     run = Path(run_dir)
     network.encoder_weights_file(settings.encoder_weights)  # a bad file fails before any work
@@ -592,7 +385,7 @@ def train(
         shutil.rmtree(run / LOGS, ignore_errors=True)  # --force: no mixing with old curves
     train_images = load_labelled(train_pairs, classes)
     val_images = load_labelled(val_pairs, classes)
-    counts = pixel_counts(train_images, len(classes))
+    counts = pixel_counts(train_images, len(classes.names))
     absent = [n for n, c in zip(classes.names, counts, strict=True) if not c]
     if absent:
         log(f"warning: no training pixels of {', '.join(absent)}")
@@ -625,7 +418,7 @@ def train(
         model = network.load(run / CHECKPOINT, compile=True)
     else:
         model = network.build_fcn(
-            len(classes), settings.encoder_weights, settings.alpha, seed=settings.seed
+            len(classes.names), settings.encoder_weights, settings.alpha, seed=settings.seed
         )
         run.mkdir(parents=True, exist_ok=True)
         write_labeldefs(run / LABELDEFS, classes)
@@ -750,7 +543,7 @@ def probability_blocks(
     read: Reader, shape: tuple[int, int], predict: Predictor, tiling: Tiling = Tiling()
 ) -> Iterator[Block]:
     """Blended class probabilities of an (H, W) image, block by block:
-    ``(row, col, (rows, cols, K) float32)`` (see :func:`dltools.tiles.blend_blocks`).
+    ``(row, col, (rows, cols, K) float32)`` (see :func:`dltools.raster.windows.blend_blocks`).
 
     ``read(r0, r1, c0, c1)`` returns the image's pixels in rows r0..r1 and columns c0..c1 as
     (h, w, 3) uint8; windows that run past the image are filled by reflection.
@@ -822,14 +615,14 @@ class FcnRun:
 
     def predictor(self) -> Predictor:
         """(N, h, w, 3) float32 -> (N, h, w, K) probabilities (traced once per shape)."""
-        from dltools.models.fcn import compiled_predictor
+        from dltools.models.unet import compiled_predictor
 
         return compiled_predictor(self.model)
 
 
 def load_run(run_dir: str | os.PathLike) -> FcnRun:
     """Load a run folder's best model (``model.keras``) with its classes."""
-    from dltools.models.fcn import load
+    from dltools.models.unet import load
 
     run = Path(run_dir)
     config = read_config(run)
@@ -869,7 +662,7 @@ def write_outputs(
     """
     profile = _check_input(Path(image_path))
     height, width = profile["height"], profile["width"]
-    counts = np.zeros(len(classes) + 1, np.int64)
+    counts = np.zeros(len(classes.names) + 1, np.int64)
     with contextlib.ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         read = _reader(stack.enter_context(open_raster(image_path)))
@@ -884,7 +677,7 @@ def write_outputs(
             whole = np.zeros((height, width), np.uint8)
         for row, col, labels in blocks:
             rows, cols = labels.shape
-            counts += np.bincount(labels.ravel(), minlength=len(classes) + 1)
+            counts += np.bincount(labels.ravel(), minlength=len(classes.names) + 1)
             if whole is not None:
                 whole[row : row + rows, col : col + cols] = labels
             else:
@@ -939,10 +732,11 @@ def segment_file_crf(
     workers: int | None = None,
 ) -> np.ndarray:
     """As :func:`segment_file`, then refine the probabilities with the dense CRF of
-    :mod:`dltools.crf` at working ``scale`` (``params``: a :class:`dltools.crf.CRFParams`).
-    The whole image and its probabilities are held in memory."""
-    from dltools.crf import NODATA as CRF_NODATA
-    from dltools.crf import label_from_probs
+        :mod:`dltools.engines.crf` at working ``scale`` (``params``: a
+    :class:`dltools.engines.crf.CRFParams`).
+        The whole image and its probabilities are held in memory."""
+    from dltools.engines.crf import NODATA as CRF_NODATA
+    from dltools.engines.crf import label_from_probs
 
     image_path = Path(image_path)
     _check_input(image_path)
@@ -951,7 +745,7 @@ def segment_file_crf(
         nodata = src.dataset_mask() == 0
     probs = predict_image(image, run.predictor(), tiling)
     class_map, _ = label_from_probs(
-        image, probs, len(run.classes), scale, params, nodata, workers, progress=False
+        image, probs, len(run.classes.names), scale, params, nodata, workers, progress=False
     )
     del probs
     labels = np.where(class_map == CRF_NODATA, 0, class_map + 1).astype(np.uint8)

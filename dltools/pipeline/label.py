@@ -1,7 +1,7 @@
 """Step 2: a dense label image from sparse strokes, and the files that hold it.
 
 Array conventions: ``sparse`` (H, W) uint8, 0 = no stroke, k = class k (1-based);
-``class_map`` (H, W) uint8, 0-based classes, :data:`dltools.crf.NODATA` where the image has
+``class_map`` (H, W) uint8, 0-based classes, :data:`dltools.engines.crf.NODATA` where the image has
 nodata (-1 in the ``.mat`` file's ``class``);
 ``preds`` (h, w, K) float32 CRF posteriors at the working scale.
 """
@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from dltools.crf import NODATA, CRFParams
+from dltools.engines.crf import NODATA, CRFParams, confidence_map
 from dltools.errors import DltoolsError
-from dltools.figures import groundtruth_figure, save_figure
+from dltools.figures.panels import groundtruth_figure, save_figure
 from dltools.io.geo import write_raster
 from dltools.io.images import write_image
 from dltools.io.outputs import atomic_path
@@ -70,19 +69,6 @@ def class_fractions(class_map: np.ndarray, n_classes: int) -> np.ndarray:
     """(K,) float64: the fraction of valid (not nodata) pixels in each class."""
     counts = np.bincount(class_map.ravel(), minlength=NODATA + 1)[:n_classes]
     return counts / max(int(counts.sum()), 1)
-
-
-def confidence_map(preds: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) float32: the largest posterior of each pixel, upsampled from the working scale.
-
-    Nodata pixels (all posteriors 0) do not pull their neighbours' confidence down: the
-    interpolation is normalised by the interpolated share of valid pixels.
-    """
-    size = (shape[1], shape[0])
-    best = cv2.resize(preds.max(axis=2).astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-    valid = (preds.sum(axis=2) > 0).astype(np.float32)
-    weight = cv2.resize(valid, size, interpolation=cv2.INTER_LINEAR)
-    return np.clip(best / np.maximum(weight, 1e-6), 0.0, 1.0)
 
 
 @dataclass

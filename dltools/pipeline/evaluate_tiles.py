@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dltools.metrics import Scores, class_indices, score
+from dltools.engines.metrics import Scores, class_indices, score
+from dltools.io.tile_library import list_tile_classes, read_tiles, sample_per_class
 from dltools.models.loader import TileModel
-from dltools.tiles import list_tile_classes, read_tiles, sample_per_class
 
 READ_BATCH = 256  # tiles read and predicted at a time
 

@@ -3,7 +3,8 @@
 Pairs are found by name: each prediction (by default the ``*_ares*.mat`` files of step 6)
 names its image (``X_ares_96.mat`` -> ``X``), which is paired with a manual label file (by
 default ``*_mres*.mat``; or label rasters such as ``SCLS_*.tif``, ``*_label.png``) by the one
-pairing rule of :mod:`dltools.io.pairs`. Label files are read by :class:`dltools.tiles.LabelMap`
+pairing rule of :mod:`dltools.io.pairs`. Label files are read by
+:class:`dltools.io.label_maps.LabelMap`
 (value k = class k, 0 = unlabelled or nodata); classes are matched by name, so the two files
 may list them in different orders. Pixels unlabelled in the manual label (or without a
 prediction) are left out.
@@ -21,18 +22,18 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from dltools.errors import DltoolsError
-from dltools.io.geo import Window
-from dltools.io.outputs import atomic_path
-from dltools.io.pairs import pair_images_with_labels
-from dltools.metrics import (
+from dltools.engines.metrics import (
     Scores,
     confusion_matrix,
     iou_from_confusion,
     pixel_summary,
     scores_from_confusion,
 )
-from dltools.tiles import LabelMap
+from dltools.errors import DltoolsError
+from dltools.io.geo import Window
+from dltools.io.label_maps import LabelMap
+from dltools.io.outputs import atomic_path
+from dltools.io.pairs import pair_images_with_labels
 
 PRED_GLOB = "*_ares*.mat"
 TRUE_GLOB = "*_mres*.mat"

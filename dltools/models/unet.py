@@ -24,9 +24,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from dltools.engines.metrics import confusion_matrix
 from dltools.errors import DltoolsError
 from dltools.io.outputs import atomic_path
-from dltools.metrics import confusion_matrix
 
 STRIDE = 32  # input sides must be multiples of this (the encoder's total downsampling)
 IGNORE = -1  # label of unlabelled pixels

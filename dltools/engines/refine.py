@@ -6,7 +6,7 @@ the probabilities of the tile that covers it; NaN or all-zero rows are unknown).
 works at that scale and returns posteriors there; the full-size class map is their bilinear
 upsampling, argmax and median filter (as for step 2's CRF).
 
-- ``crf``: the step-2 engine (:func:`dltools.crf.label_from_probs`) trusts the evidence with
+- ``crf``: the step-2 engine (:func:`dltools.engines.crf.label_from_probs`) trusts the evidence with
   ``gt_prob`` and lets colour and position decide where the tile labels stop.
 - ``mlp`` / ``rf``: a classifier trained on this image's own pixels, with the evidence as
   targets, then applied to every working pixel. Features (:func:`pixel_features`) are the
@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.neural_network import MLPClassifier
 
-from dltools.crf import (
+from dltools.engines.crf import (
     CRFParams,
     label_from_probs,
     resize_valid_area,
@@ -31,7 +31,7 @@ from dltools.crf import (
 )
 from dltools.errors import DltoolsError
 
-REFINERS = ("crf", "mlp", "rf")  # plus "none" in dltools.segment: the raw tile map
+REFINERS = ("crf", "mlp", "rf")  # plus "none" in dltools.pipeline.segment: the raw tile map
 MAX_SAMPLES = 60_000  # training pixels of the per-image classifiers
 TEXTURE_WINDOWS = (3, 7)  # local standard deviation windows, in working pixels
 CONTEXT_WINDOW = 5  # local mean window, in working pixels
@@ -158,7 +158,7 @@ def refine(
     :func:`working_shape` (NaN or all-zero rows unknown); ``crf``: the CRF settings (default
     :class:`CRFParams`; its ``gt_prob`` is the confidence in the tiles, its ``median_radius``
     also smooths the classifiers' maps); ``nodata``: (H, W) bool. Returns (class map (H, W)
-    uint8, 0-based, :data:`dltools.crf.NODATA` at nodata; posteriors (h, w, K) float32 at
+    uint8, 0-based, :data:`dltools.engines.crf.NODATA` at nodata; posteriors (h, w, K) float32 at
     working scale).
     """
     if method not in REFINERS:

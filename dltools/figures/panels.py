@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from dltools.display import overlay, to_display
+from dltools.figures.display import overlay, to_display
 from dltools.io.outputs import atomic_path
 
 MAX_FIGURE_PIXELS = 1600  # longest side of images drawn in figures

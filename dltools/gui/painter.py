@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dltools.display import overlay, to_display
-from dltools.doodle.readers import sparse_dtype
 from dltools.errors import DltoolsError
+from dltools.figures.display import overlay, to_display
 from dltools.io.images import write_image
+from dltools.io.strokes import sparse_dtype
 
 MAIN_WINDOW = "dltools doodle"
 OVERVIEW_WINDOW = "dltools doodle overview"

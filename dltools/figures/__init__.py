@@ -1,0 +1,1 @@
+"""Figures: arrays -> pictures for people (display stretches, overlays, matplotlib panels)."""

@@ -1,0 +1,1 @@
+"""Interactive windows (the OpenCV stroke painter)."""

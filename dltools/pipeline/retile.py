@@ -1,0 +1,190 @@
+"""Step 3, retile: labelled images -> a library of class-pure tiles.
+
+Images and label files are paired by :func:`dltools.io.discovery.find_labelled_images`; label
+files are read as :class:`dltools.io.label_maps.LabelMap` (0 = unlabelled, ``k`` = class ``k``).
+A window is kept when one class covers more than ``min_purity`` of its pixels
+(:func:`dltools.engines.tiles.pure_windows`); unlabelled pixels count against purity and are
+never a class. Rasters are processed block by block (each block holds at most about ``BLOCK``
+x ``BLOCK`` pixels plus one window), so an orthomosaic of any size is tiled without being
+loaded whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dltools.engines.tiles import pure_windows
+from dltools.errors import DltoolsError
+from dltools.io.geo import has_nodata, open_raster, read_nodata_mask, read_raster
+from dltools.io.label_maps import LabelMap
+from dltools.io.results import read_result
+from dltools.io.tile_library import MANIFEST, Tile, write_manifest, write_tile
+from dltools.raster.bands import rgb8
+from dltools.raster.windows import block_index, block_of, block_windows
+
+BLOCK = 2048  # windows are found and cut in blocks of about this many pixels per side
+MIN_TILES_TO_THIN = 60  # only classes with more tiles than this are thinned by ``keep``
+
+
+def find_tiles(
+    image: str | os.PathLike,
+    label_map: LabelMap,
+    size: int,
+    stride: int,
+    min_purity: float,
+) -> list[Tile]:
+    """The pure windows of one image, read block by block (image nodata counts as unlabelled)."""
+    image = Path(image)
+    with open_raster(image) as src:
+        shape = (src.height, src.width)
+    if shape != tuple(label_map.shape):
+        raise DltoolsError(
+            f"{image} is {shape[0]} x {shape[1]} pixels but its labels {label_map.path} are "
+            f"{label_map.shape[0]} x {label_map.shape[1]}"
+        )
+    masked = has_nodata(image)
+    tiles = []
+    for block in block_windows(*shape, size, stride, BLOCK):
+        labels = label_map.read(block)
+        if masked:
+            labels = np.where(read_nodata_mask(image, block), 0, labels)
+        for row, col, label, purity in pure_windows(
+            labels, size, stride, min_purity, len(label_map.class_names)
+        ):
+            tiles.append(Tile(image, block.row_off + row, block.col_off + col, label, purity))
+    return tiles
+
+
+def thin(tiles: Sequence[Tile], keep: float, seed: int = 0) -> list[Tile]:
+    """Keep a random ``keep`` fraction (rounded) of each class with more than 60 tiles.
+
+    Deterministic for a seed: classes are drawn in label order, each from its tiles sorted by
+    image, row and column. Returns the kept tiles in that sorted order.
+    """
+    if not 0 < keep <= 1:
+        raise DltoolsError(f"the fraction of tiles to keep must be in (0, 1], got {keep}")
+    rng = np.random.default_rng(seed)
+    ordered = sorted(tiles, key=lambda t: (t.label, str(t.image), t.row, t.col))
+    kept = []
+    for label in sorted({t.label for t in ordered}):
+        members = [t for t in ordered if t.label == label]
+        if len(members) > MIN_TILES_TO_THIN and keep < 1:
+            chosen = rng.choice(len(members), size=round(keep * len(members)), replace=False)
+            members = [members[i] for i in np.sort(chosen)]
+        kept += members
+    return sorted(kept, key=lambda t: (str(t.image), t.row, t.col))
+
+
+def cut_tiles(
+    tiles: Sequence[Tile], size: int, stride: int, write: Callable[[Tile, np.ndarray], None]
+) -> None:
+    """Read each image block by block and call ``write(tile, (size, size, 3) uint8 pixels)``.
+
+    ``tiles`` must lie on the window grid of ``size`` and ``stride`` (as found by
+    :func:`find_tiles`); only blocks that hold a tile are read.
+    """
+    groups: dict[tuple[Path, int, int], list[Tile]] = {}
+    for t in tiles:
+        key = (t.image, *block_index(t.row, t.col, size, stride, BLOCK))
+        groups.setdefault(key, []).append(t)
+    for (image, i, j), members in groups.items():
+        with open_raster(image) as src:
+            block = block_of(i, j, src.height, src.width, size, stride, BLOCK)
+        pixels = rgb8(read_raster(image, block), image)
+        for t in members:
+            r, c = t.row - block.row_off, t.col - block.col_off
+            write(t, pixels[r : r + size, c : c + size])
+
+
+@dataclass
+class Library:
+    """What :func:`retile` made: the folder, its tiles and the class names (label order)."""
+
+    folder: Path
+    tiles: list[Tile]
+    class_names: list[str]
+
+    def counts(self) -> dict[str, int]:
+        """Tiles per class name, in class order (classes without tiles included)."""
+        found = np.bincount([t.label for t in self.tiles], minlength=len(self.class_names) + 1)
+        return {name: int(found[k + 1]) for k, name in enumerate(self.class_names)}
+
+
+def library_folder(out_dir: str | os.PathLike, size: int) -> Path:
+    """``OUT/tile_<size>``: where :func:`retile` writes."""
+    return Path(out_dir) / f"tile_{size}"
+
+
+def _class_names(pairs: Sequence[tuple[Path, Path]], labels: Sequence[str] | None) -> list[str]:
+    if labels is not None:
+        return list(labels)
+    first_mat = next((lab for _, lab in pairs if lab.suffix.lower() == ".mat"), None)
+    if first_mat is None:
+        raise DltoolsError(
+            "the labels are rasters: pass -l labels.txt to name their classes (value k = line k)"
+        )
+    return read_result(first_mat).labels
+
+
+def retile(
+    pairs: Sequence[tuple[Path, Path]],
+    out_dir: str | os.PathLike,
+    size: int = 96,
+    min_purity: float = 0.9,
+    keep: float = 1.0,
+    stride: int | None = None,
+    class_names: Sequence[str] | None = None,
+    seed: int = 0,
+    force: bool = False,
+    progress: Callable[[Iterator], Iterator] = iter,
+) -> Library:
+    """Cut the pure windows of the ``(image, label file)`` pairs into ``OUT/tile_<size>/``.
+
+    Tiles go to ``<class>/<image stem>_<row>_<col>.jpg`` with a ``tiles.csv`` manifest (tile,
+    image, row, col, class, purity). The folder appears complete or not at all; an existing one
+    is an error unless ``force``. ``class_names`` defaults to the names in the first ``.mat``.
+    ``progress`` wraps the loop over pairs (e.g. ``tqdm``).
+    """
+    stride = size // 2 if stride is None else stride
+    if size < 8 or stride <= 0:
+        raise DltoolsError(
+            f"tile size must be at least 8 and stride positive, got {size}, {stride}"
+        )
+    if not 0 <= min_purity < 1:
+        raise DltoolsError(f"the purity threshold -a must be in [0, 1), got {min_purity}")
+    final = library_folder(out_dir, size)
+    if final.exists() and not force:
+        raise DltoolsError(f"{final} already exists; move it away or pass --force to replace it")
+    if not pairs:
+        raise DltoolsError("no image has a label file, so there is nothing to tile")
+    names = _class_names(pairs, class_names)
+    found = []
+    for image, label_path in progress(pairs):
+        found += find_tiles(image, LabelMap(label_path, names), size, stride, min_purity)
+    tiles = thin(found, keep, seed)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        for name in {names[t.label - 1] for t in tiles}:
+            (tmp / name).mkdir()
+        cut_tiles(
+            tiles,
+            size,
+            stride,
+            lambda t, px: write_tile(tmp / names[t.label - 1] / t.name(), px),
+        )
+        write_manifest(tmp / MANIFEST, tiles, names)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Library(final, tiles, names)

@@ -1,0 +1,1 @@
+"""Raster geometry: the window maths shared by every step (grids, halos, blend ramps)."""
