@@ -42,7 +42,9 @@ def imported_modules(path: Path) -> set[str]:
 def floor(module: str) -> str | None:
     """``dltools.<floor>.x`` -> floor; top-level modules (errors, __main__) have none."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else None
+    return (
+        parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else None
+    )
 
 
 LIBRARY = sorted(p for p in PACKAGE.rglob("*.py") if floor(module_name(p)) not in {"cli", None})

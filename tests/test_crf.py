@@ -19,7 +19,7 @@ from dltools.engines.crf import (
 )
 from dltools.errors import DltoolsError
 from dltools.io.images import read_image
-from dltools.raster.windows import spread_spans as _spans
+from dltools.raster.windows import spread_spans
 from dltools.synthetic.scenes import coastal_scene, simulate_strokes
 
 STMARG = [
@@ -94,7 +94,7 @@ def test_tiling_agrees_with_one_window(tiled_scene):
 def test_tiling_leaves_no_seams(tiled_scene):
     labels, whole, tiled = tiled_scene
     differs = whole.argmax(2) != tiled.argmax(2)
-    rows, cols = _spans(480, 256, 40), _spans(720, 256, 40)
+    rows, cols = spread_spans(480, 256, 40), spread_spans(720, 256, 40)
     assert len(rows) * len(cols) == 12
     row_zones = [(a, b) for (a, _), (_, b) in zip(rows[1:], rows[:-1], strict=True)]
     col_zones = [(a, b) for (a, _), (_, b) in zip(cols[1:], cols[:-1], strict=True)]

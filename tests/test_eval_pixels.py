@@ -20,11 +20,12 @@ from sklearn import metrics as skm
 
 from dltools.cli import main as dltools_main
 from dltools.engines.metrics import cohen_kappa, mean_iou, pixel_summary, score, weighted_f1
+from dltools.io.discovery import image_name, pair_predictions
 from dltools.io.geo import write_raster
 from dltools.io.images import write_image
 from dltools.io.labels import read_labels, write_labels
 from dltools.io.results import LabelResult, read_result, remap_classes, write_result
-from dltools.pipeline.evaluate_pixels import evaluate_pixels, find_pairs, image_name
+from dltools.pipeline.evaluate_pixels import evaluate_pixels
 
 REPO = Path(__file__).resolve().parents[1]
 W, S, V = "water", "sand", "veg"
@@ -100,7 +101,7 @@ def test_pooled_scores_add_the_images_confusions(small: Path) -> None:
     second = indices([[W, W, W, W], [S, S, S, S], [V, V, V, V]], TRUE_ORDER)
     write_result(small / "y_mres.mat", LabelResult(second, TRUE_ORDER))
     write_result(small / "y_ares_96.mat", LabelResult(indices(PRED, PRED_ORDER), PRED_ORDER))
-    evaluation = evaluate_pixels(find_pairs(small))
+    evaluation = evaluate_pixels(pair_predictions(small))
     assert [i.name for i in evaluation.images] == ["x", "y"]
     pooled = sum(i.scores.confusion for i in evaluation.images)
     np.testing.assert_array_equal(evaluation.pooled.confusion, pooled)

@@ -12,8 +12,7 @@ import rasterio
 
 from dltools.cli import main as dltools_main
 from dltools.errors import DltoolsError
-from dltools.io.discovery import find_labelled_images as find_pairs
-from dltools.io.discovery import original_layout, split_pairs
+from dltools.io.discovery import find_labelled_images, original_layout, split_pairs
 from dltools.io.geo import read_nodata_mask, read_profile, read_raster
 from dltools.io.images import read_image, write_image
 from dltools.io.label_maps import decode_colors, read_label_map
@@ -25,13 +24,13 @@ from dltools.pipeline.fcn import (
     Augmentation,
     LabelledImage,
     Tiling,
+    infer_file,
     load_labelled,
     load_run,
     output_paths,
     predict_image,
     probability_blocks,
     random_crop,
-    segment_file,
     with_flips,
 )
 from dltools.raster.windows import blend_blocks, blend_weights, covering_windows
@@ -221,13 +220,13 @@ def test_pairing_prefers_mat_then_index_raster_then_colour_image(tmp_path):
 
 
 def test_plain_folder_pairs_label_rasters_and_holds_out_whole_images(shared_dir):
-    pairs, unlabelled = find_pairs(shared_dir / "data" / "stmarg" / "train")
+    pairs, unlabelled = find_labelled_images(shared_dir / "data" / "stmarg" / "train")
     assert len(pairs) == 10 and not unlabelled
     assert all(label.name == f"SCLS_StMarg{image.stem[7:]}.tif" for image, label in pairs)
     train, val = split_pairs(pairs, 0.2, seed=3)
     assert len(val) == 2 and sorted(train + val) == sorted(pairs)
     assert split_pairs(pairs, 0.2, seed=3) == (train, val)
-    pairs, _ = find_pairs(DEMO / "images", DEMO / "labels")
+    pairs, _ = find_labelled_images(DEMO / "images", DEMO / "labels")
     assert len(pairs) == 8 and pairs[0][1].name == "coast_01_label.png"
 
 
@@ -235,7 +234,7 @@ def test_plain_folder_pairs_label_rasters_and_holds_out_whole_images(shared_dir)
 
 
 def demo_images(n: int = 3) -> list[LabelledImage]:
-    pairs, _ = find_pairs(DEMO / "images", DEMO / "labels")
+    pairs, _ = find_labelled_images(DEMO / "images", DEMO / "labels")
     return load_labelled(pairs[:n], demo_classes())
 
 
@@ -398,7 +397,7 @@ def test_infer_geotiff_keeps_the_grid_and_streams_by_bands(trained, tmp_path):
     assert run_cli(*args) == 2  # outputs exist
     small = Tiling(128, 32, batch_size=2)
     again = output_paths(ortho, tmp_path / "again", overlays=False)
-    counts = segment_file(run, ortho, again, small)
+    counts = infer_file(run, ortho, again, small)
     assert counts[0] == nodata.sum() and counts.sum() == 900 * 900
     assert not again.overlay and not (tmp_path / "again" / "coast_ortho_fcn_overlay.tif").exists()
 

@@ -16,7 +16,7 @@ import pytest
 
 from dltools.cli import main as dltools_main
 from dltools.engines.metrics import confusion_matrix, scores_from_confusion
-from dltools.io.discovery import find_labelled_images as find_pairs
+from dltools.io.discovery import find_labelled_images
 from dltools.io.images import read_image
 from dltools.io.label_maps import read_label_map
 from dltools.io.labels import Classes
@@ -43,7 +43,7 @@ def link_all(paths, folder: Path) -> Path:
 
 @pytest.mark.slow
 def test_fcn_trained_on_7_photos_labels_the_other_3(shared_dir, tmp_path):
-    pairs, _ = find_pairs(shared_dir / "data" / "stmarg" / "train")
+    pairs, _ = find_labelled_images(shared_dir / "data" / "stmarg" / "train")
     assert len(pairs) == 10
     train, test = pairs[:7], pairs[7:]
     data = link_all([p for pair in train for p in pair], tmp_path / "train")

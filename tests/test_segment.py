@@ -27,8 +27,7 @@ from dltools.errors import DltoolsError
 from dltools.io.discovery import find_images
 from dltools.io.geo import read_nodata_mask, read_profile, read_raster
 from dltools.io.images import read_image, write_image
-from dltools.io.labels import read_classes as read_colors_for
-from dltools.io.labels import write_colors, write_labels
+from dltools.io.labels import read_classes, write_colors, write_labels
 from dltools.models.loader import TileModel, load_model, save_model
 from dltools.pipeline.segment import SegmentParams, classify_tiles, segment_image
 from dltools.synthetic.scenes import CLASS_NAMES, coastal_scene
@@ -314,12 +313,12 @@ def test_geotiffs_in_windows_match_the_whole_and_keep_the_grid(
 def test_colours_come_from_a_colors_file_or_from_labeldefs_by_name(tmp_path: Path) -> None:
     write_labels(tmp_path / "labels.txt", ["veg", "water"])
     labels = str(tmp_path / "labels.txt")
-    names, colors = read_colors_for(labels, str(DEMO / "labeldefs.txt"))
+    names, colors = read_classes(labels, str(DEMO / "labeldefs.txt"))
     assert names == ["veg", "water"] and colors.tolist() == [[46, 139, 60], [31, 97, 171]]
     (tmp_path / "colors.txt").write_text("g\nb\n")
-    assert read_colors_for(labels, str(tmp_path / "colors.txt"))[1].tolist() == [
+    assert read_classes(labels, str(tmp_path / "colors.txt"))[1].tolist() == [
         [0, 128, 0], [0, 0, 255]
     ]  # fmt: skip
     write_labels(tmp_path / "labels.txt", ["veg", "lava"])
     with pytest.raises(DltoolsError, match="no colour for lava"):
-        read_colors_for(labels, str(DEMO / "labeldefs.txt"))
+        read_classes(labels, str(DEMO / "labeldefs.txt"))

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 from dltools.cli._common import add_force, reports_errors
+from dltools.io.discovery import PRED_GLOB, TRUE_GLOB
 from dltools.io.labels import read_labels
 from dltools.io.outputs import atomic_path, ensure_new
-from dltools.pipeline.evaluate_pixels import POOLED, PRED_GLOB, TRUE_GLOB
+from dltools.pipeline.evaluate_pixels import POOLED
 
 METRICS = "pixel_metrics.csv"
 SUMMARY = "pixel_summary.json"
@@ -95,10 +96,11 @@ def _print_table(evaluation) -> None:
 @reports_errors
 def run(args: argparse.Namespace) -> None:
     from dltools.figures.panels import confusion_figure, f1_distribution_figure, save_figure
-    from dltools.pipeline.evaluate_pixels import evaluate_pixels, find_pairs, write_metrics_csv
+    from dltools.io.discovery import pair_predictions
+    from dltools.pipeline.evaluate_pixels import evaluate_pixels, write_metrics_csv
 
     out = Path(args.out_dir or args.pred_dir)
-    pairs = find_pairs(args.pred_dir, args.true_dir, args.pred_glob, args.true_glob)
+    pairs = pair_predictions(args.pred_dir, args.true_dir, args.pred_glob, args.true_glob)
     figures = {pred: out / f"{pred.stem}_cm.png" for pred, _ in pairs}
     ensure_new([out / METRICS, out / SUMMARY, out / F1_FIGURE, *figures.values()], args.force)
     labels = read_labels(args.labels) if args.labels else None

@@ -22,19 +22,19 @@ from dltools.io.labels import Classes, default_colors, read_classes
 from dltools.io.outputs import ensure_new
 from dltools.io.results import read_result
 from dltools.pipeline.fcn import (
-    Settings,
     Tiling,
+    TrainSettings,
+    infer_file,
+    infer_file_crf,
     infer_images,
     load_run,
     make_labels,
     output_paths,
     read_config,
-    segment_file,
-    segment_file_crf,
     train,
 )
 
-DEFAULTS = Settings()
+DEFAULTS = TrainSettings()
 TILING = Tiling()
 CRF_DEFAULTS = CRFParams(gt_prob=0.8)  # trust the network more than step 2 trusts strokes
 CRF_SCALE = 0.25
@@ -236,7 +236,7 @@ def _training_data(args: argparse.Namespace, classes: Classes | None):
 @reports_errors
 def run_train(args: argparse.Namespace) -> None:
     classes = _classes(args)
-    settings = Settings(
+    settings = TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
         tile_size=args.tile_size,
@@ -365,14 +365,14 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
     for path, out in outputs.items():
         start = time.perf_counter()
         if crf:
-            counts = segment_file_crf(run, path, out, params, args.crf_scale, tiling, args.workers)
+            counts = infer_file_crf(run, path, out, params, args.crf_scale, tiling, args.workers)
         else:
             height, width, _ = image_shape(path)
             bar = tqdm(
                 total=height * width, desc=path.name, unit="px", unit_scale=True, leave=False
             )
             with bar:
-                counts = segment_file(run, path, out, tiling, bar.update)
+                counts = infer_file(run, path, out, tiling, bar.update)
         labelled = max(int(counts[1:].sum()), 1)
         shares = ", ".join(
             f"{name} {100 * n / labelled:.0f}%"

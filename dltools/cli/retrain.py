@@ -149,17 +149,17 @@ def run(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from dltools.models.classifier import Augmentation
-    from dltools.pipeline.retrain import Outputs, Settings, retrain
+    from dltools.pipeline.retrain import ModelOutputs, RetrainSettings, retrain
 
     model = Path(args.output_graph)
-    outputs = Outputs(
+    outputs = ModelOutputs(
         model=model,
         labels=Path(args.output_labels),
         metrics=Path(args.output_metrics) if args.output_metrics else model.parent / "metrics.json",
         bottlenecks=args.bottleneck_dir and Path(args.bottleneck_dir),
         summaries=args.summaries_dir and Path(args.summaries_dir),
     )
-    settings = Settings(
+    settings = RetrainSettings(
         steps=args.how_many_training_steps,
         learning_rate=args.learning_rate,
         batch_size=args.train_batch_size,

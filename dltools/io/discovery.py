@@ -17,6 +17,8 @@ from dltools.errors import DltoolsError
 from dltools.io.images import image_shape, is_image_file, list_images
 from dltools.io.pairs import pair_images_with_labels, pairing_key
 
+PRED_GLOB = "*_ares*.mat"
+TRUE_GLOB = "*_mres*.mat"
 OUTPUT_NAME = re.compile(r"_(ares|mres)(_|$)")  # outputs of steps 2 and 6: never inputs
 
 
@@ -171,3 +173,48 @@ def find_images(inputs: Sequence[str]) -> list[Path]:
     if not images:
         raise DltoolsError(f"no images to segment in {', '.join(inputs)}")
     return images
+
+
+def image_name(path: str | os.PathLike) -> str:
+    """The image a result file was made from: its stem up to its last ``_ares`` / ``_mres``
+    (``X_ares_96.mat`` -> ``X``, ``X_mres_v2.mat`` -> ``X``); other files keep their stem."""
+    stem = Path(path).stem
+    found = re.match(r"(.+)_[am]res(?:_.*)?$", stem)
+    return found.group(1) if found else stem
+
+
+def _matching_files(folder: Path, pattern: str) -> list[Path]:
+    if not folder.is_dir():
+        raise DltoolsError(f"{folder}: folder not found")
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
+
+
+def pair_predictions(
+    pred_dir: str | os.PathLike,
+    true_dir: str | os.PathLike | None = None,
+    pred_glob: str = PRED_GLOB,
+    true_glob: str = TRUE_GLOB,
+) -> list[tuple[Path, Path]]:
+    """``(prediction, manual label)`` pairs: files of ``pred_dir`` matching ``pred_glob`` with
+    files of ``true_dir`` (default: ``pred_dir``) matching ``true_glob``.
+
+    A prediction without a manual label is a DltoolsError naming it.
+    """
+    pred_dir = Path(pred_dir)
+    true_dir = pred_dir if true_dir is None else Path(true_dir)
+    preds = _matching_files(pred_dir, pred_glob)
+    if not preds:
+        raise DltoolsError(f"{pred_dir}: no predictions matching {pred_glob}")
+    own = {p.resolve() for p in preds}
+    truths = [p for p in _matching_files(true_dir, true_glob) if p.resolve() not in own]
+    images = {pred: Path(f"{image_name(pred)}.image") for pred in preds}
+    pairs, unpaired = pair_images_with_labels(sorted(set(images.values())), truths)
+    if unpaired:
+        lacking = [pred.name for pred, image in images.items() if image in unpaired]
+        raise DltoolsError(
+            f"no manual label ({true_glob} in {true_dir}) for: {', '.join(lacking)}; a manual "
+            "label's name must contain the prediction's image name (X_ares_96.mat <- X_mres.mat, "
+            "SCLS_X.tif, X_label.png)"
+        )
+    truth_of = dict(pairs)
+    return [(pred, truth_of[images[pred]]) for pred in preds]

@@ -86,7 +86,7 @@ class Augmentation:
         return x
 
 
-def build_classifier(
+def build_tile_classifier(
     features: tf_keras.layers.Layer, image_size: tuple[int, int], n_classes: int, seed: int = 0
 ) -> tf_keras.Model:
     """``features`` followed by a softmax layer ``final_result``: (N, S, S, 3) -> (N, K)."""
@@ -100,7 +100,7 @@ def build_classifier(
 
 
 def head_layer(model: tf_keras.Model) -> tf_keras.layers.Dense:
-    """The softmax layer of a model made by :func:`build_classifier`."""
+    """The softmax layer of a model made by :func:`build_tile_classifier`."""
     return model.get_layer("final_result")
 
 

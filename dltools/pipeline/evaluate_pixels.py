@@ -1,11 +1,10 @@
 """Step 7: score automatic pixel labels against manual ones, per image and pooled.
 
-Pairs are found by name: each prediction (by default the ``*_ares*.mat`` files of step 6)
-names its image (``X_ares_96.mat`` -> ``X``), which is paired with a manual label file (by
-default ``*_mres*.mat``; or label rasters such as ``SCLS_*.tif``, ``*_label.png``) by the one
-pairing rule of :mod:`dltools.io.pairs`. Label files are read by
-:class:`dltools.io.label_maps.LabelMap`
-(value k = class k, 0 = unlabelled or nodata); classes are matched by name, so the two files
+Pairs are found by :func:`dltools.io.discovery.pair_predictions`: each prediction (by default
+the ``*_ares*.mat`` files of step 6) names its image (``X_ares_96.mat`` -> ``X``), which is
+paired with a manual label file (by default ``*_mres*.mat``; or label rasters such as
+``SCLS_*.tif``, ``*_label.png``). Label files are read by
+:class:`dltools.io.label_maps.LabelMap` (value k = class k, 0 = unlabelled or nodata); classes are matched by name, so the two files
 may list them in different orders. Pixels unlabelled in the manual label (or without a
 prediction) are left out.
 """
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,60 +28,13 @@ from dltools.engines.metrics import (
     scores_from_confusion,
 )
 from dltools.errors import DltoolsError
+from dltools.io.discovery import image_name
 from dltools.io.geo import Window
 from dltools.io.label_maps import LabelMap
 from dltools.io.outputs import atomic_path
-from dltools.io.pairs import pair_images_with_labels
 
-PRED_GLOB = "*_ares*.mat"
-TRUE_GLOB = "*_mres*.mat"
 POOLED = "pooled"  # the image column of the pooled rows of the CSV
 CSV_COLUMNS = ["image", "class", "precision", "recall", "f1", "iou", "support", "predicted"]
-
-
-def image_name(path: str | os.PathLike) -> str:
-    """The image a result file was made from: its stem up to its last ``_ares`` / ``_mres``
-    (``X_ares_96.mat`` -> ``X``, ``X_mres_v2.mat`` -> ``X``); other files keep their stem."""
-    stem = Path(path).stem
-    found = re.match(r"(.+)_[am]res(?:_.*)?$", stem)
-    return found.group(1) if found else stem
-
-
-def _files(folder: Path, pattern: str) -> list[Path]:
-    if not folder.is_dir():
-        raise DltoolsError(f"{folder}: folder not found")
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
-
-
-def find_pairs(
-    pred_dir: str | os.PathLike,
-    true_dir: str | os.PathLike | None = None,
-    pred_glob: str = PRED_GLOB,
-    true_glob: str = TRUE_GLOB,
-) -> list[tuple[Path, Path]]:
-    """``(prediction, manual label)`` pairs: files of ``pred_dir`` matching ``pred_glob`` with
-    files of ``true_dir`` (default: ``pred_dir``) matching ``true_glob``.
-
-    A prediction without a manual label is a DltoolsError naming it.
-    """
-    pred_dir = Path(pred_dir)
-    true_dir = pred_dir if true_dir is None else Path(true_dir)
-    preds = _files(pred_dir, pred_glob)
-    if not preds:
-        raise DltoolsError(f"{pred_dir}: no predictions matching {pred_glob}")
-    own = {p.resolve() for p in preds}
-    truths = [p for p in _files(true_dir, true_glob) if p.resolve() not in own]
-    images = {pred: Path(f"{image_name(pred)}.image") for pred in preds}
-    pairs, unpaired = pair_images_with_labels(sorted(set(images.values())), truths)
-    if unpaired:
-        lacking = [pred.name for pred, image in images.items() if image in unpaired]
-        raise DltoolsError(
-            f"no manual label ({true_glob} in {true_dir}) for: {', '.join(lacking)}; a manual "
-            "label's name must contain the prediction's image name (X_ares_96.mat <- X_mres.mat, "
-            "SCLS_X.tif, X_label.png)"
-        )
-    truth_of = dict(pairs)
-    return [(pred, truth_of[images[pred]]) for pred in preds]
 
 
 def _has_names(path: Path) -> bool:

@@ -14,7 +14,7 @@ image (class colours of labeldefs.txt; the original ``_gtFine_color.png``). Labe
 
 Training (:func:`train`) cuts random crops at native resolution, class-balanced (each crop
 holds a pixel of a class drawn uniformly), flips and colour-jitters them, and fits the network
-of :mod:`dltools.models.unet` (see :class:`Settings`). The run folder holds::
+of :mod:`dltools.models.unet` (see :class:`TrainSettings`). The run folder holds::
 
     RUN/model.keras       the model of the best validation epoch (the last, without validation)
     RUN/checkpoint.keras  the model and its optimiser after the last epoch (to resume)
@@ -22,7 +22,7 @@ of :mod:`dltools.models.unet` (see :class:`Settings`). The run folder holds::
     RUN/config.json       settings, data, class weights, the history per epoch, the best epoch
     RUN/logs/             TensorBoard: losses, per-class IoU, the map of a validation image
 
-Inference (:func:`segment_file`) slides overlapping windows over an image of any size and
+Inference (:func:`infer_file`) slides overlapping windows over an image of any size and
 blends their probabilities (:func:`dltools.raster.windows.blend_blocks`); rasters are read and
 written block by block, so memory does not grow with the raster's size.
 """
@@ -276,7 +276,7 @@ def map_window(item: LabelledImage, size: int = MAP_SIZE) -> tuple[np.ndarray, n
 
 
 @dataclass(frozen=True)
-class Settings:
+class TrainSettings:
     """How to train (the options of ``dltools fcn train``).
 
     ``tile_size``: side of the training crops (native resolution). ``steps_per_epoch``: batches
@@ -356,7 +356,7 @@ def train(
     val_pairs: Sequence[tuple[Path, Path]],
     classes: Classes,
     run_dir: str | os.PathLike,
-    settings: Settings,
+    settings: TrainSettings,
     resume: bool = False,
     force: bool = False,
     log: Callable[[str], None] = lambda _: None,
@@ -374,7 +374,7 @@ def train(
     network.encoder_weights_file(settings.encoder_weights)  # a bad file fails before any work
     if resume:
         config = read_config(run)
-        settings = Settings(**{**config["settings"], "epochs": settings.epochs})
+        settings = TrainSettings(**{**config["settings"], "epochs": settings.epochs})
         classes = _run_classes(run)
         if config["epochs_done"] >= settings.epochs:
             raise DltoolsError(
@@ -579,7 +579,7 @@ def predict_image(image: np.ndarray, predict: Predictor, tiling: Tiling = Tiling
 
 
 @dataclass(frozen=True)
-class Outputs:
+class InferOutputs:
     """Files written for one image: ``label`` (class + 1, 0 = nodata; PNG, or GeoTIFF on the
     input's grid), ``overlay`` (class colours over the image; None: not written) and ``mat``
     (``_ares`` result; None for GeoTIFF outputs)."""
@@ -591,13 +591,13 @@ class Outputs:
 
 def output_paths(
     image: str | os.PathLike, out_dir: str | os.PathLike, tag: str = "fcn", overlays: bool = True
-) -> Outputs:
+) -> InferOutputs:
     """``<stem>_<tag>_label``, ``<stem>_<tag>_overlay`` (``.tif`` for TIFF or georeferenced
     inputs, else ``.png``) and ``<stem>_ares_<tag>.mat`` (PNG outputs only) in ``out_dir``."""
     image, out_dir = Path(image), Path(out_dir)
     raster = image.suffix.lower() in {".tif", ".tiff"} or is_georeferenced(image)
     suffix = ".tif" if raster else ".png"
-    return Outputs(
+    return InferOutputs(
         out_dir / f"{image.stem}_{tag}_label{suffix}",
         out_dir / f"{image.stem}_{tag}_overlay{suffix}" if overlays else None,
         None if raster else out_dir / f"{image.stem}_ares_{tag}.mat",
@@ -651,7 +651,7 @@ def write_outputs(
     image_path: str | os.PathLike,
     blocks: Iterable[Block],
     classes: Classes,
-    outputs: Outputs,
+    outputs: InferOutputs,
     progress: Callable[[int], None] = lambda _: None,
 ) -> np.ndarray:
     """Write the label blocks ``(row, col, (rows, cols) uint8 class + 1, 0 = nodata)`` of an
@@ -697,10 +697,10 @@ def write_outputs(
     return counts
 
 
-def segment_file(
+def infer_file(
     run: FcnRun,
     image_path: str | os.PathLike,
-    outputs: Outputs,
+    outputs: InferOutputs,
     tiling: Tiling = Tiling(),
     progress: Callable[[int], None] = lambda _: None,
 ) -> np.ndarray:
@@ -722,16 +722,16 @@ def segment_file(
         return write_outputs(image_path, labels(), run.classes, outputs, progress)
 
 
-def segment_file_crf(
+def infer_file_crf(
     run: FcnRun,
     image_path: str | os.PathLike,
-    outputs: Outputs,
+    outputs: InferOutputs,
     params,
     scale: float = 0.25,
     tiling: Tiling = Tiling(),
     workers: int | None = None,
 ) -> np.ndarray:
-    """As :func:`segment_file`, then refine the probabilities with the dense CRF of
+    """As :func:`infer_file`, then refine the probabilities with the dense CRF of
         :mod:`dltools.engines.crf` at working ``scale`` (``params``: a
     :class:`dltools.engines.crf.CRFParams`).
         The whole image and its probabilities are held in memory."""

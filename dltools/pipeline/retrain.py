@@ -31,7 +31,7 @@ from dltools.models.classifier import (
     Augmentation,
     Phase,
     Summaries,
-    build_classifier,
+    build_tile_classifier,
     fit,
     head_layer,
     image_forward,
@@ -51,7 +51,7 @@ from dltools.models.loader import prepare_images, save_model
 
 
 @dataclass
-class Settings:
+class RetrainSettings:
     """How to train (the options of ``dltools retrain``)."""
 
     steps: int = 4000
@@ -95,7 +95,7 @@ class Settings:
 
 
 @dataclass
-class Outputs:
+class ModelOutputs:
     """Where retraining writes: model, labels file, metrics; caches and logs (None: none)."""
 
     model: Path
@@ -106,7 +106,7 @@ class Outputs:
 
 
 def _library(
-    image_dir: str | Path, settings: Settings
+    image_dir: str | Path, settings: RetrainSettings
 ) -> tuple[list[str], list[Path], np.ndarray, np.ndarray]:
     """Class names, tile paths, their (N,) labels and splits, checked for what training needs."""
     classes = list_tile_classes(image_dir)
@@ -144,7 +144,7 @@ def _predict(function: Callable[[tf.Tensor], tf.Tensor], data: np.ndarray, k: in
     return np.concatenate(parts) if parts else np.zeros((0, k), np.float32)
 
 
-def _extractor(module: str, settings: Settings, first_tile: Path):
+def _extractor(module: str, settings: RetrainSettings, first_tile: Path):
     """The feature layer and the square input size (see ``--image_size``)."""
     if module == SCRATCH:
         if settings.fine_tune_layers:
@@ -158,8 +158,8 @@ def _extractor(module: str, settings: Settings, first_tile: Path):
 def retrain(
     image_dir: str | Path,
     module: str,
-    outputs: Outputs,
-    settings: Settings,
+    outputs: ModelOutputs,
+    settings: RetrainSettings,
     force: bool = False,
     log: Callable[[str], None] = lambda _: None,
     progress: Callable[[Iterator], Iterator] = iter,
@@ -187,7 +187,7 @@ def retrain(
     features, size = _extractor(module, settings, paths[0])
     tuned = top_layer_variables(features, settings.fine_tune_layers) if not scratch else []
     image_size = (size, size)
-    model = build_classifier(features, image_size, k, settings.seed)
+    model = build_tile_classifier(features, image_size, k, settings.seed)
     head = head_layer(model)
     summaries = None if outputs.summaries is None else Summaries(outputs.summaries, names)
     infer = tf.function(lambda x: model(prepare_images(x, image_size), training=False))

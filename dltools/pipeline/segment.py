@@ -107,7 +107,7 @@ class SegmentParams:
 # --- tiles ---------------------------------------------------------------------------------
 
 
-def cut_tiles(rgb: np.ndarray, grid: TileGrid, picks: np.ndarray) -> np.ndarray:
+def tiles_at(rgb: np.ndarray, grid: TileGrid, picks: np.ndarray) -> np.ndarray:
     """(N, size, size, 3) uint8: the tiles at the (N, 2) ``picks`` (tile row, tile column) of
     ``grid``; an image smaller than a tile is padded by reflection."""
     size = grid.size
@@ -143,7 +143,7 @@ def classify_tiles(
     probs = np.full((*grid.shape, model.num_classes), np.nan, np.float32)
     for start in range(0, len(picks), TILE_CHUNK):
         part = picks[start : start + TILE_CHUNK]
-        probs[part[:, 0], part[:, 1]] = model.predict(cut_tiles(rgb, grid, part), batch_size)
+        probs[part[:, 0], part[:, 1]] = model.predict(tiles_at(rgb, grid, part), batch_size)
     return probs
 
 
