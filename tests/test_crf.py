@@ -43,7 +43,7 @@ def _replay(shared_dir, numbers, scale) -> float:
         sparse = simulate_strokes(labels, fraction=0.02, width=3, margin=10, seed=0)
         assert 0.01 < np.count_nonzero(sparse) / np.count_nonzero(labels) < 0.03
         assert not np.any(sparse[labels == 0])  # strokes only inside labelled regions
-        class_map, posteriors = label_from_strokes(rgb, sparse, 3, scale=scale, progress=False)
+        class_map, posteriors = label_from_strokes(rgb, sparse, 3, scale=scale)
         assert class_map.shape == labels.shape and class_map.dtype == np.uint8
         assert posteriors.shape == (
             round(labels.shape[0] * scale),
@@ -77,8 +77,8 @@ def tiled_scene():
     """A 480 x 720 scene labelled in one window and in 12 windows of 256 px (theta 20)."""
     rgb, labels, sparse = _scene(480, 720)
     params = CRFParams(theta=20)
-    whole = tiled_crf(rgb, sparse, 6, params, window=2048, progress=False)
-    tiled = tiled_crf(rgb, sparse, 6, params, window=256, workers=2, progress=False)
+    whole = tiled_crf(rgb, sparse, 6, params, window=2048)
+    tiled = tiled_crf(rgb, sparse, 6, params, window=256, workers=2)
     return labels, whole, tiled
 
 
@@ -120,7 +120,7 @@ def test_windows_without_strokes_take_labels_from_neighbours(shared_dir):
     hole = (slice(97, 295), slice(120, 341))  # holds the whole window rows 117-275, cols 140-321
     sparse[hole] = 0
     params = CRFParams(theta=20)
-    posteriors = tiled_crf(rgb, sparse, 3, params, window=192, workers=2, progress=False)
+    posteriors = tiled_crf(rgb, sparse, 3, params, window=192, workers=2)
     plain = dense_crf(rgb, unary_from_strokes(sparse, 3, 0.5), params)
     known = labels[hole] > 0
     truth = labels[hole][known]
@@ -144,13 +144,13 @@ def test_nodata_is_neither_labelled_nor_used():
     stroked = sparse.copy()
     stroked[nodata] = 1 + rng.integers(0, 6, np.count_nonzero(nodata))  # strokes there: ignored
     for scale in (1.0, 0.5):
-        a, post_a = label_from_strokes(garbage, stroked, 6, scale, nodata=nodata, progress=False)
-        b, post_b = label_from_strokes(blank, sparse, 6, scale, nodata=nodata, progress=False)
+        a, post_a = label_from_strokes(garbage, stroked, 6, scale, nodata=nodata)
+        b, post_b = label_from_strokes(blank, sparse, 6, scale, nodata=nodata)
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(post_a, post_b)
         np.testing.assert_array_equal(a == NODATA, nodata)
     valid = ~nodata
-    full, posts = label_from_strokes(blank, sparse, 6, 1.0, nodata=nodata, progress=False)
+    full, posts = label_from_strokes(blank, sparse, 6, 1.0, nodata=nodata)
     np.testing.assert_array_equal(posts[nodata], 0)
     np.testing.assert_allclose(posts[valid].sum(axis=1), 1, atol=1e-4)
     assert np.mean(full[valid] + 1 == labels[valid]) > 0.85
@@ -174,8 +174,8 @@ def test_all_bands_feed_the_appearance_kernel(dtype):
     image, labels = _separable_in_band_5(dtype)
     sparse = simulate_strokes(labels, fraction=0.02, seed=0)
     params = CRFParams(theta=30, scale=3)  # 5 noisy bands: a wider colour kernel
-    with_5, _ = label_from_strokes(image, sparse, 3, 1.0, params, progress=False)
-    without_5, _ = label_from_strokes(image[..., :4], sparse, 3, 1.0, params, progress=False)
+    with_5, _ = label_from_strokes(image, sparse, 3, 1.0, params)
+    without_5, _ = label_from_strokes(image[..., :4], sparse, 3, 1.0, params)
     accuracy_5 = np.mean(with_5 + 1 == labels)
     accuracy_4 = np.mean(without_5 + 1 == labels)  # measured: 0.955 and 0.71
     assert accuracy_5 >= 0.93
@@ -185,11 +185,11 @@ def test_all_bands_feed_the_appearance_kernel(dtype):
 def test_uint16_and_float_images_label_like_uint8(shared_dir):
     rgb, labels = _stmarg(shared_dir, "26607")
     sparse = simulate_strokes(labels, seed=0)
-    base, _ = label_from_strokes(rgb, sparse, 3, 0.2, progress=False)
+    base, _ = label_from_strokes(rgb, sparse, 3, 0.2)
     known = labels > 0
     assert np.mean(base[known] + 1 == labels[known]) >= 0.98
     for image in (rgb.astype(np.uint16) * 257 + 3, rgb.astype(np.float32) / 255):
-        other, _ = label_from_strokes(image, sparse, 3, 0.2, progress=False)
+        other, _ = label_from_strokes(image, sparse, 3, 0.2)
         assert np.mean(other == base) >= 0.95  # unlabelled (ambiguous) areas included
         assert np.mean(other[known] + 1 == labels[known]) >= 0.98
 
@@ -197,9 +197,9 @@ def test_uint16_and_float_images_label_like_uint8(shared_dir):
 def test_results_are_deterministic():
     rgb, _, sparse = _scene(400, 600, seed=2)
     params = CRFParams(theta=20)
-    runs = [tiled_crf(rgb, sparse, 6, params, window=256, workers=2, progress=False)]
-    runs.append(tiled_crf(rgb, sparse, 6, params, window=256, workers=1, progress=False))
-    runs.append(tiled_crf(rgb, sparse, 6, params, window=256, workers=2, progress=False))
+    runs = [tiled_crf(rgb, sparse, 6, params, window=256, workers=2)]
+    runs.append(tiled_crf(rgb, sparse, 6, params, window=256, workers=1))
+    runs.append(tiled_crf(rgb, sparse, 6, params, window=256, workers=2))
     np.testing.assert_array_equal(runs[0], runs[1])
     np.testing.assert_array_equal(runs[0], runs[2])
 
@@ -248,7 +248,7 @@ def test_thin_strokes_survive_downscaling():
             sparse[(line > 0) & (labels == k)] = k
     present = set(np.unique(sparse)) - {0}
     assert len(present) >= 5
-    _, posteriors = label_from_strokes(rgb, sparse, 6, 0.1, CRFParams(theta=10), progress=False)
+    _, posteriors = label_from_strokes(rgb, sparse, 6, 0.1, CRFParams(theta=10))
     assert set(np.unique(posteriors.argmax(2)) + 1) >= present  # every stroked class is used
 
 
@@ -258,7 +258,7 @@ def test_soft_labels_from_tiles():
     probs = cv2.resize(onehot, (45, 30), interpolation=cv2.INTER_AREA)  # 16-px tiles
     probs[10:20, 15:30] = np.nan  # unknown tiles
     probs[0:5, 0:5] = 0  # all-zero rows are unknown too
-    class_map, posteriors = label_from_probs(rgb, probs, 6, scale=0.5, progress=False)
+    class_map, posteriors = label_from_probs(rgb, probs, 6, scale=0.5)
     assert class_map.shape == labels.shape and posteriors.shape == (240, 360, 6)
     assert np.mean(class_map + 1 == labels) >= 0.9
     unknown = np.zeros(labels.shape, bool)
@@ -271,18 +271,18 @@ def test_bad_inputs_are_user_errors():
     sparse = np.zeros(rgb.shape[:2], np.uint8)
     sparse[10, 10:20], sparse[40, 50:60] = 2, 5
     with pytest.raises(DltoolsError, match=r"1\.\.3"):
-        label_from_strokes(rgb, sparse, 3, progress=False)  # a stroke of class 5
+        label_from_strokes(rgb, sparse, 3)  # a stroke of class 5
     with pytest.raises(DltoolsError, match="same pixels"):
-        label_from_strokes(rgb, sparse[:-1], 6, progress=False)
+        label_from_strokes(rgb, sparse[:-1], 6)
     with pytest.raises(DltoolsError, match="nodata mask"):
-        label_from_strokes(rgb, sparse, 6, nodata=np.zeros((5, 5), bool), progress=False)
+        label_from_strokes(rgb, sparse, 6, nodata=np.zeros((5, 5), bool))
     with pytest.raises(DltoolsError, match="no strokes"):
-        label_from_strokes(rgb, np.zeros_like(sparse), 6, progress=False)
+        label_from_strokes(rgb, np.zeros_like(sparse), 6)
     with pytest.raises(DltoolsError, match="working scale"):
-        label_from_strokes(rgb, sparse, 6, scale=0, progress=False)
+        label_from_strokes(rgb, sparse, 6, scale=0)
     with pytest.raises(DltoolsError, match="gt-prob"):
         CRFParams(gt_prob=1.0)
     with pytest.raises(DltoolsError, match="probabilities"):
-        label_from_probs(rgb, np.ones((6, 9, 4), np.float32), 6, progress=False)
+        label_from_probs(rgb, np.ones((6, 9, 4), np.float32), 6)
     with pytest.raises(DltoolsError, match="window"):
-        tiled_crf(rgb, sparse, 6, CRFParams(theta=60), window=200, progress=False)
+        tiled_crf(rgb, sparse, 6, CRFParams(theta=60), window=200)

@@ -138,7 +138,6 @@ def segmented(scene: dict) -> dict:
             scene["model"],
             SegmentParams(tile=TILE, fct=0.5, refine=method),
             workers=1,
-            progress=False,
         )
         for method in ("none", "crf", "mlp", "rf")
     }
@@ -168,12 +167,12 @@ def test_tiles_below_prob_thres_are_left_to_the_refiner(scene: dict, segmented: 
     classes = tile_classes(probs, thres)
     assert ((classes == 0) == (top < thres)).all() and 0.2 < (classes == 0).mean() < 0.4
     params = SegmentParams(tile=TILE, fct=0.5, prob_thres=thres, refine="crf")
-    seg = segment_image(scene["image"], scene["model"], params, workers=1, progress=False)
+    seg = segment_image(scene["image"], scene["model"], params, workers=1)
     assert (seg.class_map != NODATA).all()  # the unknown tiles' pixels are labelled too
     unknown = seg.grid.expand(classes == 0, seg.class_map.shape, seg.class_map.shape)
     assert accuracy(seg.class_map[unknown], scene["labels"][unknown]) > 0.6
     nodata = np.ones(scene["image"].shape[:2], bool)  # all nodata: nothing to classify
-    empty = segment_image(scene["image"], scene["model"], params, nodata, progress=False)
+    empty = segment_image(scene["image"], scene["model"], params, nodata)
     assert (empty.class_map == NODATA).all() and not np.isfinite(empty.tile_probs).any()
     grey = np.full((96, 128, 3), 128, np.uint8)  # every tile alike, none certain
     best = float(scene["model"].predict(grey[None, :TILE, :TILE]).max())
@@ -185,8 +184,7 @@ def test_tiles_below_prob_thres_are_left_to_the_refiner(scene: dict, segmented: 
 def test_the_per_image_classifiers_are_reproducible_for_a_seed(scene: dict) -> None:
     maps = [
         segment_image(
-            scene["image"], scene["model"], SegmentParams(tile=TILE, refine="mlp", seed=seed),
-            progress=False,
+            scene["image"], scene["model"], SegmentParams(tile=TILE, refine="mlp", seed=seed)
         ).class_map
         for seed in (3, 3, 4)
     ]  # fmt: skip

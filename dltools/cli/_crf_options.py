@@ -17,31 +17,31 @@ def add_crf_options(
         "--theta",
         type=float,
         default=defaults.theta,
-        help=f"spatial std of the bilateral kernel, in working pixels (default: {defaults.theta})",
+        help="spatial std of the bilateral kernel, in working pixels (default: %(default)s)",
     )
     crf.add_argument(
         "--scale",
         type=float,
         default=defaults.scale,
-        help=f"colour std of the bilateral kernel (default: {defaults.scale})",
+        help="colour std of the bilateral kernel (default: %(default)s)",
     )
     crf.add_argument(
         "--compat",
         type=float,
         default=defaults.compat,
-        help=f"weight of the bilateral (appearance) kernel (default: {defaults.compat})",
+        help="weight of the bilateral (appearance) kernel (default: %(default)s)",
     )
     crf.add_argument(
         "--gt-prob",
         type=float,
         default=defaults.gt_prob,
-        help=f"confidence in {evidence}, 0-1 (default: {defaults.gt_prob})",
+        help=f"confidence in {evidence}, 0-1 (default: %(default)s)",
     )
     crf.add_argument(
         "--iters",
         type=int,
         default=defaults.iters,
-        help=f"maximum mean-field iterations (default: {defaults.iters})",
+        help="maximum mean-field iterations (default: %(default)s)",
     )
     crf.add_argument(
         "--gaussian",
@@ -54,14 +54,13 @@ def add_crf_options(
         "--gaussian-compat",
         type=float,
         default=defaults.gaussian_compat,
-        help=f"weight of the Gaussian smoothness kernel (default: {defaults.gaussian_compat})",
+        help="weight of the Gaussian smoothness kernel (default: %(default)s)",
     )
     crf.add_argument(
         "--median-radius",
         type=int,
         default=defaults.median_radius,
-        help="radius of the median filter applied after upsampling, 0: none "
-        f"(default: {defaults.median_radius})",
+        help="radius of the median filter applied after upsampling, 0: none (default: %(default)s)",
     )
 
 

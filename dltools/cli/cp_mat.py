@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dltools.cli._common import add_force, reports_errors
+from dltools.cli._common import add_force, reports_errors, show_progress
 from dltools.pipeline.split import copy_results_to_split
 
 
@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    copied, unmatched = copy_results_to_split(args.gt_dir, args.data_dir, force=args.force)
+    copied, unmatched = copy_results_to_split(
+        args.gt_dir, args.data_dir, force=args.force, progress=show_progress
+    )
     for path in copied:
         print(f"copied {path}")
     for path in unmatched:

@@ -35,12 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="SavedModel folder, .keras file or frozen .pb graph (also from the original tool)",
     )
     parser.add_argument(
-        "-n", "--number", type=int, default=100, metavar="N", help="tiles per class (default: 100)"
+        "-n",
+        "--number",
+        type=int,
+        default=100,
+        metavar="N",
+        help="tiles per class (default: %(default)s)",
     )
     parser.add_argument(
         "-o", "--out-dir", metavar="DIR", help="where the outputs go (default: TILE_DIR)"
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="tiles per batch (default: 64)")
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="tiles per batch (default: %(default)s)"
+    )
     add_seed(parser)
     add_force(parser)
     return parser

@@ -10,14 +10,11 @@ import argparse
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from dltools.cli._common import add_force, add_seed, reports_errors
+from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
 from dltools.cli._crf_options import add_crf_options, crf_params
 from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images, original_layout, split_pairs
-from dltools.io.images import image_shape
 from dltools.io.labels import Classes, default_colors, read_classes
 from dltools.io.outputs import ensure_new
 from dltools.io.results import read_result
@@ -126,15 +123,20 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="continue RUN from its checkpoint up to --epochs (its data and settings are reused)",
     )
     opts = parser.add_argument_group("training")
-    opts.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="epochs (default: 10)")
     opts.add_argument(
-        "--batch-size", type=int, default=DEFAULTS.batch_size, help="crops per batch (default: 8)"
+        "--epochs", type=int, default=DEFAULTS.epochs, help="epochs (default: %(default)s)"
+    )
+    opts.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULTS.batch_size,
+        help="crops per batch (default: %(default)s)",
     )
     opts.add_argument(
         "--tile-size",
         type=int,
         default=DEFAULTS.tile_size,
-        help="side of the training crops in pixels, a multiple of 32 (default: 512)",
+        help="side of the training crops in pixels, a multiple of 32 (default: %(default)s)",
     )
     opts.add_argument(
         "--steps-per-epoch",
@@ -146,19 +148,20 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--freeze-epochs",
         type=int,
         default=DEFAULTS.freeze_epochs,
-        help="first epochs with the pretrained encoder frozen (default: 2)",
+        help="first epochs with the pretrained encoder frozen (default: %(default)s)",
     )
     opts.add_argument(
         "--learning-rate",
         type=float,
         default=DEFAULTS.learning_rate,
-        help="Adam learning rate while the encoder is frozen, or from scratch (default: 1e-3)",
+        help="Adam learning rate while the encoder is frozen, or from scratch "
+        "(default: %(default)s)",
     )
     opts.add_argument(
         "--fine-tune-learning-rate",
         type=float,
         default=DEFAULTS.fine_tune_learning_rate,
-        help="Adam learning rate once the pretrained encoder trains too (default: 2e-4)",
+        help="Adam learning rate once the pretrained encoder trains too (default: %(default)s)",
     )
     opts.add_argument(
         "--patience",
@@ -171,26 +174,26 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--class-weight-power",
         type=float,
         default=DEFAULTS.class_weight_power,
-        help="class weights (N / (K n_k)) ** P: 1 inverse frequency, 0 none (default: 0.5)",
+        help="class weights (N / (K n_k)) ** P: 1 inverse frequency, 0 none (default: %(default)s)",
     )
     opts.add_argument("--no-flips", action="store_true", help="do not flip training crops")
     opts.add_argument(
         "--jitter",
         type=float,
         default=DEFAULTS.jitter,
-        help="brightness/contrast/saturation change by up to this fraction (default: 0.2)",
+        help="brightness/contrast/saturation change by up to this fraction (default: %(default)s)",
     )
     opts.add_argument(
         "--val-fraction",
         type=float,
         default=DEFAULTS.val_fraction,
-        help="plain folders: share of the images held out for validation (default: 0.15)",
+        help="plain folders: share of the images held out for validation (default: %(default)s)",
     )
     opts.add_argument(
         "--val-crops",
         type=int,
         default=DEFAULTS.val_crops,
-        help="validation crops per validation image (default: 8)",
+        help="validation crops per validation image (default: %(default)s)",
     )
     opts.add_argument(
         "--alpha",
@@ -319,19 +322,19 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         "--window",
         type=int,
         default=TILING.window,
-        help=f"window side in pixels, a multiple of 32 (default: {TILING.window})",
+        help="window side in pixels, a multiple of 32 (default: %(default)s)",
     )
     parser.add_argument(
         "--overlap",
         type=int,
         default=TILING.overlap,
-        help=f"pixels shared by neighbouring windows, a multiple of 32 (default: {TILING.overlap})",
+        help="pixels shared by neighbouring windows, a multiple of 32 (default: %(default)s)",
     )
     parser.add_argument(
         "--batch-size",
         type=int,
         default=TILING.batch_size,
-        help=f"windows per batch (default: {TILING.batch_size})",
+        help="windows per batch (default: %(default)s)",
     )
     parser.add_argument(
         "--tta", action="store_true", help="average the predictions of the four flips (4x time)"
@@ -343,7 +346,7 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
             "--crf-scale",
             type=float,
             default=CRF_SCALE,
-            help=f"working scale of the CRF, in (0, 1] (default: {CRF_SCALE})",
+            help="working scale of the CRF, in (0, 1] (default: %(default)s)",
         )
         group.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
         add_crf_options(parser, CRF_DEFAULTS, evidence="the network's probabilities")
@@ -367,12 +370,7 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
         if crf:
             counts = infer_file_crf(run, path, out, params, args.crf_scale, tiling, args.workers)
         else:
-            height, width, _ = image_shape(path)
-            bar = tqdm(
-                total=height * width, desc=path.name, unit="px", unit_scale=True, leave=False
-            )
-            with bar:
-                counts = infer_file(run, path, out, tiling, bar.update)
+            counts = infer_file(run, path, out, tiling, show_progress)
         labelled = max(int(counts[1:].sum()), 1)
         shares = ", ".join(
             f"{name} {100 * n / labelled:.0f}%"

@@ -7,19 +7,13 @@ turns them into a dense label image.
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
-from dltools.cli._common import add_force, reports_errors
+from dltools.cli._common import add_force, reports_errors, show_progress
 from dltools.cli._crf_options import add_crf_options, crf_params
-from dltools.engines.crf import CRFParams, label_from_strokes
+from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
-from dltools.io.geo import is_georeferenced, read_nodata_mask, read_profile
-from dltools.io.images import read_image
 from dltools.io.labels import read_classes
-from dltools.io.outputs import ensure_new
-from dltools.io.strokes import read_doodles
-from dltools.pipeline.label import GroundTruth, groundtruth_paths, write_groundtruth
+from dltools.pipeline.label import LabelOptions, label_image
 
 DEFAULTS = CRFParams()  # the original dl_tools settings
 
@@ -47,7 +41,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         "--window",
         type=int,
         default=500,
-        help="painting window size, in displayed pixels (default: 500)",
+        help="painting window size, in displayed pixels (default: %(default)s)",
     )
     parser.add_argument(
         "-s",
@@ -55,7 +49,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         type=float,
         default=0.2,
         help="scale of the image while painting and for the CRF (0 < s <= 1); "
-        "labels are upsampled to full size (default: 0.2)",
+        "labels are upsampled to full size (default: %(default)s)",
     )
     parser.add_argument(
         "--doodles",
@@ -73,7 +67,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
     parser.add_argument(
         "--class-field",
         default="class",
-        help="GeoJSON property that holds the class name (default: class)",
+        help="GeoJSON property that holds the class name (default: %(default)s)",
     )
     parser.add_argument("--out-dir", help="write outputs here instead of beside the image")
     parser.add_argument(
@@ -86,7 +80,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         "--brush",
         type=int,
         default=5,
-        help="initial brush radius in displayed pixels; + and - change it (default: 5)",
+        help="initial brush radius in displayed pixels; + and - change it (default: %(default)s)",
     )
     parser.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
     add_crf_options(parser, DEFAULTS)
@@ -95,79 +89,29 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, geotiff: bool) -> None:
-    if not 0 < args.working_scale <= 1:
-        raise DltoolsError(f"-s must be in (0, 1], got {args.working_scale}")
     if args.paint and not args.doodles:
         raise DltoolsError("--paint resumes from --doodles FILE: name the file")
-    params = crf_params(args)
-    names, colors = read_classes(args.labels, args.colors)
-    image_path = Path(args.image)
-    georeferenced = is_georeferenced(image_path)
-    if geotiff and not georeferenced:
-        raise DltoolsError(
-            f"{image_path} has no georeferencing: use label_1image_crf.py for plain images"
-        )
-    profile = read_profile(image_path) if georeferenced else None
-    paths = groundtruth_paths(image_path, args.out_dir, georeferenced, args.confidence)
-    ensure_new(paths.outputs(), force=args.force)
-    image = read_image(image_path)
-    nodata = read_nodata_mask(image_path) if profile and profile.get("nodata") is not None else None
-    shape = image.shape[:2]
-    doodles = (
-        read_doodles(args.doodles, shape, names, georef=profile, class_field=args.class_field)
-        if args.doodles
-        else None
-    )
-    seconds = {"painting": 0.0}
-    if doodles is None or args.paint:
-        from dltools.gui.painter import paint_strokes  # opens windows: only when painting
-
-        resuming = args.doodles and Path(args.doodles).resolve() == paths.doodles.resolve()
-        if not resuming:
-            ensure_new([paths.doodles], force=args.force)
-        start = time.perf_counter()
-        sparse = paint_strokes(
-            image,
-            names,
-            colors,
-            scale=args.working_scale,
+    paths = label_image(
+        args.image,
+        read_classes(args.labels, args.colors),
+        crf_params(args),
+        args.working_scale,
+        LabelOptions(
+            out_dir=args.out_dir,
+            doodles=args.doodles,
+            class_field=args.class_field,
+            paint=args.paint,
             window=args.window,
-            initial=doodles,
-            autosave_path=paths.doodles,
             brush=args.brush,
-        )
-        seconds["painting"] = time.perf_counter() - start
+            confidence=args.confidence,
+            georeferenced_only=geotiff,
+            workers=args.workers,
+            force=args.force,
+        ),
+        progress=show_progress,
+    )
+    if args.paint or not args.doodles:
         print(f"strokes saved to {paths.doodles}")
-    else:
-        sparse = doodles
-    if not sparse.any():
-        raise DltoolsError("no strokes: paint at least one class (nothing was written)")
-    start = time.perf_counter()
-    class_map, preds = label_from_strokes(
-        image,
-        sparse,
-        len(names),
-        scale=args.working_scale,
-        params=params,
-        nodata=nodata,
-        workers=args.workers,
-        progress=True,
-    )
-    seconds["computing"] = time.perf_counter() - start
-    gt = GroundTruth(
-        image_path=image_path,
-        image=image,
-        sparse=sparse,
-        class_map=class_map,
-        preds=preds,
-        class_names=names,
-        colors=colors,
-        params=params,
-        scale=args.working_scale,
-        profile=profile,
-        seconds=seconds,
-    )
-    write_groundtruth(gt, paths)
     for path in paths.outputs():
         print(f"wrote {path}")
 

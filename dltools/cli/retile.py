@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dltools.cli._common import add_force, add_seed, reports_errors
+from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
 from dltools.io.discovery import find_labelled_images
 from dltools.io.labels import read_labels
 from dltools.pipeline.retile import MIN_TILES_TO_THIN, library_folder, retile
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-i", "--input", dest="folder", required=True, metavar="DIR", help="images and labels"
     )
     parser.add_argument(
-        "-t", "--tile", type=int, default=96, help="tile size in pixels (default: 96)"
+        "-t", "--tile", type=int, default=96, help="tile size in pixels (default: %(default)s)"
     )
     parser.add_argument(
         "-a",
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.9,
         metavar="A",
-        help="keep a tile when one class covers more than this fraction of it (default: 0.9)",
+        help="keep a tile when one class covers more than this fraction of it "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "-b",
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="B",
         help=(
             f"keep a random fraction B of the tiles of each class that has more than "
-            f"{MIN_TILES_TO_THIN} (default: 1, all)"
+            f"{MIN_TILES_TO_THIN} (default: %(default)s, all)"
         ),
     )
     parser.add_argument(
@@ -76,7 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
 
     class_names = read_labels(args.labels) if args.labels else None
     pairs, unlabelled = find_labelled_images(args.folder, args.label_dir)
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> None:
         class_names=class_names,
         seed=args.seed,
         force=args.force,
-        progress=lambda items: tqdm(items, desc="images", unit="image"),
+        progress=show_progress,
     )
     print("tiles per class:")
     for name, count in library.counts().items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dltools.cli._common import add_force, add_seed, reports_errors
+from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
 
 DEFAULT_MODULE = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4"
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "TF-Hub image feature-vector module: a URL (downloaded once, then cached), a local "
             "SavedModel folder (e.g. an unpacked download), or 'scratch' to train a small CNN "
-            f"with no download (default: {DEFAULT_MODULE})"
+            "with no download (default: %(default)s)"
         ),
     )
     io.add_argument(
@@ -82,21 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--learning_rate",
         type=float,
         default=0.01,
-        help="gradient-descent rate (momentum 0.9 for scratch) (default: 0.01)",
+        help="gradient-descent rate (momentum 0.9 for scratch) (default: %(default)s)",
     )
     train.add_argument("--train_batch_size", type=int, default=100, metavar="N")
     train.add_argument(
-        "--validation_percentage", type=float, default=10, help="(default: 10)", metavar="P"
+        "--validation_percentage",
+        type=float,
+        default=10,
+        help="(default: %(default)s)",
+        metavar="P",
     )
     train.add_argument(
-        "--testing_percentage", type=float, default=10, help="(default: 10)", metavar="P"
+        "--testing_percentage", type=float, default=10, help="(default: %(default)s)", metavar="P"
     )
     train.add_argument(
         "--eval_step_interval",
         type=int,
         default=10,
         metavar="N",
-        help="score the validation tiles every N steps (default: 10)",
+        help="score the validation tiles every N steps (default: %(default)s)",
     )
     aug = parser.add_argument_group(
         "random distortions of training tiles (features are then computed for every batch: slow)"
@@ -120,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATIENCE",
         help=(
             "stop after PATIENCE evaluations without a better validation accuracy and keep the "
-            "best weights (default: 0, off)"
+            "best weights (default: %(default)s, off)"
         ),
     )
     more.add_argument(
@@ -130,14 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=(
             "after the softmax layer has trained, also train the top N layers with weights of "
-            "the module (Adam), on the tiles themselves (default: 0, module frozen)"
+            "the module (Adam), on the tiles themselves (default: %(default)s, module frozen)"
         ),
     )
     more.add_argument(
-        "--fine_tune_steps", type=int, default=500, metavar="N", help="(default: 500)"
+        "--fine_tune_steps", type=int, default=500, metavar="N", help="(default: %(default)s)"
     )
     more.add_argument(
-        "--fine_tune_learning_rate", type=float, default=1e-4, help="Adam rate (default: 1e-4)"
+        "--fine_tune_learning_rate",
+        type=float,
+        default=1e-4,
+        help="Adam rate (default: %(default)s)",
     )
     add_seed(parser)
     add_force(parser)
@@ -146,7 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
 
     from dltools.models.classifier import Augmentation
     from dltools.pipeline.retrain import ModelOutputs, RetrainSettings, retrain
@@ -184,7 +190,7 @@ def run(args: argparse.Namespace) -> None:
         settings,
         force=args.force,
         log=print,
-        progress=lambda batches: tqdm(batches, desc="bottlenecks", unit="batch"),
+        progress=show_progress,
     )
     print(f"model: {outputs.model}\nlabels: {outputs.labels}\nmetrics: {outputs.metrics}")
     test = metrics["test"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from dltools.cli._common import add_force, add_seed, reports_errors
+from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_images
 from dltools.io.labels import read_classes
@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the CRF's confidence in the tile labels (default: %(default)s)",
     )
     parser.add_argument(
-        "--decim", type=int, default=1, help="classify every DECIM-th tile (default: 1, all)"
+        "--decim",
+        type=int,
+        default=1,
+        help="classify every DECIM-th tile (default: %(default)s, all)",
     )
     parser.add_argument(
         "--fct",
@@ -170,7 +173,15 @@ def run(args: argparse.Namespace) -> None:
     for image in images:
         print(f"{image}: tiles of {args.tile} px, refined by {args.refine}")
         summary = segment_file(
-            image, model, names, colors, params, paths[image], args.block, args.workers
+            image,
+            model,
+            names,
+            colors,
+            params,
+            paths[image],
+            args.block,
+            args.workers,
+            show_progress,
         )
         fractions = ", ".join(f"{name} {share:.3f}" for name, share in summary.fractions.items())
         print(

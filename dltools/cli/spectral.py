@@ -60,7 +60,7 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         "--block",
         type=int,
         default=512,
-        help="pixels per side of the windows processed at once (default: 512)",
+        help="pixels per side of the windows processed at once (default: %(default)s)",
     )
     add_force(parser)
 
@@ -308,7 +308,10 @@ def _add_apply_verbs(verbs) -> None:
                 "--no-figure", dest="figure", action="store_false", help="skip the PNG figure"
             )
     verbs.choices["reconstruct"].add_argument(
-        "--pixels", type=int, default=6, help="random pixels drawn in the figure (default: 6)"
+        "--pixels",
+        type=int,
+        default=6,
+        help="random pixels drawn in the figure (default: %(default)s)",
     )
     predict = verbs.add_parser(
         "predict",

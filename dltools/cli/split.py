@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dltools.cli._common import add_seed, reports_errors
+from dltools.cli._common import add_seed, reports_errors, show_progress
 from dltools.pipeline.split import split_folder
 
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.5,
         metavar="P",
-        help="fraction of the images that go to train/, 0 < P < 1 (default: 0.5)",
+        help="fraction of the images that go to train/, 0 < P < 1 (default: %(default)s)",
     )
     parser.add_argument(
         "--move",
@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    split = split_folder(args.folder, args.proportion, seed=args.seed, move=args.move)
+    split = split_folder(
+        args.folder, args.proportion, seed=args.seed, move=args.move, progress=show_progress
+    )
     verb = "moved" if args.move else "copied"
     for paths in (split.train, split.test):
         print(f"{len(paths):5d} image(s) {verb} to {paths[0].parent}")

@@ -41,9 +41,9 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 import pydensecrf.densecrf as dcrf
-from tqdm import tqdm
 
 from dltools.errors import DltoolsError
+from dltools.progress import Progress, quiet
 from dltools.raster.windows import span_weights, spread_spans
 
 NODATA = 255  # class-map value of nodata pixels
@@ -259,7 +259,7 @@ def tiled_crf(
     window: int = 1024,
     overlap: int | None = None,
     workers: int | None = None,
-    progress: bool = True,
+    progress: Progress = quiet,
 ) -> np.ndarray:
     """Dense CRF over an image of any size in overlapping windows, in parallel, blended.
 
@@ -301,12 +301,12 @@ def tiled_crf(
                     args = (image[win], unary, params, valid[win], bands, (y0, x0))
                     yield (win, ry[:, None, None] * rx[None, :, None]), args
 
-        bar = tqdm(total=n_tasks, desc="CRF windows", unit="window", disable=not progress)
-        with bar:
-            for (win, weight), posterior in run.ordered(dense_crf, tasks()):
-                posterior *= weight
-                out[win] += posterior
-                bar.update()
+        done = run.ordered(dense_crf, tasks())
+        for (win, weight), posterior in progress(
+            done, total=n_tasks, desc="CRF windows", unit="window"
+        ):
+            posterior *= weight
+            out[win] += posterior
     return out
 
 
@@ -393,7 +393,7 @@ def label_from_strokes(
     params: CRFParams = CRFParams(),
     nodata: np.ndarray | None = None,
     workers: int | None = None,
-    progress: bool = True,
+    progress: Progress = quiet,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label every pixel of ``image`` from a few strokes.
 
@@ -417,7 +417,7 @@ def label_from_probs(
     params: CRFParams = CRFParams(),
     nodata: np.ndarray | None = None,
     workers: int | None = None,
-    progress: bool = True,
+    progress: Progress = quiet,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label every pixel of ``image`` from soft labels (e.g. tile-classifier probabilities).
 

@@ -30,6 +30,7 @@ from dltools.engines.crf import (
     working_valid_mask,
 )
 from dltools.errors import DltoolsError
+from dltools.progress import Progress, quiet
 
 REFINERS = ("crf", "mlp", "rf")  # plus "none" in dltools.pipeline.segment: the raw tile map
 MAX_SAMPLES = 60_000  # training pixels of the per-image classifiers
@@ -150,7 +151,7 @@ def refine(
     nodata: np.ndarray | None = None,
     seed: int = 0,
     workers: int | None = None,
-    progress: bool = True,
+    progress: Progress = quiet,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixel labels of ``image`` from tile evidence, by ``method`` (one of :data:`REFINERS`).
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from dltools.io.outputs import atomic_path
 from dltools.io.tile_library import read_tiles
+from dltools.progress import Progress, quiet
 
 SHARD_SIZE = 1024  # tiles per cache file
 
@@ -62,20 +63,20 @@ def compute_bottlenecks(
     extract: Callable[[np.ndarray], np.ndarray],
     cache: BottleneckCache,
     batch_size: int = 64,
-    progress: Callable[[Iterator], Iterator] = iter,
+    progress: Progress = quiet,
 ) -> np.ndarray:
     """(N, D) float32 features of the tile files ``paths``, from the cache or from ``extract``.
 
     ``extract`` maps a batch of (n, h, w, 3) uint8 tiles to (n, D) features. Missing tiles are
-    read and extracted ``batch_size`` at a time and cached shard by shard; ``progress`` wraps
-    the list of batches (e.g. ``tqdm``).
+    read and extracted ``batch_size`` at a time and cached shard by shard; ``progress`` follows
+    the batches.
     """
     digests = [file_digest(p) for p in paths]
     known = cache.load()
     todo = sorted({d: p for d, p in zip(digests, paths, strict=True) if d not in known}.items())
     batches = list(_chunks(todo, batch_size))
     pending: list[tuple[str, np.ndarray]] = []
-    for i, batch in enumerate(progress(batches)):
+    for i, batch in enumerate(progress(batches, desc="bottlenecks", unit="batch")):
         features = extract(read_tiles([p for _, p in batch]))
         pending += zip([d for d, _ in batch], features, strict=True)
         if len(pending) >= SHARD_SIZE or i == len(batches) - 1:

@@ -4,9 +4,9 @@ Pairs are found by :func:`dltools.io.discovery.pair_predictions`: each predictio
 the ``*_ares*.mat`` files of step 6) names its image (``X_ares_96.mat`` -> ``X``), which is
 paired with a manual label file (by default ``*_mres*.mat``; or label rasters such as
 ``SCLS_*.tif``, ``*_label.png``). Label files are read by
-:class:`dltools.io.label_maps.LabelMap` (value k = class k, 0 = unlabelled or nodata); classes are matched by name, so the two files
-may list them in different orders. Pixels unlabelled in the manual label (or without a
-prediction) are left out.
+:class:`dltools.io.label_maps.LabelMap` (value k = class k, 0 = unlabelled or nodata);
+classes are matched by name, so the two files may list them in different orders. Pixels
+unlabelled in the manual label (or without a prediction) are left out.
 """
 
 from __future__ import annotations

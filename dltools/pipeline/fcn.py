@@ -51,6 +51,7 @@ from dltools.io.label_maps import read_label_map
 from dltools.io.labels import Classes, read_labeldefs, write_labeldefs
 from dltools.io.outputs import atomic_path, ensure_new
 from dltools.io.results import LabelResult, write_result
+from dltools.progress import Progress, quiet
 from dltools.raster.bands import rgb8
 from dltools.raster.windows import blend_blocks
 
@@ -132,12 +133,12 @@ class LabelledImage:
 def load_labelled(
     pairs: Sequence[tuple[Path, Path]],
     classes: Classes,
-    progress: Callable[[Iterable], Iterable] = iter,
+    progress: Progress = quiet,
 ) -> list[LabelledImage]:
     """Read the ``(image, label file)`` pairs; sizes must agree. Images with nodata (alpha or
     a nodata value) have those pixels unlabelled."""
     loaded = []
-    for image_path, label_path in progress(pairs):
+    for image_path, label_path in progress(pairs, desc="label images", unit="image"):
         image = rgb8(read_image(image_path), image_path)
         labels = read_label_map(label_path, classes)
         if labels.shape != image.shape[:2]:
@@ -652,13 +653,13 @@ def write_outputs(
     blocks: Iterable[Block],
     classes: Classes,
     outputs: InferOutputs,
-    progress: Callable[[int], None] = lambda _: None,
+    progress: Progress = quiet,
 ) -> np.ndarray:
     """Write the label blocks ``(row, col, (rows, cols) uint8 class + 1, 0 = nodata)`` of an
     image as ``outputs``; return the (K + 1,) pixel count of each value (0 = nodata).
 
     GeoTIFFs are written block by block on the input's grid; PNGs and the ``.mat`` at the
-    end. ``progress`` gets the pixels of each block.
+    end. ``progress`` follows the blocks, counting pixels.
     """
     profile = _check_input(Path(image_path))
     height, width = profile["height"], profile["width"]
@@ -675,7 +676,9 @@ def write_outputs(
                 overlay_dst = stack.enter_context(writer)
         else:
             whole = np.zeros((height, width), np.uint8)
-        for row, col, labels in blocks:
+        for row, col, labels in progress(
+            blocks, total=height * width, desc=Path(image_path).name, unit="px", count=_pixels
+        ):
             rows, cols = labels.shape
             counts += np.bincount(labels.ravel(), minlength=len(classes.names) + 1)
             if whole is not None:
@@ -686,7 +689,6 @@ def write_outputs(
                 if overlay_dst is not None:
                     pixels = read(row, row + rows, col, col + cols)
                     write_window(overlay_dst, overlay(pixels, labels, classes.colors), window)
-            progress(labels.size)
         if whole is not None:
             write_image(outputs.label, whole)
             if outputs.overlay is not None:
@@ -697,12 +699,16 @@ def write_outputs(
     return counts
 
 
+def _pixels(block: Block) -> int:
+    return block[2].size
+
+
 def infer_file(
     run: FcnRun,
     image_path: str | os.PathLike,
     outputs: InferOutputs,
     tiling: Tiling = Tiling(),
-    progress: Callable[[int], None] = lambda _: None,
+    progress: Progress = quiet,
 ) -> np.ndarray:
     """Segment one image of any size with the run's model and write ``outputs``; return the
     (K + 1,) pixel count of each label value (0 = nodata). Rasters stream block by block."""
@@ -745,7 +751,7 @@ def infer_file_crf(
         nodata = src.dataset_mask() == 0
     probs = predict_image(image, run.predictor(), tiling)
     class_map, _ = label_from_probs(
-        image, probs, len(run.classes.names), scale, params, nodata, workers, progress=False
+        image, probs, len(run.classes.names), scale, params, nodata, workers
     )
     del probs
     labels = np.where(class_map == CRF_NODATA, 0, class_map + 1).astype(np.uint8)

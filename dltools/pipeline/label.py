@@ -1,28 +1,33 @@
 """Step 2: a dense label image from sparse strokes, and the files that hold it.
 
 Array conventions: ``sparse`` (H, W) uint8, 0 = no stroke, k = class k (1-based);
-``class_map`` (H, W) uint8, 0-based classes, :data:`dltools.engines.crf.NODATA` where the image has
-nodata (-1 in the ``.mat`` file's ``class``);
+``class_map`` (H, W) uint8, 0-based classes, :data:`dltools.engines.crf.NODATA` where the
+image has nodata (-1 in the ``.mat`` file's ``class``);
 ``preds`` (h, w, K) float32 CRF posteriors at the working scale.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dltools.engines.crf import NODATA, CRFParams, confidence_map
+from dltools.engines.crf import NODATA, CRFParams, confidence_map, label_from_strokes
 from dltools.errors import DltoolsError
 from dltools.figures.panels import groundtruth_figure, save_figure
-from dltools.io.geo import write_raster
-from dltools.io.images import write_image
-from dltools.io.outputs import atomic_path
+from dltools.gui.painter import paint_strokes
+from dltools.io.geo import is_georeferenced, read_nodata_mask, read_profile, write_raster
+from dltools.io.images import read_image, write_image
+from dltools.io.labels import Classes
+from dltools.io.outputs import atomic_path, ensure_new
 from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, write_result
+from dltools.io.strokes import read_doodles
+from dltools.progress import Progress, quiet
 
 
 @dataclass(frozen=True)
@@ -145,3 +150,110 @@ def write_groundtruth(gt: GroundTruth, paths: GroundTruthPaths) -> None:
             write_image(paths.confidence, np.round(confidence * 255).astype(np.uint8))
     with atomic_path(paths.report) as tmp:
         tmp.write_text(report_text(gt))
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How step 2 runs: where outputs go (``out_dir``, default beside the image), the stroke
+    file to replay (``doodles``: label image, ``_mres.mat``, GeoJSON with ``class_field``),
+    whether to ``paint`` (in ``window`` x ``window`` displayed pixels, brush radius ``brush``),
+    whether to write the ``confidence`` raster, whether the image must be georeferenced, CRF
+    ``workers`` (default: all cores), and whether to replace existing outputs (``force``)."""
+
+    out_dir: str | os.PathLike | None = None
+    doodles: str | os.PathLike | None = None
+    class_field: str = "class"
+    paint: bool = False
+    window: int = 500
+    brush: int = 5
+    confidence: bool = False
+    georeferenced_only: bool = False
+    workers: int | None = None
+    force: bool = False
+
+
+def label_image(
+    image_path: str | os.PathLike,
+    classes: Classes,
+    params: CRFParams,
+    scale: float,
+    options: LabelOptions = LabelOptions(),
+    progress: Progress = quiet,
+) -> GroundTruthPaths:
+    """Step 2 for one image: strokes (painted, or replayed from ``options.doodles``) -> a dense
+    CRF label image at working ``scale`` (0 < scale <= 1), written as :class:`GroundTruthPaths`.
+
+    Every input is checked and every output conflict found before any window opens or any file
+    is written. Returns the paths written.
+    """
+    if not 0 < scale <= 1:
+        raise DltoolsError(f"-s must be in (0, 1], got {scale}")
+    image_path = Path(image_path)
+    georeferenced = is_georeferenced(image_path)
+    if options.georeferenced_only and not georeferenced:
+        raise DltoolsError(
+            f"{image_path} has no georeferencing: use label_1image_crf.py for plain images"
+        )
+    profile = read_profile(image_path) if georeferenced else None
+    paths = groundtruth_paths(image_path, options.out_dir, georeferenced, options.confidence)
+    ensure_new(paths.outputs(), force=options.force)
+    image = read_image(image_path)
+    has_nodata = profile and profile.get("nodata") is not None
+    nodata = read_nodata_mask(image_path) if has_nodata else None
+    strokes = (
+        read_doodles(
+            options.doodles,
+            image.shape[:2],
+            classes.names,
+            georef=profile,
+            class_field=options.class_field,
+        )
+        if options.doodles
+        else None
+    )
+    seconds = {"painting": 0.0}
+    if strokes is None or options.paint:
+        resuming = options.doodles and Path(options.doodles).resolve() == paths.doodles.resolve()
+        if not resuming:
+            ensure_new([paths.doodles], force=options.force)
+        start = time.perf_counter()
+        strokes = paint_strokes(
+            image,
+            classes.names,
+            classes.colors,
+            scale=scale,
+            window=options.window,
+            initial=strokes,
+            autosave_path=paths.doodles,
+            brush=options.brush,
+        )
+        seconds["painting"] = time.perf_counter() - start
+    if not strokes.any():
+        raise DltoolsError("no strokes: paint at least one class (nothing was written)")
+    start = time.perf_counter()
+    class_map, preds = label_from_strokes(
+        image,
+        strokes,
+        len(classes.names),
+        scale=scale,
+        params=params,
+        nodata=nodata,
+        workers=options.workers,
+        progress=progress,
+    )
+    seconds["computing"] = time.perf_counter() - start
+    gt = GroundTruth(
+        image_path=image_path,
+        image=image,
+        sparse=strokes,
+        class_map=class_map,
+        preds=preds,
+        class_names=classes.names,
+        colors=classes.colors,
+        params=params,
+        scale=scale,
+        profile=profile,
+        seconds=seconds,
+    )
+    write_groundtruth(gt, paths)
+    return paths

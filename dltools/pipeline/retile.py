@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from dltools.io.geo import has_nodata, open_raster, read_nodata_mask, read_raste
 from dltools.io.label_maps import LabelMap
 from dltools.io.results import read_result
 from dltools.io.tile_library import MANIFEST, Tile, write_manifest, write_tile
+from dltools.progress import Progress, quiet
 from dltools.raster.bands import rgb8
 from dltools.raster.windows import block_index, block_of, block_windows
 
@@ -143,14 +144,14 @@ def retile(
     class_names: Sequence[str] | None = None,
     seed: int = 0,
     force: bool = False,
-    progress: Callable[[Iterator], Iterator] = iter,
+    progress: Progress = quiet,
 ) -> Library:
     """Cut the pure windows of the ``(image, label file)`` pairs into ``OUT/tile_<size>/``.
 
     Tiles go to ``<class>/<image stem>_<row>_<col>.jpg`` with a ``tiles.csv`` manifest (tile,
     image, row, col, class, purity). The folder appears complete or not at all; an existing one
     is an error unless ``force``. ``class_names`` defaults to the names in the first ``.mat``.
-    ``progress`` wraps the loop over pairs (e.g. ``tqdm``).
+    ``progress`` follows the loop over the pairs.
     """
     stride = size // 2 if stride is None else stride
     if size < 8 or stride <= 0:
@@ -166,7 +167,7 @@ def retile(
         raise DltoolsError("no image has a label file, so there is nothing to tile")
     names = _class_names(pairs, class_names)
     found = []
-    for image, label_path in progress(pairs):
+    for image, label_path in progress(pairs, desc="images", unit="image"):
         found += find_tiles(image, LabelMap(label_path, names), size, stride, min_purity)
     tiles = thin(found, keep, seed)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,7 @@ from dltools.models.hub import (
     top_layer_variables,
 )
 from dltools.models.loader import prepare_images, save_model
+from dltools.progress import Progress, quiet
 
 
 @dataclass
@@ -162,12 +163,12 @@ def retrain(
     settings: RetrainSettings,
     force: bool = False,
     log: Callable[[str], None] = lambda _: None,
-    progress: Callable[[Iterator], Iterator] = iter,
+    progress: Progress = quiet,
 ) -> dict:
     """Train, test and save a tile classifier; return the metrics also written as JSON.
 
-    ``module`` is a TF-Hub handle (URL or local folder) or ``"scratch"``. ``progress`` wraps the
-    bottleneck batches (e.g. ``tqdm``); ``log`` receives one line per evaluation.
+    ``module`` is a TF-Hub handle (URL or local folder) or ``"scratch"``. ``progress`` follows
+    the bottleneck batches; ``log`` receives one line per evaluation.
     """
     settings.check()
     ensure_new([outputs.model, outputs.labels, outputs.metrics], force)

@@ -48,6 +48,7 @@ from dltools.io.geo import (
 )
 from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, result_name, write_result
+from dltools.progress import Progress, quiet
 from dltools.raster.bands import rgb8
 from dltools.raster.windows import halo_windows
 
@@ -175,7 +176,7 @@ def segment_image(
     params: SegmentParams = SegmentParams(),
     nodata: np.ndarray | None = None,
     workers: int | None = None,
-    progress: bool = True,
+    progress: Progress = quiet,
 ) -> Segmentation:
     """Segment an (H, W, C) image (uint8 for the tile model; the refiner uses every band).
 
@@ -321,7 +322,7 @@ def segment_file(
     paths: SegmentPaths,
     block: int = BLOCK,
     workers: int | None = None,
-    progress: bool = True,
+    progress: Progress = quiet,
 ) -> SegmentSummary:
     """Segment one image file and write ``paths`` (each file whole or not at all).
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from dltools.errors import DltoolsError
 from dltools.io.images import list_images
 from dltools.io.outputs import atomic_path, ensure_new
+from dltools.progress import Progress, quiet
 
 SPLIT_NAMES = ("train", "test")
 
@@ -47,7 +47,13 @@ def choose_train(names: Sequence[str], fraction: float, seed: int = 0) -> set[st
     return {ordered[i] for i in order[:n_train]}
 
 
-def split_folder(folder: str | Path, fraction: float, seed: int = 0, move: bool = False) -> Split:
+def split_folder(
+    folder: str | Path,
+    fraction: float,
+    seed: int = 0,
+    move: bool = False,
+    progress: Progress = quiet,
+) -> Split:
     """Copy (or move) the images of ``folder`` into ``train/`` and ``test/`` beside it.
 
     Non-image files are ignored. Existing ``train/`` or ``test/`` folders are an error, never
@@ -72,7 +78,7 @@ def split_folder(folder: str | Path, fraction: float, seed: int = 0, move: bool 
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir()
     try:
-        for image in tqdm(images, desc="split", unit="image"):
+        for image in progress(images, desc="split", unit="image"):
             side = "train" if image.name in train_names else "test"
             shutil.copy2(image, staged[side] / image.name)
         for name in SPLIT_NAMES:
@@ -91,7 +97,7 @@ def split_folder(folder: str | Path, fraction: float, seed: int = 0, move: bool 
 
 
 def copy_results_to_split(
-    results_dir: str | Path, data_dir: str | Path, force: bool = False
+    results_dir: str | Path, data_dir: str | Path, force: bool = False, progress: Progress = quiet
 ) -> tuple[list[Path], list[Path]]:
     """Copy each ``<name>_mres.mat`` of ``results_dir`` next to the image ``<name>.*``.
 
@@ -115,7 +121,7 @@ def copy_results_to_split(
         else:
             unmatched.append(result)
     ensure_new((dst for _, dst in plan), force=force)
-    for src, dst in tqdm(plan, desc="cp_mat", unit="file"):
+    for src, dst in progress(plan, desc="cp_mat", unit="file"):
         with atomic_path(dst) as tmp:
             shutil.copy2(src, tmp)
     return [dst for _, dst in plan], unmatched
