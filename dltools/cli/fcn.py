@@ -19,6 +19,8 @@ from dltools.io.labels import Classes, default_colors, read_classes
 from dltools.io.outputs import ensure_new
 from dltools.io.results import read_result
 from dltools.pipeline.fcn import (
+    CRF_GT_PROB,
+    CRF_SCALE,
     Tiling,
     TrainSettings,
     infer_file,
@@ -33,8 +35,7 @@ from dltools.pipeline.fcn import (
 
 DEFAULTS = TrainSettings()
 TILING = Tiling()
-CRF_DEFAULTS = CRFParams(gt_prob=0.8)  # trust the network more than step 2 trusts strokes
-CRF_SCALE = 0.25
+CRF_DEFAULTS = CRFParams(gt_prob=CRF_GT_PROB)
 
 
 def _class_options(parser: argparse.ArgumentParser) -> None:

@@ -68,6 +68,8 @@ RUN_FILES = (CONFIG, LABELDEFS, MODEL, CHECKPOINT, LOGS)
 ANCHOR_STEP = 8  # crops are placed around labelled pixels sampled on a grid of this step
 MAP_SIZE = 768  # the validation map drawn after each epoch is at most this big
 GDAL_CACHE_MB = 64  # GDAL block cache while streaming rasters (its default is 5% of the RAM)
+CRF_GT_PROB = 0.8  # infer-crf trusts the network more than step 2 trusts strokes
+CRF_SCALE = 0.25  # working scale of infer-crf's CRF
 
 
 # --- label maps ----------------------------------------------------------------------------
@@ -709,9 +711,13 @@ def infer_file(
     outputs: InferOutputs,
     tiling: Tiling = Tiling(),
     progress: Progress = quiet,
+    confidence: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Segment one image of any size with the run's model and write ``outputs``; return the
-    (K + 1,) pixel count of each label value (0 = nodata). Rasters stream block by block."""
+    (K + 1,) pixel count of each label value (0 = nodata). Rasters stream block by block.
+
+    ``confidence``, if given, is called with each block's top class probability ((rows, cols)
+    float32, NaN at nodata)."""
     image_path = Path(image_path)
     predict = run.predictor()
     _check_input(image_path)
@@ -723,6 +729,8 @@ def infer_file(
                 window = Window(col, row, probs.shape[1], probs.shape[0])
                 values = probs.argmax(axis=2).astype(np.uint8) + 1
                 values[src.dataset_mask(window=window) == 0] = 0
+                if confidence is not None:
+                    confidence(np.where(values > 0, probs.max(axis=2), np.nan))
                 yield row, col, values
 
         return write_outputs(image_path, labels(), run.classes, outputs, progress)
@@ -736,6 +744,7 @@ def infer_file_crf(
     scale: float = 0.25,
     tiling: Tiling = Tiling(),
     workers: int | None = None,
+    confidence: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """As :func:`infer_file`, then refine the probabilities with the dense CRF of
         :mod:`dltools.engines.crf` at working ``scale`` (``params``: a
@@ -750,6 +759,8 @@ def infer_file_crf(
         image = _reader(src)(0, src.height, 0, src.width)
         nodata = src.dataset_mask() == 0
     probs = predict_image(image, run.predictor(), tiling)
+    if confidence is not None:  # the network's, before the CRF
+        confidence(np.where(nodata, np.nan, probs.max(axis=2)))
     class_map, _ = label_from_probs(
         image, probs, len(run.classes.names), scale, params, nodata, workers
     )
