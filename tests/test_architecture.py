@@ -20,6 +20,7 @@ ALLOWED = {
     "synthetic": {"io", "raster"},
     "spectral": {"io", "raster", "engines", "figures"},
     "pipeline": {"io", "raster", "engines", "models", "figures", "gui", "spectral"},
+    "server": {"io", "raster", "engines", "models", "figures", "spectral", "pipeline"},
 }
 
 
