@@ -23,6 +23,7 @@ from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images
 from dltools.io.images import list_images, read_image
 from dltools.io.labels import read_labels
+from dltools.io.tile_library import read_band_choice
 from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
 from dltools.models.classifier import Augmentation, split_by_name
 from dltools.models.hub import (
@@ -34,6 +35,7 @@ from dltools.models.hub import (
 )
 from dltools.models.loader import load_model, save_model
 from dltools.pipeline.retile import retile
+from dltools.raster.bands import RGB8
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo_data"
@@ -213,6 +215,7 @@ def test_scratch_cnn_end_to_end_with_summaries(
     assert read_labels(out / "labels.txt") == classes
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["class_names"] == classes and metrics["image_size"] == 48
+    assert metrics["bands"] == read_band_choice(demo_tiles).to_dict() == RGB8.to_dict()
     assert [h["step"] for h in metrics["history"]] == [20, 40, 60]
     assert metrics["test"]["n"] == int(final.group(2)) > 0
     assert metrics["test"]["accuracy"] == pytest.approx(float(final.group(1)) / 100, abs=1e-3)

@@ -11,6 +11,7 @@ from typing import TypeVar
 from tqdm import tqdm
 
 from dltools.errors import DltoolsError
+from dltools.raster.bands import BANDS_HELP, parse_bands, parse_range
 
 T = TypeVar("T")
 
@@ -49,6 +50,39 @@ def add_force(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace outputs that already exist (without it the step refuses and changes nothing)",
     )
+
+
+def add_bands(parser: argparse.ArgumentParser, training: bool) -> None:
+    """``--bands`` (and for training ``--stretch``): which bands of the images feed the network."""
+    parser.add_argument(
+        "--bands",
+        metavar="B[,G,B]",
+        help=BANDS_HELP
+        + (
+            "; the choice is saved with the model (default: %(default)s)"
+            if training
+            else "; without it images must have the band count the model was trained on "
+            "(default: %(default)s, the model's bands)"
+        ),
+    )
+    if training:
+        parser.add_argument(
+            "--stretch",
+            metavar="LOW,HIGH",
+            help="images that are not 8-bit (16-bit, float) are scaled from LOW..HIGH to 0..255 "
+            "for the network; saved with the model and applied at inference (default: "
+            "%(default)s, each band's 2nd..98th percentile over a sample of windows of the "
+            "training images)",
+        )
+
+
+def band_options(
+    args: argparse.Namespace,
+) -> tuple[tuple[int, int, int] | None, tuple[float, float] | None]:
+    """``(bands, stretch)`` of :func:`add_bands`'s options, parsed (None: not given)."""
+    bands = None if args.bands is None else parse_bands(args.bands)
+    stretch = getattr(args, "stretch", None)
+    return bands, None if stretch is None else parse_range(stretch)
 
 
 def show_progress(

@@ -10,11 +10,19 @@ import argparse
 import time
 from pathlib import Path
 
-from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
+from dltools.cli._common import (
+    add_bands,
+    add_force,
+    add_seed,
+    band_options,
+    reports_errors,
+    show_progress,
+)
 from dltools.cli._crf_options import add_crf_options, crf_params
 from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images, original_layout, split_pairs
+from dltools.io.images import inference_bands, training_bands
 from dltools.io.labels import Classes, default_colors, read_classes
 from dltools.io.outputs import ensure_new
 from dltools.io.results import read_result
@@ -30,6 +38,7 @@ from dltools.pipeline.fcn import (
     read_config,
     train,
 )
+from dltools.raster.bands import BandChoice
 
 DEFAULTS = TrainSettings()
 TILING = Tiling()
@@ -202,6 +211,7 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="MobileNetV2 width: 0.35, 0.5, 0.75 or 1.0 (the weights file must match; "
         "default: 1.0)",
     )
+    add_bands(parser, training=True)
     add_seed(parser)
     add_force(parser)
     return parser
@@ -257,12 +267,16 @@ def run_train(args: argparse.Namespace) -> None:
         encoder_weights=_encoder_weights(args),
         seed=args.seed,
     )
+    bands, stretch = band_options(args)
     if args.resume:
         data = read_config(args.name)["data"]
         train_pairs = [(Path(i), Path(lab)) for i, lab in data["train"]]
         val_pairs = [(Path(i), Path(lab)) for i, lab in data["val"]]
+        choice = BandChoice()  # the run's own, from its config
     else:
         train_pairs, val_pairs, classes = _training_data(args, classes)
+        choice = training_bands([i for i, _ in train_pairs + val_pairs], bands, stretch)
+        print(f"network input: {choice.describe()}")
     start = time.perf_counter()
     config = train(
         train_pairs,
@@ -273,6 +287,7 @@ def run_train(args: argparse.Namespace) -> None:
         resume=args.resume,
         force=args.force,
         log=print,
+        bands=choice,
     )
     minutes = (time.perf_counter() - start) / 60
     best = config["best_val_mean_iou"]
@@ -340,6 +355,7 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         "--tta", action="store_true", help="average the predictions of the four flips (4x time)"
     )
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlays")
+    add_bands(parser, training=False)
     if crf:
         group = parser.add_argument_group("CRF scale and processes")
         group.add_argument(
@@ -364,13 +380,18 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
     )
     if crf:
         params = crf_params(args)
+    bands, _ = band_options(args)
+    run_bands = BandChoice.from_dict(read_config(args.name).get("bands"))
+    choices = inference_bands(run_bands, images, bands, args.name)
     run = load_run(args.name)
     for path, out in outputs.items():
         start = time.perf_counter()
         if crf:
-            counts = infer_file_crf(run, path, out, params, args.crf_scale, tiling, args.workers)
+            counts = infer_file_crf(
+                run, path, out, params, args.crf_scale, tiling, args.workers, choices[path]
+            )
         else:
-            counts = infer_file(run, path, out, tiling, show_progress)
+            counts = infer_file(run, path, out, tiling, show_progress, choices[path])
         labelled = max(int(counts[1:].sum()), 1)
         shares = ", ".join(
             f"{name} {100 * n / labelled:.0f}%"

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
+from dltools.cli._common import (
+    add_bands,
+    add_force,
+    add_seed,
+    band_options,
+    reports_errors,
+    show_progress,
+)
 from dltools.io.discovery import find_labelled_images
 from dltools.io.labels import read_labels
 from dltools.pipeline.retile import MIN_TILES_TO_THIN, library_folder, retile
@@ -70,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--out-dir", metavar="OUT", help="where tile_<t>/ is made (default: DIR)"
     )
+    add_bands(parser, training=True)
     add_seed(parser)
     add_force(parser)
     return parser
@@ -77,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-
+    bands, stretch = band_options(args)
     class_names = read_labels(args.labels) if args.labels else None
     pairs, unlabelled = find_labelled_images(args.folder, args.label_dir)
     if unlabelled:
@@ -97,7 +105,10 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         force=args.force,
         progress=show_progress,
+        bands=bands,
+        stretch=stretch,
     )
+    print(f"network input: {library.bands.describe()}")
     print("tiles per class:")
     for name, count in library.counts().items():
         print(f"  {name:<20} {count:6d}")

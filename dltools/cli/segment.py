@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import argparse
 
-from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
+from dltools.cli._common import (
+    add_bands,
+    add_force,
+    add_seed,
+    band_options,
+    reports_errors,
+    show_progress,
+)
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_images
+from dltools.io.images import inference_bands
 from dltools.io.labels import read_classes
 from dltools.io.outputs import ensure_new
 
@@ -46,6 +54,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         help="images with a longer side are read, segmented and written in windows of PX "
         "pixels (bounded memory; no .mat output then; default: %(default)s)",
     )
+    add_bands(parser, training=False)
     add_seed(parser)
     add_force(parser)
 
@@ -168,8 +177,10 @@ def run(args: argparse.Namespace) -> None:
     names, colors = read_classes(args.labels, args.colors)
     paths = {image: segment_paths(image, args.tile, args.out_dir, args.block) for image in images}
     ensure_new([p for image_paths in paths.values() for p in image_paths.outputs()], args.force)
+    bands, _ = band_options(args)
     model = load_model(args.model)
     model.check_labels(names, args.labels)
+    choices = inference_bands(model.bands, images, bands, args.model)
     for image in images:
         print(f"{image}: tiles of {args.tile} px, refined by {args.refine}")
         summary = segment_file(
@@ -182,6 +193,7 @@ def run(args: argparse.Namespace) -> None:
             args.block,
             args.workers,
             show_progress,
+            choices[image],
         )
         fractions = ", ".join(f"{name} {share:.3f}" for name, share in summary.fractions.items())
         print(

@@ -23,6 +23,7 @@ from rasterio.windows import Window
 
 from dltools.errors import DltoolsError
 from dltools.io.outputs import atomic_path
+from dltools.raster.windows import sample_windows
 
 __all__ = [
     "Window",
@@ -34,6 +35,7 @@ __all__ = [
     "read_nodata_mask",
     "read_profile",
     "read_raster",
+    "sample_pixels",
     "write_raster",
     "write_window",
 ]
@@ -101,6 +103,17 @@ def read_raster(
     with open_raster(path) as src:
         data = src.read(_indexes(src.count, bands, path), window=window)
     return np.moveaxis(data, 0, -1)
+
+
+def sample_pixels(path: str | os.PathLike, windows: int = 16, size: int = 256) -> np.ndarray:
+    """(n, C) pixels of the raster, in its dtype, from ``windows`` windows spread over it
+    (:func:`dltools.raster.windows.sample_windows`); nodata pixels are left out."""
+    parts = []
+    with open_raster(path) as src:
+        for window in sample_windows(src.height, src.width, size, windows):
+            data = np.moveaxis(src.read(window=window), 0, -1)
+            parts.append(data[src.dataset_mask(window=window) != 0])
+    return np.concatenate(parts)
 
 
 def has_nodata(path: str | os.PathLike) -> bool:

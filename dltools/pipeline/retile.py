@@ -23,11 +23,18 @@ import numpy as np
 from dltools.engines.tiles import pure_windows
 from dltools.errors import DltoolsError
 from dltools.io.geo import has_nodata, open_raster, read_nodata_mask, read_raster
+from dltools.io.images import training_bands
 from dltools.io.label_maps import LabelMap
 from dltools.io.results import read_result
-from dltools.io.tile_library import MANIFEST, Tile, write_manifest, write_tile
+from dltools.io.tile_library import (
+    MANIFEST,
+    Tile,
+    write_band_choice,
+    write_manifest,
+    write_tile,
+)
 from dltools.progress import Progress, quiet
-from dltools.raster.bands import rgb8
+from dltools.raster.bands import RGB8, BandChoice
 from dltools.raster.windows import block_index, block_of, block_windows
 
 BLOCK = 2048  # windows are found and cut in blocks of about this many pixels per side
@@ -84,9 +91,14 @@ def thin(tiles: Sequence[Tile], keep: float, seed: int = 0) -> list[Tile]:
 
 
 def cut_tiles(
-    tiles: Sequence[Tile], size: int, stride: int, write: Callable[[Tile, np.ndarray], None]
+    tiles: Sequence[Tile],
+    size: int,
+    stride: int,
+    write: Callable[[Tile, np.ndarray], None],
+    bands: BandChoice = RGB8,
 ) -> None:
-    """Read each image block by block and call ``write(tile, (size, size, 3) uint8 pixels)``.
+    """Read each image block by block and call ``write(tile, (size, size, 3) uint8 pixels)``,
+    the pixels made by ``bands``.
 
     ``tiles`` must lie on the window grid of ``size`` and ``stride`` (as found by
     :func:`find_tiles`); only blocks that hold a tile are read.
@@ -98,7 +110,7 @@ def cut_tiles(
     for (image, i, j), members in groups.items():
         with open_raster(image) as src:
             block = block_of(i, j, src.height, src.width, size, stride, BLOCK)
-        pixels = rgb8(read_raster(image, block), image)
+        pixels = bands.apply(read_raster(image, block), image)
         for t in members:
             r, c = t.row - block.row_off, t.col - block.col_off
             write(t, pixels[r : r + size, c : c + size])
@@ -111,6 +123,7 @@ class Library:
     folder: Path
     tiles: list[Tile]
     class_names: list[str]
+    bands: BandChoice
 
     def counts(self) -> dict[str, int]:
         """Tiles per class name, in class order (classes without tiles included)."""
@@ -145,13 +158,17 @@ def retile(
     seed: int = 0,
     force: bool = False,
     progress: Progress = quiet,
+    bands: Sequence[int] | None = None,
+    stretch: tuple[float, float] | None = None,
 ) -> Library:
     """Cut the pure windows of the ``(image, label file)`` pairs into ``OUT/tile_<size>/``.
 
     Tiles go to ``<class>/<image stem>_<row>_<col>.jpg`` with a ``tiles.csv`` manifest (tile,
-    image, row, col, class, purity). The folder appears complete or not at all; an existing one
-    is an error unless ``force``. ``class_names`` defaults to the names in the first ``.mat``.
-    ``progress`` follows the loop over the pairs.
+    image, row, col, class, purity) and ``bands.json`` (which bands of the images, stretched
+    how, made the 8-bit RGB tiles: ``bands`` and ``stretch``, see
+    :func:`dltools.io.images.training_bands`). The folder appears complete or not at all; an
+    existing one is an error unless ``force``. ``class_names`` defaults to the names in the
+    first ``.mat``. ``progress`` follows the loop over the pairs.
     """
     stride = size // 2 if stride is None else stride
     if size < 8 or stride <= 0:
@@ -166,6 +183,7 @@ def retile(
     if not pairs:
         raise DltoolsError("no image has a label file, so there is nothing to tile")
     names = _class_names(pairs, class_names)
+    choice = training_bands([image for image, _ in pairs], bands, stretch)
     found = []
     for image, label_path in progress(pairs, desc="images", unit="image"):
         found += find_tiles(image, LabelMap(label_path, names), size, stride, min_purity)
@@ -180,12 +198,14 @@ def retile(
             size,
             stride,
             lambda t, px: write_tile(tmp / names[t.label - 1] / t.name(), px),
+            choice,
         )
         write_manifest(tmp / MANIFEST, tiles, names)
+        write_band_choice(tmp, choice)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Library(final, tiles, names)
+    return Library(final, tiles, names, choice)
