@@ -122,3 +122,23 @@ def test_model_files_that_cannot_record_bands_take_only_rgb8(tmp_path: Path) -> 
     for name in ("model.keras", "model.pb"):
         with pytest.raises(DltoolsError, match="SavedModel"):
             check_format(tmp_path / name, four)
+
+
+def test_retile_keeps_going_past_an_unreadable_image_and_skips_a_finished_library(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    folder = labelled_demo(tmp_path / "photos", read_image(DEMO / "images" / "coast_01.jpg"))
+    data = (DEMO / "images" / "coast_02.jpg").read_bytes()
+    (folder / "coast_02.jpg").write_bytes(data[: len(data) // 2])
+    write_image(folder / "coast_02_label.png", read_image(DEMO / "labels" / "coast_02_label.png"))
+    assert retile(folder) == 2
+    assert "coast_02.jpg" in capsys.readouterr().err and not (folder / "tile_64").exists()
+    assert retile(folder, "--keep-going") == 2
+    err = capsys.readouterr().err
+    assert "1 image(s) could not be tiled" in err and "coast_02.jpg" in err
+    tiles = list((folder / "tile_64").glob("*/*.jpg"))
+    assert tiles and all(t.name.startswith("coast_01_") for t in tiles)
+    manifest = (folder / "tile_64" / "tiles.csv").read_text()
+    assert "coast_02" not in manifest and len(manifest.splitlines()) == len(tiles) + 1
+    assert retile(folder, "--skip-existing") == 0
+    assert "exists, skipped" in capsys.readouterr().out

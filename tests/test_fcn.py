@@ -463,3 +463,21 @@ def test_an_rgba_image_is_refused_or_segmented_as_its_rgb_original(trained, tmp_
         read_image(tmp_path / "o" / "coast_06_fcn_label.png"),
         read_image(tmp_path / "rgb" / "coast_06_fcn_label.png"),
     )
+
+
+def test_infer_over_a_folder_keeps_going_and_skips_finished_images(trained, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes((DEMO / "images" / "coast_06.jpg").read_bytes())
+    data = (DEMO / "images" / "coast_07.jpg").read_bytes()
+    (folder / "b.jpg").write_bytes(data[: len(data) // 2])
+    args = ["infer", "--name", trained, "--samples-dir", folder, "--output-dir", tmp_path / "o"]
+    args += ["--no-overlay", "--keep-going"]
+    assert run_cli(*args) == 2
+    assert "1 of 2 failed" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "a_ares_fcn.mat",
+        "a_fcn_label.png",
+    ]
+    assert run_cli(*args, "--skip-existing") == 2
+    assert "a.jpg: outputs exist, skipped" in capsys.readouterr().out

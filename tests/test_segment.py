@@ -384,3 +384,47 @@ def test_16_bit_images_take_the_stretch_saved_with_the_model(
         assert dltools_main([str(a) for a in [*args, "--out-dir", tmp_path / out]]) == 0
     same = [scipy.io.loadmat(tmp_path / o / "coast_01_ares_30.mat")["class"] for o in "ab"]
     assert (same[0] == same[1]).mean() > 0.99
+
+
+# --- folder runs ---------------------------------------------------------------------------
+
+
+def truncated_copy(source: Path, target: Path) -> Path:
+    """``target``: the first half of ``source``'s bytes (a download cut short)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
+def test_folder_runs_keep_going_skip_finished_images_and_leave_no_partial_outputs(
+    ortho: dict, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a", "c"):
+        (folder / f"{name}.jpg").write_bytes((DEMO / "images" / "coast_01.jpg").read_bytes())
+    truncated_copy(DEMO / "images" / "coast_02.jpg", folder / "b.jpg")
+    out = tmp_path / "out"
+    assert segment_photo(ortho, folder, out) == 2  # stops at b
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "b.jpg" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a_ares_30.mat", "a_ares_30.png"]
+    a_time = (out / "a_ares_30.mat").stat().st_mtime_ns
+    assert segment_photo(ortho, folder, out, "--keep-going", "--skip-existing") == 2
+    captured = capsys.readouterr()
+    assert "a.jpg: outputs exist, skipped" in captured.out
+    assert "1 of 3 failed" in captured.err and "b.jpg" in captured.err
+    assert (out / "a_ares_30.mat").stat().st_mtime_ns == a_time  # not recomputed
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["a_ares_30.mat", "a_ares_30.png", "c_ares_30.mat", "c_ares_30.png"]
+    # a failure after the first file of an image: that image's files go, others stay
+    (out / "c_ares_30.png").unlink()  # as a killed run leaves it: .mat but no figure
+
+    def broken(fig, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("dltools.pipeline.segment.save_figure", broken)
+    with pytest.raises(OSError, match="disk full"):
+        segment_photo(ortho, folder / "c.jpg", out, "--skip-existing")
+    assert sorted(p.name for p in out.iterdir()) == ["a_ares_30.mat", "a_ares_30.png"]

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from dltools.cli._common import (
     add_bands,
+    add_folder_options,
     add_force,
     add_seed,
     band_options,
     reports_errors,
+    run_each,
     show_progress,
 )
 from dltools.cli._crf_options import add_crf_options, crf_params
@@ -24,7 +26,6 @@ from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images, original_layout, split_pairs
 from dltools.io.images import inference_bands, training_bands
 from dltools.io.labels import Classes, default_colors, read_classes
-from dltools.io.outputs import ensure_new
 from dltools.io.results import read_result
 from dltools.pipeline.fcn import (
     Tiling,
@@ -356,6 +357,7 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
     )
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlays")
     add_bands(parser, training=False)
+    add_folder_options(parser)
     if crf:
         group = parser.add_argument_group("CRF scale and processes")
         group.add_argument(
@@ -374,30 +376,34 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
     tiling = Tiling(args.window, args.overlap, args.batch_size, args.tta)
     images = infer_images(args.samples_dir)
     tag = "fcn_crf" if crf else "fcn"
-    outputs = {p: output_paths(p, args.output_dir, tag, not args.no_overlay) for p in images}
-    ensure_new(
-        [f for out in outputs.values() for f in (out.label, out.overlay, out.mat) if f], args.force
-    )
     if crf:
         params = crf_params(args)
     bands, _ = band_options(args)
     run_bands = BandChoice.from_dict(read_config(args.name).get("bands"))
-    choices = inference_bands(run_bands, images, bands, args.name)
-    run = load_run(args.name)
-    for path, out in outputs.items():
+    outputs, choices, run = {}, {}, []
+
+    def plan(path: Path) -> list[Path]:
+        choices.update(inference_bands(run_bands, [path], bands, args.name))
+        outputs[path] = output_paths(path, args.output_dir, tag, not args.no_overlay)
+        return [f for f in (outputs[path].label, outputs[path].overlay, outputs[path].mat) if f]
+
+    def work(path: Path) -> None:
         start = time.perf_counter()
+        out = outputs[path]
         if crf:
             counts = infer_file_crf(
-                run, path, out, params, args.crf_scale, tiling, args.workers, choices[path]
+                run[0], path, out, params, args.crf_scale, tiling, args.workers, choices[path]
             )
         else:
-            counts = infer_file(run, path, out, tiling, show_progress, choices[path])
+            counts = infer_file(run[0], path, out, tiling, show_progress, choices[path])
         labelled = max(int(counts[1:].sum()), 1)
         shares = ", ".join(
             f"{name} {100 * n / labelled:.0f}%"
-            for name, n in zip(run.classes.names, counts[1:], strict=True)
+            for name, n in zip(run[0].classes.names, counts[1:], strict=True)
         )
         print(f"{out.label} ({time.perf_counter() - start:.1f} s): {shares}")
+
+    run_each(images, plan, work, args, lambda: run.append(load_run(args.name)))
 
 
 @reports_errors

@@ -13,6 +13,7 @@ from dltools.cli._common import (
     reports_errors,
     show_progress,
 )
+from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images
 from dltools.io.labels import read_labels
 from dltools.pipeline.retile import MIN_TILES_TO_THIN, library_folder, retile
@@ -78,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--out-dir", metavar="OUT", help="where tile_<t>/ is made (default: DIR)"
     )
     add_bands(parser, training=True)
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="leave out images that cannot be read (none of their tiles) and make the library "
+        "of the others; they are listed at the end and the exit status is 2 (default: stop at "
+        "the first, writing nothing)",
+    )
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="if OUT/tile_<t> exists (a finished earlier run; libraries appear whole or not at "
+        "all), do nothing",
+    )
     add_seed(parser)
     add_force(parser)
     return parser
@@ -93,6 +107,9 @@ def run(args: argparse.Namespace) -> None:
         for image in unlabelled:
             print(f"  {image}")
     out = Path(args.out_dir or args.folder)
+    if args.skip_existing and library_folder(out, args.tile).is_dir():
+        print(f"{library_folder(out, args.tile)} exists, skipped")
+        return
     print(f"tiling {len(pairs)} labelled image(s) into {library_folder(out, args.tile)}")
     library = retile(
         pairs,
@@ -107,12 +124,18 @@ def run(args: argparse.Namespace) -> None:
         progress=show_progress,
         bands=bands,
         stretch=stretch,
+        keep_going=args.keep_going,
     )
     print(f"network input: {library.bands.describe()}")
     print("tiles per class:")
     for name, count in library.counts().items():
         print(f"  {name:<20} {count:6d}")
     print(f"  {'total':<20} {len(library.tiles):6d}")
+    if library.failures:
+        listed = "\n  ".join(f"{image}: {err}" for image, err in library.failures.items())
+        raise DltoolsError(
+            f"{len(library.failures)} image(s) could not be tiled and were left out:\n  {listed}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,9 +32,9 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from dltools.errors import DltoolsError
 from dltools.io.outputs import atomic_path
+from dltools.models.metadata import METADATA, read_metadata
 from dltools.raster.bands import RGB8, BandChoice
 
-METADATA = "dltools.json"  # inside a SavedModel folder: class names, input size, module
 LEGACY_INPUT = "Placeholder"
 LEGACY_OUTPUT = "final_result"
 
@@ -107,8 +107,7 @@ def _load_saved_model(path: Path) -> TileModel:
     (output_name, out_spec), *more_outputs = signature.structured_outputs.items()
     if more_inputs or more_outputs:
         raise DltoolsError(f"{path}: expected a model with one input and one output")
-    meta_file = path / METADATA
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    meta = read_metadata(path)
 
     def forward(x: tf.Tensor) -> tf.Tensor:
         return signature(**{input_name: x})[output_name]

@@ -96,24 +96,37 @@ def cut_tiles(
     stride: int,
     write: Callable[[Tile, np.ndarray], None],
     bands: BandChoice = RGB8,
-) -> None:
+    keep_going: bool = False,
+) -> dict[Path, DltoolsError]:
     """Read each image block by block and call ``write(tile, (size, size, 3) uint8 pixels)``,
     the pixels made by ``bands``.
 
     ``tiles`` must lie on the window grid of ``size`` and ``stride`` (as found by
-    :func:`find_tiles`); only blocks that hold a tile are read.
+    :func:`find_tiles`); only blocks that hold a tile are read. An unreadable image raises,
+    or with ``keep_going`` is left (some of its tiles may have been written): returns
+    ``{image: error}`` of those.
     """
     groups: dict[tuple[Path, int, int], list[Tile]] = {}
     for t in tiles:
         key = (t.image, *block_index(t.row, t.col, size, stride, BLOCK))
         groups.setdefault(key, []).append(t)
+    failed: dict[Path, DltoolsError] = {}
     for (image, i, j), members in groups.items():
-        with open_raster(image) as src:
-            block = block_of(i, j, src.height, src.width, size, stride, BLOCK)
-        pixels = bands.apply(read_raster(image, block), image)
+        if image in failed:
+            continue
+        try:
+            with open_raster(image) as src:
+                block = block_of(i, j, src.height, src.width, size, stride, BLOCK)
+            pixels = bands.apply(read_raster(image, block), image)
+        except DltoolsError as err:
+            if not keep_going:
+                raise
+            failed[image] = err
+            continue
         for t in members:
             r, c = t.row - block.row_off, t.col - block.col_off
             write(t, pixels[r : r + size, c : c + size])
+    return failed
 
 
 @dataclass
@@ -124,6 +137,7 @@ class Library:
     tiles: list[Tile]
     class_names: list[str]
     bands: BandChoice
+    failures: dict[Path, DltoolsError]
 
     def counts(self) -> dict[str, int]:
         """Tiles per class name, in class order (classes without tiles included)."""
@@ -160,6 +174,7 @@ def retile(
     progress: Progress = quiet,
     bands: Sequence[int] | None = None,
     stretch: tuple[float, float] | None = None,
+    keep_going: bool = False,
 ) -> Library:
     """Cut the pure windows of the ``(image, label file)`` pairs into ``OUT/tile_<size>/``.
 
@@ -168,7 +183,9 @@ def retile(
     how, made the 8-bit RGB tiles: ``bands`` and ``stretch``, see
     :func:`dltools.io.images.training_bands`). The folder appears complete or not at all; an
     existing one is an error unless ``force``. ``class_names`` defaults to the names in the
-    first ``.mat``. ``progress`` follows the loop over the pairs.
+    first ``.mat``. ``progress`` follows the loop over the pairs. With ``keep_going`` an
+    image that cannot be read is left out of the library (none of its tiles) and reported in
+    :attr:`Library.failures`.
     """
     stride = size // 2 if stride is None else stride
     if size < 8 or stride <= 0:
@@ -184,22 +201,33 @@ def retile(
         raise DltoolsError("no image has a label file, so there is nothing to tile")
     names = _class_names(pairs, class_names)
     choice = training_bands([image for image, _ in pairs], bands, stretch)
-    found = []
+    found, failures = [], {}
     for image, label_path in progress(pairs, desc="images", unit="image"):
-        found += find_tiles(image, LabelMap(label_path, names), size, stride, min_purity)
+        try:
+            found += find_tiles(image, LabelMap(label_path, names), size, stride, min_purity)
+        except DltoolsError as err:
+            if not keep_going:
+                raise
+            failures[image] = err
     tiles = thin(found, keep, seed)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         for name in {names[t.label - 1] for t in tiles}:
             (tmp / name).mkdir()
-        cut_tiles(
+        unreadable = cut_tiles(
             tiles,
             size,
             stride,
             lambda t, px: write_tile(tmp / names[t.label - 1] / t.name(), px),
             choice,
+            keep_going,
         )
+        for t in tiles:  # no half of an image in the library
+            if t.image in unreadable:
+                (tmp / names[t.label - 1] / t.name()).unlink(missing_ok=True)
+        tiles = [t for t in tiles if t.image not in unreadable]
+        failures.update(unreadable)
         write_manifest(tmp / MANIFEST, tiles, names)
         write_band_choice(tmp, choice)
         if final.exists():
@@ -208,4 +236,4 @@ def retile(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Library(final, tiles, names, choice)
+    return Library(final, tiles, names, choice, failures)
