@@ -213,7 +213,7 @@ def test_scratch_cnn_end_to_end_with_summaries(
     assert final, printed[-1]
     classes = sorted(p.name for p in demo_tiles.iterdir() if p.is_dir())
     assert read_labels(out / "labels.txt") == classes
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "model_metrics.json").read_text())
     assert metrics["class_names"] == classes and metrics["image_size"] == 48
     assert metrics["bands"] == read_band_choice(demo_tiles).to_dict() == RGB8.to_dict()
     assert [h["step"] for h in metrics["history"]] == [20, 40, 60]
@@ -237,7 +237,7 @@ def test_early_stopping_keeps_the_best_weights(demo_tiles: Path, tmp_path: Path)
     args += ["--eval_step_interval", "5", "--early_stopping", "2", "--balance"]
     args += ["--output_graph", str(tmp_path / "m"), "--output_labels", str(tmp_path / "l.txt")]
     assert dltools_main(args) == 0
-    history = json.loads((tmp_path / "metrics.json").read_text())["history"]
+    history = json.loads((tmp_path / "m_metrics.json").read_text())["history"]
     accuracies = [h["validation_accuracy"] for h in history]
     assert history[0]["step"] == 0 and history[-1]["step"] < 400
     assert accuracies[-1] <= max(accuracies[:-2])  # stopped for lack of progress

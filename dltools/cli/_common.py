@@ -18,6 +18,23 @@ from dltools.raster.bands import BANDS_HELP, parse_bands, parse_range
 T = TypeVar("T")
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that ends with ``(default: X)`` where an option has a default its text does not
+    already state: not for required options, options without a default, or on/off flags."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.required
+            or action.default in (None, argparse.SUPPRESS)
+            or action.nargs == 0  # store_true/store_false/count flags: on or off
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def reports_errors(run: Callable[[argparse.Namespace], int | None]) -> Callable[..., int]:
     """Wrap a step's ``run(args)`` so that user errors print one line and exit with status 2."""
 
@@ -125,6 +142,16 @@ def run_each(
     if failures:
         listed = "\n  ".join(failures)
         raise DltoolsError(f"{len(failures)} of {len(items)} failed:\n  {listed}")
+
+
+def require_input(value: object, flag: str, what: str) -> None:
+    """DltoolsError if ``value`` (an option that replaced a file dialog of the original Tk-era
+    script) was not given, saying so."""
+    if value is None:
+        raise DltoolsError(
+            f"{flag} {what} is required: the original script's file dialog became the option "
+            f"{flag} (no window opens; see --help)"
+        )
 
 
 def add_bands(parser: argparse.ArgumentParser, training: bool) -> None:

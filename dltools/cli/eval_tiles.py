@@ -24,7 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
             f"means; writes {FIGURE} (row-normalised confusion matrix) and {METRICS}."
         ),
     )
-    parser.add_argument("-i", "--input", dest="tile_dir", required=True, metavar="TILE_DIR")
+    parser.add_argument(
+        "-i",
+        "--input",
+        dest="tile_dir",
+        required=True,
+        metavar="TILE_DIR",
+        help="tile library to score: one folder of tiles per class (as made by retile)",
+    )
     parser.add_argument(
         "-l", "--labels", required=True, metavar="TXT", help="labels file written with the model"
     )

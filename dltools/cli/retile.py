@@ -11,6 +11,7 @@ from dltools.cli._common import (
     add_seed,
     band_options,
     reports_errors,
+    require_input,
     show_progress,
 )
 from dltools.errors import DltoolsError
@@ -35,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "-i", "--input", dest="folder", required=True, metavar="DIR", help="images and labels"
+        "-i",
+        "--input",
+        dest="folder",
+        metavar="DIR",
+        help="folder of the images and labels; required (the original asked for it in a file "
+        "dialog)",
     )
     parser.add_argument(
         "-t", "--tile", type=int, default=96, help="tile size in pixels (default: %(default)s)"
@@ -99,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
+    require_input(args.folder, "-i", "DIR")
     bands, stretch = band_options(args)
     class_names = read_labels(args.labels) if args.labels else None
     pairs, unlabelled = find_labelled_images(args.folder, args.label_dir)
@@ -127,6 +134,8 @@ def run(args: argparse.Namespace) -> None:
         keep_going=args.keep_going,
     )
     print(f"network input: {library.bands.describe()}")
+    for folder in library.stale:
+        print(f"removed {folder}, the staging folder of a run that was killed")
     print("tiles per class:")
     for name, count in library.counts().items():
         print(f"  {name:<20} {count:6d}")

@@ -51,6 +51,11 @@ def open_raster(path: str | os.PathLike) -> Iterator[rasterio.DatasetReader]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DltoolsError(f"{path}: file not found")
+    if path.lower().endswith(".png") and not _png_complete(path):
+        raise DltoolsError(
+            f"{path}: this PNG is truncated (its end marker is missing): the file was cut "
+            "short, e.g. by an interrupted copy or download"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -60,6 +65,14 @@ def open_raster(path: str | os.PathLike) -> Iterator[rasterio.DatasetReader]:
         raise DltoolsError(
             f"{path}: cannot read this image ({err}); is it a complete JPG/PNG/TIFF file?"
         ) from err
+
+
+def _png_complete(path: str) -> bool:
+    """True if the PNG file ends with its IEND chunk (GDAL reads truncated PNGs silently)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 12))
+        return f.read().endswith(b"IEND\xaeB`\x82")
 
 
 def is_georeferenced(path: str | os.PathLike) -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import tf_keras
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from dltools.errors import DltoolsError
-from dltools.io.outputs import atomic_path
+from dltools.io.outputs import atomic_path, remove_stale, staging_dir
 from dltools.models.metadata import METADATA, read_metadata
 from dltools.raster.bands import RGB8, BandChoice
 
@@ -229,8 +228,8 @@ def save_model(
         return
     if path.exists() and not force:
         raise DltoolsError(f"{path} already exists; move it away or pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    remove_stale(path.parent, path.name)
+    tmp = staging_dir(path)
     try:
         holder = tf.Module()
         holder.model = model

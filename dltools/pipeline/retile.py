@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,9 @@ import numpy as np
 from dltools.engines.tiles import pure_windows
 from dltools.errors import DltoolsError
 from dltools.io.geo import has_nodata, open_raster, read_nodata_mask, read_raster
-from dltools.io.images import training_bands
+from dltools.io.images import image_shape, training_bands
 from dltools.io.label_maps import LabelMap
+from dltools.io.outputs import remove_stale, staging_dir
 from dltools.io.results import read_result
 from dltools.io.tile_library import (
     MANIFEST,
@@ -138,6 +138,7 @@ class Library:
     class_names: list[str]
     bands: BandChoice
     failures: dict[Path, DltoolsError]
+    stale: list[Path]  # staging folders of killed runs, removed
 
     def counts(self) -> dict[str, int]:
         """Tiles per class name, in class order (classes without tiles included)."""
@@ -194,6 +195,8 @@ def retile(
         )
     if not 0 <= min_purity < 1:
         raise DltoolsError(f"the purity threshold -a must be in [0, 1), got {min_purity}")
+    if not 0 < keep <= 1:
+        raise DltoolsError(f"-b (the fraction of tiles to keep) must be in (0, 1], got {keep}")
     final = library_folder(out_dir, size)
     if final.exists() and not force:
         raise DltoolsError(f"{final} already exists; move it away or pass --force to replace it")
@@ -201,6 +204,13 @@ def retile(
         raise DltoolsError("no image has a label file, so there is nothing to tile")
     names = _class_names(pairs, class_names)
     choice = training_bands([image for image, _ in pairs], bands, stretch)
+    shapes = [image_shape(image)[:2] for image, _ in pairs]
+    if not any(size <= min(shape) for shape in shapes):
+        biggest = max(shapes, key=min)
+        raise DltoolsError(
+            f"-t {size} is larger than every image (the biggest is {biggest[0]} x "
+            f"{biggest[1]} pixels): no tile fits; choose a smaller -t"
+        )
     found, failures = [], {}
     for image, label_path in progress(pairs, desc="images", unit="image"):
         try:
@@ -210,8 +220,8 @@ def retile(
                 raise
             failures[image] = err
     tiles = thin(found, keep, seed)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    stale = remove_stale(final.parent, final.name)
+    tmp = staging_dir(final)
     try:
         for name in {names[t.label - 1] for t in tiles}:
             (tmp / name).mkdir()
@@ -236,4 +246,4 @@ def retile(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Library(final, tiles, names, choice, failures)
+    return Library(final, tiles, names, choice, failures, stale)

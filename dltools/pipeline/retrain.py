@@ -187,8 +187,9 @@ def retrain(
     )
 
     scratch = module == SCRATCH
+    tune = settings.fine_tune_layers > 0 and not scratch  # scratch refuses it in _extractor
     features, size = _extractor(module, settings, paths[0])
-    tuned = top_layer_variables(features, settings.fine_tune_layers) if not scratch else []
+    tuned = top_layer_variables(features, settings.fine_tune_layers) if tune else []
     image_size = (size, size)
     model = build_tile_classifier(features, image_size, k, settings.seed)
     head = head_layer(model)
@@ -238,6 +239,7 @@ def retrain(
             lambda batch: extract(tf.constant(batch)).numpy(),
             BottleneckCache(cache_dir),
             progress=progress,
+            log=log,
         )
         forward = predict = head
     if scratch:  # plain gradient descent learns too slowly from random weights
