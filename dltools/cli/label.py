@@ -14,6 +14,7 @@ from dltools.cli._common import add_force, reports_errors, require_input, show_p
 from dltools.cli._crf_options import add_crf_options, crf_params
 from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
+from dltools.io.images import image_shape
 from dltools.io.labels import read_classes
 from dltools.pipeline.label import LabelOptions, label_image
 
@@ -103,6 +104,8 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
         require_input(value, flag, what)
     if args.paint and not args.doodles:
         raise DltoolsError("--paint resumes from --doodles FILE: name the file")
+    classes = read_classes(args.labels, args.colors)
+    image_shape(args.image)  # a missing or unreadable image is named before anything else
     if (args.paint or not args.doodles) and not has_display():
         raise DltoolsError(
             "painting opens a window but there is no display (DISPLAY is not set): run it on a "
@@ -110,7 +113,7 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
         )
     paths = label_image(
         args.image,
-        read_classes(args.labels, args.colors),
+        classes,
         crf_params(args),
         args.working_scale,
         LabelOptions(
