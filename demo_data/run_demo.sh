@@ -35,7 +35,7 @@ step "step 4: train a small tile CNN from scratch (no download; see the README f
     --output_graph "$OUT/tile_model" --output_labels "$OUT/tile_labels.txt" \
     --summaries_dir "$OUT/summaries" --seed 0
 
-step "step 5: score the tile model on the test photos' tiles"
+step "step 5: score method 1's tile CNN (step 4) on the test photos' tiles"
 "$PY" eval_imrecog/test_class_tiles.py -i "$OUT/test/tile_64" -l "$OUT/tile_labels.txt" \
     -m "$OUT/tile_model" -n 100 -o "$OUT"
 
@@ -50,17 +50,20 @@ for image in "$OUT"/test/*.jpg; do   # the original script: positional arguments
     "$PY" semseg_crf/semseg_cnn_crf.py "$image" "$OUT/tile_model" "$OUT/tile_labels.txt" \
         "$DEMO/labeldefs.txt" 64 0.5 0.5 1 0.25 --refine crf --out-dir "$OUT/segment_crf"
 done
+declare -A METHOD=([mlp]="tile CNN + per-image MLP" [crf]="tile CNN + dense CRF" \
+    [none]="raw tile map of the tile CNN")
 for refine in mlp crf none; do
+    step "step 7: score method 1, ${METHOD[$refine]} (--refine $refine), against the manual labels"
     "$PY" eval_semseg/test_pixels.py -i "$OUT/segment_$refine" --true-dir "$DEMO/labels" \
         --true-glob '*_label.png' -l "$DEMO/labels.txt" --allow-missing
 done
 
-step "step 8: fully convolutional network: train briefly, then segment the ortho GeoTIFF"
+step "step 8: method 2, a fully convolutional network: train briefly, then segment the ortho GeoTIFF"
 # From scratch with the smallest encoder, to stay fast and offline; real runs pass the ImageNet
 # weights: --encoder-weights mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
 "$PY" semseg_fullyconv/train.py --name "$OUT/fcn_run" --data-dir "$OUT/train" \
     --label-dir "$DEMO/labels" --labeldefs "$DEMO/labeldefs.txt" --encoder-weights none \
-    --alpha 0.35 --tile-size 256 --epochs 5 --steps-per-epoch 12
+    --alpha 0.35 --tile-size 128 --batch-size 8 --epochs 3 --steps-per-epoch 6
 "$PY" semseg_fullyconv/infer.py --name "$OUT/fcn_run" \
     --samples-dir "$DEMO/geotiff/coast_ortho.tif" --output-dir "$OUT/fcn"
 

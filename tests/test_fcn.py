@@ -443,3 +443,41 @@ def test_input_bands_are_checked(trained, tmp_path):
     args = ["infer", "--name", trained, "--samples-dir", path, "--output-dir", tmp_path / "o"]
     assert run_cli(*args) == 2
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_an_rgba_image_is_refused_or_segmented_as_its_rgb_original(trained, tmp_path, capsys):
+    config = json.loads((trained / "config.json").read_text())
+    assert config["bands"] == {"bands": [1, 2, 3], "count": 3, "dtype": "uint8", "ranges": None}
+    rgb = read_image(DEMO / "images" / "coast_06.jpg")
+    rgba = tmp_path / "rgba" / "coast_06.png"
+    write_image(rgba, np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], 2))
+    base = ["infer", "--name", trained, "--no-overlay", "--samples-dir"]
+    assert run_cli(*base, rgba, "--output-dir", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert "coast_06.png has 4 band(s)" in err and "bands 1,2,3" in err and "--bands" in err
+    assert not (tmp_path / "o").exists()
+    assert run_cli(*base, rgba, "--output-dir", tmp_path / "o", "--bands", "1,2,3") == 0
+    photo = DEMO / "images" / "coast_06.jpg"
+    assert run_cli(*base, photo, "--output-dir", tmp_path / "rgb") == 0
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "o" / "coast_06_fcn_label.png"),
+        read_image(tmp_path / "rgb" / "coast_06_fcn_label.png"),
+    )
+
+
+def test_infer_over_a_folder_keeps_going_and_skips_finished_images(trained, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes((DEMO / "images" / "coast_06.jpg").read_bytes())
+    data = (DEMO / "images" / "coast_07.jpg").read_bytes()
+    (folder / "b.jpg").write_bytes(data[: len(data) // 2])
+    args = ["infer", "--name", trained, "--samples-dir", folder, "--output-dir", tmp_path / "o"]
+    args += ["--no-overlay", "--keep-going"]
+    assert run_cli(*args) == 2
+    assert "1 of 2 failed" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "a_ares_fcn.mat",
+        "a_fcn_label.png",
+    ]
+    assert run_cli(*args, "--skip-existing") == 2
+    assert "a.jpg: outputs exist, skipped" in capsys.readouterr().out

@@ -23,6 +23,7 @@ from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images
 from dltools.io.images import list_images, read_image
 from dltools.io.labels import read_labels
+from dltools.io.tile_library import read_band_choice
 from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
 from dltools.models.classifier import Augmentation, split_by_name
 from dltools.models.hub import (
@@ -34,6 +35,7 @@ from dltools.models.hub import (
 )
 from dltools.models.loader import load_model, save_model
 from dltools.pipeline.retile import retile
+from dltools.raster.bands import RGB8
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo_data"
@@ -211,8 +213,9 @@ def test_scratch_cnn_end_to_end_with_summaries(
     assert final, printed[-1]
     classes = sorted(p.name for p in demo_tiles.iterdir() if p.is_dir())
     assert read_labels(out / "labels.txt") == classes
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "model_metrics.json").read_text())
     assert metrics["class_names"] == classes and metrics["image_size"] == 48
+    assert metrics["bands"] == read_band_choice(demo_tiles).to_dict() == RGB8.to_dict()
     assert [h["step"] for h in metrics["history"]] == [20, 40, 60]
     assert metrics["test"]["n"] == int(final.group(2)) > 0
     assert metrics["test"]["accuracy"] == pytest.approx(float(final.group(1)) / 100, abs=1e-3)
@@ -234,7 +237,7 @@ def test_early_stopping_keeps_the_best_weights(demo_tiles: Path, tmp_path: Path)
     args += ["--eval_step_interval", "5", "--early_stopping", "2", "--balance"]
     args += ["--output_graph", str(tmp_path / "m"), "--output_labels", str(tmp_path / "l.txt")]
     assert dltools_main(args) == 0
-    history = json.loads((tmp_path / "metrics.json").read_text())["history"]
+    history = json.loads((tmp_path / "m_metrics.json").read_text())["history"]
     accuracies = [h["validation_accuracy"] for h in history]
     assert history[0]["step"] == 0 and history[-1]["step"] < 400
     assert accuracies[-1] <= max(accuracies[:-2])  # stopped for lack of progress

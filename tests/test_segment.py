@@ -30,6 +30,7 @@ from dltools.io.images import read_image, write_image
 from dltools.io.labels import read_classes, write_colors, write_labels
 from dltools.models.loader import TileModel, load_model, save_model
 from dltools.pipeline.segment import SegmentParams, classify_tiles, segment_image
+from dltools.raster.bands import RGB8, BandChoice
 from dltools.synthetic.scenes import CLASS_NAMES, coastal_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,8 +40,14 @@ COLORS = np.array([[0, 0, 255], [255, 255, 255], [139, 69, 19], [255, 215, 0], [
                    [128, 128, 128]], np.uint8)  # fmt: skip
 
 
-def tile_model(path: Path, scenes: list[tuple[np.ndarray, np.ndarray]], tile: int) -> Path:
-    """Train and save a tile model on the pure tiles of ``(image, 1-based labels)`` pairs."""
+def tile_model(
+    path: Path,
+    scenes: list[tuple[np.ndarray, np.ndarray]],
+    tile: int,
+    bands: BandChoice = RGB8,
+) -> Path:
+    """Train and save a tile model on the pure tiles of ``(image, 1-based labels)`` pairs
+    (8-bit RGB; ``bands`` is recorded as the model's input)."""
     tiles, targets = [], []
     for image, labels in scenes:
         for row, col, label, _ in pure_windows(labels, tile, tile // 2, 0.9, len(CLASS_NAMES)):
@@ -59,7 +66,9 @@ def tile_model(path: Path, scenes: list[tuple[np.ndarray, np.ndarray]], tile: in
     dense = tf_keras.layers.Dense(len(CLASS_NAMES), activation="softmax")
     model = tf_keras.Model(inputs, dense(moments))
     dense.set_weights([coef, bias])
-    save_model(model, path, CLASS_NAMES, (tile, tile), module="test: tile colour moments")
+    save_model(
+        model, path, CLASS_NAMES, (tile, tile), module="test: tile colour moments", bands=bands
+    )
     return path
 
 
@@ -320,3 +329,102 @@ def test_colours_come_from_a_colors_file_or_from_labeldefs_by_name(tmp_path: Pat
     write_labels(tmp_path / "labels.txt", ["veg", "lava"])
     with pytest.raises(DltoolsError, match="no colour for lava"):
         read_classes(labels, str(DEMO / "labeldefs.txt"))
+
+
+# --- which bands feed the model ------------------------------------------------------------
+
+
+def segment_photo(ortho: dict, image: Path, out: Path, *options: str) -> int:
+    args = ["segment", image, "-m", ortho["model"], "-l", DEMO / "labels.txt", "-c"]
+    args += [ortho["root"] / "colors.txt", "-t", 30, "--refine", "none", "--out-dir", out]
+    return dltools_main([str(a) for a in [*args, *options]])
+
+
+def test_an_rgba_photo_is_refused_or_labelled_as_its_rgb_original(
+    ortho: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 12: coast_01.jpg saved as RGBA was labelled vegetation (band 1 three times)."""
+    rgb = read_image(DEMO / "images" / "coast_01.jpg")
+    alpha = np.full((*rgb.shape[:2], 1), 255, np.uint8)
+    write_image(tmp_path / "rgba" / "coast_01.png", np.concatenate([rgb, alpha], axis=2))
+    assert segment_photo(ortho, DEMO / "images" / "coast_01.jpg", tmp_path / "rgb") == 0
+    capsys.readouterr()
+    assert segment_photo(ortho, tmp_path / "rgba" / "coast_01.png", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "4 band(s)" in err and "bands 1,2,3" in err
+    assert "--bands" in err and not (tmp_path / "out").exists()
+    options = ("--bands", "1,2,3")
+    assert segment_photo(ortho, tmp_path / "rgba" / "coast_01.png", tmp_path / "out", *options) == 0
+    expected = scipy.io.loadmat(tmp_path / "rgb" / "coast_01_ares_30.mat")["class"]
+    got = scipy.io.loadmat(tmp_path / "out" / "coast_01_ares_30.mat")["class"]
+    np.testing.assert_array_equal(got, expected)
+    grey = tmp_path / "grey" / "coast_01.png"  # one band: no silent repetition either
+    write_image(grey, rgb[..., :1])
+    assert segment_photo(ortho, grey, tmp_path / "out_grey") == 2
+    assert "1 band(s)" in capsys.readouterr().err
+
+
+def test_16_bit_images_take_the_stretch_saved_with_the_model(
+    ortho: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    rgb = read_image(DEMO / "images" / "coast_01.jpg")
+    deep = tmp_path / "coast_01.tif"
+    write_image(deep, rgb.astype(np.uint16) * 100 + 1000)  # 1000..26500
+    assert segment_photo(ortho, deep, tmp_path / "refused") == 2  # an 8-bit model
+    assert "uint16" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    stretched = BandChoice((1, 2, 3), 3, "uint16", ((1000.0, 26500.0),) * 3)
+    photos = [(read_image(DEMO / "images" / "coast_02.jpg"),
+               read_image(DEMO / "labels" / "coast_02_label.png")[..., 0])]  # fmt: skip
+    model = tile_model(tmp_path / "model16", photos, 30, stretched)
+    assert load_model(model).bands == stretched
+    model8 = tile_model(tmp_path / "model8", photos, 30)
+    for path, net, out in ((deep, model, "a"), (DEMO / "images" / "coast_01.jpg", model8, "b")):
+        args = ["segment", path, "-m", net, "-l", DEMO / "labels.txt", "-c"]
+        args += [ortho["root"] / "colors.txt", "-t", 30, "--refine", "none"]
+        assert dltools_main([str(a) for a in [*args, "--out-dir", tmp_path / out]]) == 0
+    same = [scipy.io.loadmat(tmp_path / o / "coast_01_ares_30.mat")["class"] for o in "ab"]
+    assert (same[0] == same[1]).mean() > 0.99
+
+
+# --- folder runs ---------------------------------------------------------------------------
+
+
+def truncated_copy(source: Path, target: Path) -> Path:
+    """``target``: the first half of ``source``'s bytes (a download cut short)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
+def test_folder_runs_keep_going_skip_finished_images_and_leave_no_partial_outputs(
+    ortho: dict, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a", "c"):
+        (folder / f"{name}.jpg").write_bytes((DEMO / "images" / "coast_01.jpg").read_bytes())
+    truncated_copy(DEMO / "images" / "coast_02.jpg", folder / "b.jpg")
+    out = tmp_path / "out"
+    assert segment_photo(ortho, folder, out) == 2  # stops at b
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "b.jpg" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a_ares_30.mat", "a_ares_30.png"]
+    a_time = (out / "a_ares_30.mat").stat().st_mtime_ns
+    assert segment_photo(ortho, folder, out, "--keep-going", "--skip-existing") == 2
+    captured = capsys.readouterr()
+    assert "a.jpg: outputs exist, skipped" in captured.out
+    assert "1 of 3 failed" in captured.err and "b.jpg" in captured.err
+    assert (out / "a_ares_30.mat").stat().st_mtime_ns == a_time  # not recomputed
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["a_ares_30.mat", "a_ares_30.png", "c_ares_30.mat", "c_ares_30.png"]
+    # a failure after the first file of an image: that image's files go, others stay
+    (out / "c_ares_30.png").unlink()  # as a killed run leaves it: .mat but no figure
+
+    def broken(fig, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("dltools.pipeline.segment.save_figure", broken)
+    with pytest.raises(OSError, match="disk full"):
+        segment_photo(ortho, folder / "c.jpg", out, "--skip-existing")
+    assert sorted(p.name for p in out.iterdir()) == ["a_ares_30.mat", "a_ares_30.png"]

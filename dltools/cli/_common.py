@@ -5,14 +5,34 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from tqdm import tqdm
 
 from dltools.errors import DltoolsError
+from dltools.io.outputs import ensure_new
+from dltools.raster.bands import BANDS_HELP, parse_bands, parse_range
 
 T = TypeVar("T")
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that ends with ``(default: X)`` where an option has a default its text does not
+    already state: not for required options, options without a default, or on/off flags."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.required
+            or action.default in (None, argparse.SUPPRESS)
+            or action.nargs == 0  # store_true/store_false/count flags: on or off
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def reports_errors(run: Callable[[argparse.Namespace], int | None]) -> Callable[..., int]:
@@ -49,6 +69,122 @@ def add_force(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace outputs that already exist (without it the step refuses and changes nothing)",
     )
+
+
+def add_folder_options(parser: argparse.ArgumentParser, what: str = "image") -> None:
+    """``--keep-going`` and ``--skip-existing``: runs over many inputs (see :func:`run_each`)."""
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help=f"when an {what} fails, report it and go on with the others; every failure is "
+        "listed at the end and the exit status is 2 if there was any (default: stop at the "
+        f"first failure). A failed {what} never leaves outputs behind",
+    )
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help=f"skip an {what} whose outputs all exist (a finished earlier run); one with only "
+        "some of them (a killed run) is done again and they are replaced",
+    )
+
+
+def run_each(
+    items: Sequence[T],
+    outputs: Callable[[T], Sequence[Path]],
+    work: Callable[[T], None],
+    args: argparse.Namespace,
+    start: Callable[[], None] = lambda: None,
+) -> None:
+    """Run ``work(item)`` for each item, whose files are ``outputs(item)``.
+
+    ``outputs`` also checks the item (a DltoolsError there: the item fails before any work).
+    Then existing outputs are refused (unless ``args.force``), naming them all;
+    with ``args.skip_existing`` items whose outputs all exist are skipped and a partial set is
+    replaced. ``start()`` runs once before the first item. An item that fails has the
+    outputs it wrote removed; with ``args.keep_going``
+    the others still run and the failures are raised together at the end as one
+    :class:`DltoolsError`.
+    """
+    failures: list[str] = []
+
+    def failed(item: T, err: Exception | str) -> None:
+        failures.append(f"{item}: {err}")
+        print(f"failed: {item}: {err}", file=sys.stderr)
+
+    plan: list[tuple[T, list[Path]]] = []
+    for item in items:
+        try:
+            paths = list(outputs(item))
+        except DltoolsError as err:
+            if not args.keep_going:
+                raise
+            failed(item, err)
+            continue
+        if args.skip_existing and all(p.exists() for p in paths):
+            print(f"{item}: outputs exist, skipped")
+            continue
+        plan.append((item, paths))
+    replaceable = args.force or args.skip_existing
+    ensure_new([p for _, paths in plan for p in paths], replaceable)
+    if plan:
+        start()  # the slow set-up (loading a model), once the inputs are known to be good
+    for item, paths in plan:
+        before = {p: p.stat().st_mtime_ns for p in paths if p.exists()}
+        try:
+            work(item)
+        except Exception as err:
+            for path in paths:  # what this item wrote goes; earlier files stay
+                if path.exists() and before.get(path) != path.stat().st_mtime_ns:
+                    path.unlink()
+            if not args.keep_going:
+                raise
+            failed(item, err if isinstance(err, DltoolsError) else repr(err))
+    if failures:
+        listed = "\n  ".join(failures)
+        raise DltoolsError(f"{len(failures)} of {len(items)} failed:\n  {listed}")
+
+
+def require_input(value: object, flag: str, what: str) -> None:
+    """DltoolsError if ``value`` (an option that replaced a file dialog of the original Tk-era
+    script) was not given, saying so."""
+    if value is None:
+        raise DltoolsError(
+            f"{flag} {what} is required: the original script's file dialog became the option "
+            f"{flag} (no window opens; see --help)"
+        )
+
+
+def add_bands(parser: argparse.ArgumentParser, training: bool) -> None:
+    """``--bands`` (and for training ``--stretch``): which bands of the images feed the network."""
+    parser.add_argument(
+        "--bands",
+        metavar="B[,G,B]",
+        help=BANDS_HELP
+        + (
+            "; the choice is saved with the model (default: %(default)s)"
+            if training
+            else "; without it images must have the band count the model was trained on "
+            "(default: %(default)s, the model's bands)"
+        ),
+    )
+    if training:
+        parser.add_argument(
+            "--stretch",
+            metavar="LOW,HIGH",
+            help="images that are not 8-bit (16-bit, float) are scaled from LOW..HIGH to 0..255 "
+            "for the network; saved with the model and applied at inference (default: "
+            "%(default)s, each band's 2nd..98th percentile over a sample of windows of the "
+            "training images)",
+        )
+
+
+def band_options(
+    args: argparse.Namespace,
+) -> tuple[tuple[int, int, int] | None, tuple[float, float] | None]:
+    """``(bands, stretch)`` of :func:`add_bands`'s options, parsed (None: not given)."""
+    bands = None if args.bands is None else parse_bands(args.bands)
+    stretch = getattr(args, "stretch", None)
+    return bands, None if stretch is None else parse_range(stretch)
 
 
 def show_progress(

@@ -9,6 +9,7 @@ from pathlib import Path
 from dltools.cli._common import add_force, add_seed, reports_errors
 from dltools.io.labels import read_labels
 from dltools.io.outputs import atomic_path, ensure_new
+from dltools.io.tile_library import list_tile_classes
 
 FIGURE = "test_cm.png"
 METRICS = "test_metrics.json"
@@ -24,7 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
             f"means; writes {FIGURE} (row-normalised confusion matrix) and {METRICS}."
         ),
     )
-    parser.add_argument("-i", "--input", dest="tile_dir", required=True, metavar="TILE_DIR")
+    parser.add_argument(
+        "-i",
+        "--input",
+        dest="tile_dir",
+        required=True,
+        metavar="TILE_DIR",
+        help="tile library to score: one folder of tiles per class (as made by retile)",
+    )
     parser.add_argument(
         "-l", "--labels", required=True, metavar="TXT", help="labels file written with the model"
     )
@@ -55,14 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    from dltools.figures.panels import confusion_figure, save_figure
-    from dltools.models.loader import load_model
-    from dltools.pipeline.evaluate_tiles import evaluate_tiles
-
     out = Path(args.out_dir or args.tile_dir)
     figure, metrics = out / FIGURE, out / METRICS
     ensure_new([figure, metrics], args.force)
     labels = read_labels(args.labels)
+    list_tile_classes(args.tile_dir)  # a bad tile folder is named before TensorFlow loads
+
+    from dltools.figures.panels import confusion_figure, save_figure
+    from dltools.models.loader import load_model
+    from dltools.pipeline.evaluate_tiles import evaluate_tiles
+
     model = load_model(args.model)
     model.check_labels(labels, args.labels)
     result = evaluate_tiles(args.tile_dir, model, labels, args.number, args.seed, args.batch_size)

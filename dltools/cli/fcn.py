@@ -10,13 +10,22 @@ import argparse
 import time
 from pathlib import Path
 
-from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
+from dltools.cli._common import (
+    add_bands,
+    add_folder_options,
+    add_force,
+    add_seed,
+    band_options,
+    reports_errors,
+    run_each,
+    show_progress,
+)
 from dltools.cli._crf_options import add_crf_options, crf_params
 from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images, original_layout, split_pairs
+from dltools.io.images import inference_bands, training_bands
 from dltools.io.labels import Classes, default_colors, read_classes
-from dltools.io.outputs import ensure_new
 from dltools.io.results import read_result
 from dltools.pipeline.fcn import (
     CRF_GT_PROB,
@@ -32,6 +41,7 @@ from dltools.pipeline.fcn import (
     read_config,
     train,
 )
+from dltools.raster.bands import BandChoice
 
 DEFAULTS = TrainSettings()
 TILING = Tiling()
@@ -203,6 +213,7 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="MobileNetV2 width: 0.35, 0.5, 0.75 or 1.0 (the weights file must match; "
         "default: 1.0)",
     )
+    add_bands(parser, training=True)
     add_seed(parser)
     add_force(parser)
     return parser
@@ -258,12 +269,16 @@ def run_train(args: argparse.Namespace) -> None:
         encoder_weights=_encoder_weights(args),
         seed=args.seed,
     )
+    bands, stretch = band_options(args)
     if args.resume:
         data = read_config(args.name)["data"]
         train_pairs = [(Path(i), Path(lab)) for i, lab in data["train"]]
         val_pairs = [(Path(i), Path(lab)) for i, lab in data["val"]]
+        choice = BandChoice()  # the run's own, from its config
     else:
         train_pairs, val_pairs, classes = _training_data(args, classes)
+        choice = training_bands([i for i, _ in train_pairs + val_pairs], bands, stretch)
+        print(f"network input: {choice.describe()}")
     start = time.perf_counter()
     config = train(
         train_pairs,
@@ -274,6 +289,7 @@ def run_train(args: argparse.Namespace) -> None:
         resume=args.resume,
         force=args.force,
         log=print,
+        bands=choice,
     )
     minutes = (time.perf_counter() - start) / 60
     best = config["best_val_mean_iou"]
@@ -341,6 +357,8 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         "--tta", action="store_true", help="average the predictions of the four flips (4x time)"
     )
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlays")
+    add_bands(parser, training=False)
+    add_folder_options(parser)
     if crf:
         group = parser.add_argument_group("CRF scale and processes")
         group.add_argument(
@@ -359,25 +377,34 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
     tiling = Tiling(args.window, args.overlap, args.batch_size, args.tta)
     images = infer_images(args.samples_dir)
     tag = "fcn_crf" if crf else "fcn"
-    outputs = {p: output_paths(p, args.output_dir, tag, not args.no_overlay) for p in images}
-    ensure_new(
-        [f for out in outputs.values() for f in (out.label, out.overlay, out.mat) if f], args.force
-    )
     if crf:
         params = crf_params(args)
-    run = load_run(args.name)
-    for path, out in outputs.items():
+    bands, _ = band_options(args)
+    run_bands = BandChoice.from_dict(read_config(args.name).get("bands"))
+    outputs, choices, run = {}, {}, []
+
+    def plan(path: Path) -> list[Path]:
+        choices.update(inference_bands(run_bands, [path], bands, args.name))
+        outputs[path] = output_paths(path, args.output_dir, tag, not args.no_overlay)
+        return [f for f in (outputs[path].label, outputs[path].overlay, outputs[path].mat) if f]
+
+    def work(path: Path) -> None:
         start = time.perf_counter()
+        out = outputs[path]
         if crf:
-            counts = infer_file_crf(run, path, out, params, args.crf_scale, tiling, args.workers)
+            counts = infer_file_crf(
+                run[0], path, out, params, args.crf_scale, tiling, args.workers, bands=choices[path]
+            )
         else:
-            counts = infer_file(run, path, out, tiling, show_progress)
+            counts = infer_file(run[0], path, out, tiling, show_progress, bands=choices[path])
         labelled = max(int(counts[1:].sum()), 1)
         shares = ", ".join(
             f"{name} {100 * n / labelled:.0f}%"
-            for name, n in zip(run.classes.names, counts[1:], strict=True)
+            for name, n in zip(run[0].classes.names, counts[1:], strict=True)
         )
         print(f"{out.label} ({time.perf_counter() - start:.1f} s): {shares}")
+
+    run_each(images, plan, work, args, lambda: run.append(load_run(args.name)))
 
 
 @reports_errors

@@ -7,15 +7,26 @@ turns them into a dense label image.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
-from dltools.cli._common import add_force, reports_errors, show_progress
+from dltools.cli._common import add_force, reports_errors, require_input, show_progress
 from dltools.cli._crf_options import add_crf_options, crf_params
 from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
+from dltools.io.images import image_shape
 from dltools.io.labels import read_classes
 from dltools.pipeline.label import LabelOptions, label_image
 
 DEFAULTS = CRFParams()  # the original dl_tools settings
+
+
+def has_display() -> bool:
+    """True if a window can open: always on macOS and Windows, else when DISPLAY or
+    WAYLAND_DISPLAY is set (OpenCV's Qt aborts the process without one)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
@@ -31,11 +42,10 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
             "Strokes are saved to <name>_doodles.png while you paint."
         ),
     )
-    parser.add_argument(
-        "-i", "--image", required=True, help="image to label (JPG/PNG/TIFF/GeoTIFF)"
-    )
-    parser.add_argument("-l", "--labels", required=True, help="labels.txt: one class per line")
-    parser.add_argument("-c", "--colors", required=True, help="colors.txt: one colour per class")
+    dialog = "; required (the original asked for it in a file dialog)"
+    parser.add_argument("-i", "--image", help="image to label (JPG/PNG/TIFF/GeoTIFF)" + dialog)
+    parser.add_argument("-l", "--labels", help="labels.txt: one class per line" + dialog)
+    parser.add_argument("-c", "--colors", help="colors.txt: one colour per class" + dialog)
     parser.add_argument(
         "-w",
         "--window",
@@ -89,11 +99,21 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, geotiff: bool) -> None:
+    for value, flag, what in ((args.image, "-i", "IMAGE"), (args.labels, "-l", "labels.txt"),
+                              (args.colors, "-c", "colors.txt")):  # fmt: skip
+        require_input(value, flag, what)
     if args.paint and not args.doodles:
         raise DltoolsError("--paint resumes from --doodles FILE: name the file")
+    classes = read_classes(args.labels, args.colors)
+    image_shape(args.image)  # a missing or unreadable image is named before anything else
+    if (args.paint or not args.doodles) and not has_display():
+        raise DltoolsError(
+            "painting opens a window but there is no display (DISPLAY is not set): run it on a "
+            "desktop, or label without a window from strokes in a file with --doodles FILE"
+        )
     paths = label_image(
         args.image,
-        read_classes(args.labels, args.colors),
+        classes,
         crf_params(args),
         args.working_scale,
         LabelOptions(

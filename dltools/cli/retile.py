@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
+from dltools.cli._common import (
+    add_bands,
+    add_force,
+    add_seed,
+    band_options,
+    reports_errors,
+    require_input,
+    show_progress,
+)
+from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images
 from dltools.io.labels import read_labels
 from dltools.pipeline.retile import MIN_TILES_TO_THIN, library_folder, retile
@@ -27,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "-i", "--input", dest="folder", required=True, metavar="DIR", help="images and labels"
+        "-i",
+        "--input",
+        dest="folder",
+        metavar="DIR",
+        help="folder of the images and labels; required (the original asked for it in a file "
+        "dialog)",
     )
     parser.add_argument(
         "-t", "--tile", type=int, default=96, help="tile size in pixels (default: %(default)s)"
@@ -70,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--out-dir", metavar="OUT", help="where tile_<t>/ is made (default: DIR)"
     )
+    add_bands(parser, training=True)
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="leave out images that cannot be read (none of their tiles) and make the library "
+        "of the others; they are listed at the end and the exit status is 2 (default: stop at "
+        "the first, writing nothing)",
+    )
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="if OUT/tile_<t> exists (a finished earlier run; libraries appear whole or not at "
+        "all), do nothing",
+    )
     add_seed(parser)
     add_force(parser)
     return parser
@@ -77,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-
+    require_input(args.folder, "-i", "DIR")
+    bands, stretch = band_options(args)
     class_names = read_labels(args.labels) if args.labels else None
     pairs, unlabelled = find_labelled_images(args.folder, args.label_dir)
     if unlabelled:
@@ -85,6 +114,9 @@ def run(args: argparse.Namespace) -> None:
         for image in unlabelled:
             print(f"  {image}")
     out = Path(args.out_dir or args.folder)
+    if args.skip_existing and library_folder(out, args.tile).is_dir():
+        print(f"{library_folder(out, args.tile)} exists, skipped")
+        return
     print(f"tiling {len(pairs)} labelled image(s) into {library_folder(out, args.tile)}")
     library = retile(
         pairs,
@@ -97,11 +129,22 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         force=args.force,
         progress=show_progress,
+        bands=bands,
+        stretch=stretch,
+        keep_going=args.keep_going,
     )
+    print(f"network input: {library.bands.describe()}")
+    for folder in library.stale:
+        print(f"removed {folder}, the staging folder of a run that was killed")
     print("tiles per class:")
     for name, count in library.counts().items():
         print(f"  {name:<20} {count:6d}")
     print(f"  {'total':<20} {len(library.tiles):6d}")
+    if library.failures:
+        listed = "\n  ".join(f"{image}: {err}" for image, err in library.failures.items())
+        raise DltoolsError(
+            f"{len(library.failures)} image(s) could not be tiled and were left out:\n  {listed}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
             "optionally fine-tuning the module's top layers, or a small CNN from scratch. Tiles "
             "are split into training/validation/testing by a hash of their file names, so a tile "
             "keeps its split when more are added. Writes the model, the labels file (class-index "
-            "order) and metrics.json; the last line printed is 'Final test accuracy = x% (N=n)'."
+            "order) and MODEL_metrics.json; the last line printed is 'Final test accuracy = "
+            "x% (N=n)'."
         ),
     )
     io = parser.add_argument_group("inputs and outputs")
@@ -50,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument(
         "--output_metrics",
         metavar="JSON",
-        help="scores and training history (default: metrics.json beside --output_graph)",
+        help="scores and training history (default: MODEL_metrics.json beside --output_graph, "
+        "MODEL being its name without suffix)",
     )
     io.add_argument(
         "--bottleneck_dir",
@@ -77,23 +79,41 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     train = parser.add_argument_group("training (as the original retrain.py)")
-    train.add_argument("--how_many_training_steps", type=int, default=4000, metavar="N")
+    train.add_argument(
+        "--how_many_training_steps",
+        type=int,
+        default=4000,
+        metavar="N",
+        help="training steps (batches) of the softmax layer, or of the whole CNN for scratch "
+        "(default: %(default)s)",
+    )
     train.add_argument(
         "--learning_rate",
         type=float,
         default=0.01,
         help="gradient-descent rate (momentum 0.9 for scratch) (default: %(default)s)",
     )
-    train.add_argument("--train_batch_size", type=int, default=100, metavar="N")
+    train.add_argument(
+        "--train_batch_size",
+        type=int,
+        default=100,
+        metavar="N",
+        help="tiles per training step (default: %(default)s)",
+    )
     train.add_argument(
         "--validation_percentage",
         type=float,
         default=10,
-        help="(default: %(default)s)",
+        help="percentage of the tiles held out to choose and stop training (split by a hash of "
+        "the file name) (default: %(default)s)",
         metavar="P",
     )
     train.add_argument(
-        "--testing_percentage", type=float, default=10, help="(default: %(default)s)", metavar="P"
+        "--testing_percentage",
+        type=float,
+        default=10,
+        metavar="P",
+        help="percentage of the tiles held out for the final test accuracy (default: %(default)s)",
     )
     train.add_argument(
         "--eval_step_interval",
@@ -105,17 +125,39 @@ def build_parser() -> argparse.ArgumentParser:
     aug = parser.add_argument_group(
         "random distortions of training tiles (features are then computed for every batch: slow)"
     )
-    aug.add_argument("--flip_left_right", action="store_true", help="mirror half of the tiles")
-    aug.add_argument("--random_crop", type=float, default=0, metavar="P", help="crop margin, %%")
-    aug.add_argument("--random_scale", type=float, default=0, metavar="P", help="enlarge up to P%%")
     aug.add_argument(
-        "--random_brightness", type=float, default=0, metavar="P", help="brightness +- up to P%%"
+        "--flip_left_right",
+        action="store_true",
+        help="mirror a random half of the training tiles (default: off)",
+    )
+    aug.add_argument(
+        "--random_crop",
+        type=float,
+        default=0,
+        metavar="P",
+        help="crop a random margin of up to P%% of each training tile (default: %(default)s, off)",
+    )
+    aug.add_argument(
+        "--random_scale",
+        type=float,
+        default=0,
+        metavar="P",
+        help="enlarge each training tile by a random 0..P%% (default: %(default)s, off)",
+    )
+    aug.add_argument(
+        "--random_brightness",
+        type=float,
+        default=0,
+        metavar="P",
+        help="multiply the brightness of each training tile by a random 1 +- P%% (default: "
+        "%(default)s, off)",
     )
     more = parser.add_argument_group("beyond the original")
     more.add_argument(
         "--balance",
         action="store_true",
-        help="draw every class equally often in training batches (oversamples rare classes)",
+        help="draw every class equally often in training batches (oversamples rare classes; "
+        "default: off, tiles as they come)",
     )
     more.add_argument(
         "--early_stopping",
@@ -138,7 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     more.add_argument(
-        "--fine_tune_steps", type=int, default=500, metavar="N", help="(default: %(default)s)"
+        "--fine_tune_steps",
+        type=int,
+        default=500,
+        metavar="N",
+        help="training steps of the fine-tuning phase (with --fine_tune_layers) (default: "
+        "%(default)s)",
     )
     more.add_argument(
         "--fine_tune_learning_rate",
@@ -161,7 +208,7 @@ def run(args: argparse.Namespace) -> None:
     outputs = ModelOutputs(
         model=model,
         labels=Path(args.output_labels),
-        metrics=Path(args.output_metrics) if args.output_metrics else model.parent / "metrics.json",
+        metrics=Path(args.output_metrics or model.parent / f"{model.stem}_metrics.json"),
         bottlenecks=args.bottleneck_dir and Path(args.bottleneck_dir),
         summaries=args.summaries_dir and Path(args.summaries_dir),
     )

@@ -7,12 +7,23 @@ turns the confident tiles into pixel labels.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
+from dltools.cli._common import (
+    add_bands,
+    add_folder_options,
+    add_force,
+    add_seed,
+    band_options,
+    reports_errors,
+    run_each,
+    show_progress,
+)
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_images
+from dltools.io.images import inference_bands
 from dltools.io.labels import read_classes
-from dltools.io.outputs import ensure_new
+from dltools.models.metadata import model_bands
 
 DEFAULT_REFINE = "crf"  # as the original; `mlp` scores higher and runs faster (README, step 6)
 
@@ -46,6 +57,8 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         help="images with a longer side are read, segmented and written in windows of PX "
         "pixels (bounded memory; no .mat output then; default: %(default)s)",
     )
+    add_bands(parser, training=False)
+    add_folder_options(parser)
     add_seed(parser)
     add_force(parser)
 
@@ -149,7 +162,6 @@ def build_original_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    from dltools.models.loader import load_model
     from dltools.pipeline.segment import SegmentParams, segment_file, segment_paths
 
     images = find_images(args.images)
@@ -166,15 +178,26 @@ def run(args: argparse.Namespace) -> None:
     if args.block < args.tile:
         raise DltoolsError(f"--block {args.block} must be at least the tile size {args.tile}")
     names, colors = read_classes(args.labels, args.colors)
-    paths = {image: segment_paths(image, args.tile, args.out_dir, args.block) for image in images}
-    ensure_new([p for image_paths in paths.values() for p in image_paths.outputs()], args.force)
-    model = load_model(args.model)
-    model.check_labels(names, args.labels)
-    for image in images:
+    bands, _ = band_options(args)
+    model_choice = model_bands(args.model)
+    paths, choices, model = {}, {}, []
+
+    def outputs(image: Path) -> list[Path]:
+        choices.update(inference_bands(model_choice, [image], bands, args.model))
+        paths[image] = segment_paths(image, args.tile, args.out_dir, args.block)
+        return paths[image].outputs()
+
+    def start() -> None:
+        from dltools.models.loader import load_model  # TensorFlow: once the inputs are good
+
+        model.append(load_model(args.model))
+        model[0].check_labels(names, args.labels)
+
+    def work(image: Path) -> None:
         print(f"{image}: tiles of {args.tile} px, refined by {args.refine}")
         summary = segment_file(
             image,
-            model,
+            model[0],
             names,
             colors,
             params,
@@ -182,6 +205,7 @@ def run(args: argparse.Namespace) -> None:
             args.block,
             args.workers,
             show_progress,
+            choices[image],
         )
         fractions = ", ".join(f"{name} {share:.3f}" for name, share in summary.fractions.items())
         print(
@@ -191,6 +215,8 @@ def run(args: argparse.Namespace) -> None:
         )
         for path in paths[image].outputs():
             print(f"  wrote {path}")
+
+    run_each(images, outputs, work, args, start)
 
 
 def main(argv: list[str] | None = None) -> int:

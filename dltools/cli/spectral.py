@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from dltools.cli._common import add_force, add_seed, reports_errors
+from dltools.cli._common import DefaultsHelpFormatter, add_force, add_seed, reports_errors
 from dltools.errors import DltoolsError
 from dltools.io.outputs import ensure_new
 from dltools.spectral.options import (
@@ -156,7 +156,7 @@ def _add_train_ae(verbs) -> None:
         description="Train an MLP or 1-D convolutional autoencoder on every valid pixel of a "
         "cube, streaming windows from disk. Writes DIR/config.json, DIR/model.keras, "
         "DIR/history.csv and any --save-epochs checkpoints.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     _add_cube(ae)
     ae.add_argument("-o", "--out", required=True, metavar="DIR", help="the model folder")
@@ -222,7 +222,7 @@ def _add_train_classifier(verbs) -> None:
         "for validation: training stops when validation accuracy has not improved for "
         "--patience epochs, keeping the best epoch's weights. Writes DIR/config.json, "
         "DIR/model.keras, DIR/history.csv and any --save-epochs checkpoints.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     _add_cube(clf)
     clf.add_argument(
@@ -281,7 +281,7 @@ def _add_train_classifier(verbs) -> None:
         "--no-balance",
         dest="balance",
         action="store_false",
-        help="do not weight classes inversely to their pixel counts",
+        help="do not weight classes inversely to their pixel counts (default: weighted)",
     )
     clf.add_argument(
         "--tensorboard", action="store_true", help="write TensorBoard logs to DIR/logs"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dltools.cli._common import add_seed, reports_errors, show_progress
+from dltools.cli._common import add_seed, reports_errors, require_input, show_progress
 from dltools.pipeline.split import split_folder
 
 
@@ -21,9 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-i",
         "--input",
         dest="folder",
-        required=True,
         metavar="DIR",
-        help="folder of images (jpg, jpeg, png, tif, tiff)",
+        help="folder of images (jpg, jpeg, png, tif, tiff); required (the original asked for it "
+        "in a file dialog)",
     )
     parser.add_argument(
         "-p",
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
+    require_input(args.folder, "-i", "DIR")
     split = split_folder(
         args.folder, args.proportion, seed=args.seed, move=args.move, progress=show_progress
     )

@@ -23,6 +23,7 @@ from rasterio.windows import Window
 
 from dltools.errors import DltoolsError
 from dltools.io.outputs import atomic_path
+from dltools.raster.windows import sample_windows
 
 __all__ = [
     "Window",
@@ -34,6 +35,7 @@ __all__ = [
     "read_nodata_mask",
     "read_profile",
     "read_raster",
+    "sample_pixels",
     "write_raster",
     "write_window",
 ]
@@ -49,6 +51,11 @@ def open_raster(path: str | os.PathLike) -> Iterator[rasterio.DatasetReader]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DltoolsError(f"{path}: file not found")
+    if path.lower().endswith(".png") and not _png_complete(path):
+        raise DltoolsError(
+            f"{path}: this PNG is truncated (its end marker is missing): the file was cut "
+            "short, e.g. by an interrupted copy or download"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -58,6 +65,14 @@ def open_raster(path: str | os.PathLike) -> Iterator[rasterio.DatasetReader]:
         raise DltoolsError(
             f"{path}: cannot read this image ({err}); is it a complete JPG/PNG/TIFF file?"
         ) from err
+
+
+def _png_complete(path: str) -> bool:
+    """True if the PNG file ends with its IEND chunk (GDAL reads truncated PNGs silently)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 12))
+        return f.read().endswith(b"IEND\xaeB`\x82")
 
 
 def is_georeferenced(path: str | os.PathLike) -> bool:
@@ -101,6 +116,17 @@ def read_raster(
     with open_raster(path) as src:
         data = src.read(_indexes(src.count, bands, path), window=window)
     return np.moveaxis(data, 0, -1)
+
+
+def sample_pixels(path: str | os.PathLike, windows: int = 16, size: int = 256) -> np.ndarray:
+    """(n, C) pixels of the raster, in its dtype, from ``windows`` windows spread over it
+    (:func:`dltools.raster.windows.sample_windows`); nodata pixels are left out."""
+    parts = []
+    with open_raster(path) as src:
+        for window in sample_windows(src.height, src.width, size, windows):
+            data = np.moveaxis(src.read(window=window), 0, -1)
+            parts.append(data[src.dataset_mask(window=window) != 0])
+    return np.concatenate(parts)
 
 
 def has_nodata(path: str | os.PathLike) -> bool:

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from dltools.errors import DltoolsError
-from dltools.io.geo import create_raster, open_raster, read_raster
+from dltools.io.geo import create_raster, open_raster, read_raster, sample_pixels
+from dltools.raster.bands import BandChoice, choose_bands, stretch_ranges
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 
@@ -65,6 +66,52 @@ def image_shape(path: str | os.PathLike) -> tuple[int, int, int]:
     """``(H, W, C)`` of an image, read from its header without decoding the pixels."""
     with open_raster(path) as src:
         return src.height, src.width, src.count
+
+
+def band_layout(path: str | os.PathLike) -> tuple[int, str]:
+    """``(band count, dtype name)`` of an image, from its header."""
+    with open_raster(path) as src:
+        return src.count, src.dtypes[0]
+
+
+def training_bands(
+    paths: Sequence[str | os.PathLike],
+    bands: Sequence[int] | None = None,
+    stretch: tuple[float, float] | None = None,
+) -> BandChoice:
+    """The :class:`~dltools.raster.bands.BandChoice` of a model trained on the images ``paths``.
+
+    All images must have the same band count and dtype (headers only are read, so a mismatch
+    costs nothing). ``bands``: ``--bands`` (default: see :func:`choose_bands`). Images that
+    are not uint8 are stretched to 0-255: by ``stretch`` (``--stretch LOW,HIGH``), else by
+    each chosen band's 2nd-98th percentiles over a sample of windows of every image.
+    """
+    if not paths:
+        raise DltoolsError("no training images")
+    layouts = {Path(p): band_layout(p) for p in paths}
+    (first, (count, dtype)), *_ = layouts.items()
+    other = next((p for p, lay in layouts.items() if lay != (count, dtype)), None)
+    if other is not None:
+        raise DltoolsError(
+            f"{other} has {layouts[other][0]} band(s) of {layouts[other][1]} but {first} has "
+            f"{count} of {dtype}: train on images of one band layout"
+        )
+    chosen = choose_bands(count, first, bands)
+    if dtype == "uint8":
+        return BandChoice(chosen, count, dtype)
+    samples = None if stretch else np.concatenate([sample_pixels(p) for p in layouts])
+    return BandChoice(chosen, count, dtype, stretch_ranges(samples, chosen, stretch))
+
+
+def inference_bands(
+    choice: BandChoice,
+    paths: Sequence[str | os.PathLike],
+    bands: Sequence[int] | None = None,
+    model: str | os.PathLike = "the model",
+) -> dict[Path, BandChoice]:
+    """``{image: its BandChoice}`` for a model's ``choice``, checked for every image from the
+    headers before any work (see :meth:`~dltools.raster.bands.BandChoice.for_image`)."""
+    return {Path(p): choice.for_image(*band_layout(p), p, bands, model) for p in paths}
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -1,9 +1,16 @@
-"""Writing outputs safely: never silently overwrite, never leave a half-written file."""
+"""Writing outputs safely: never silently overwrite, never leave a half-written file.
+
+Work in progress lives in hidden staging files and folders beside the output, named
+``.<name>.<pid>.<random>`` after the process writing them: a run that is killed leaves them
+behind, and :func:`remove_stale` lets the next run remove those whose process is gone.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -37,7 +44,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=final.suffix, dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.stem}.{os.getpid()}.", suffix=final.suffix, dir=final.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -47,6 +56,55 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def staging_dir(final: str | os.PathLike) -> Path:
+    """A new hidden folder beside ``final`` to build it in, then rename onto it.
+
+    Its mode follows the umask, as folders made by ``mkdir`` do (``tempfile.mkdtemp`` makes
+    0700 folders, which colleagues could not read once renamed into place).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
+def remove_stale(folder: str | os.PathLike, name: str | None) -> list[Path]:
+    """Remove the staging files and folders of ``name`` (``.<name>.<pid>.*``, see
+    :func:`atomic_path` and :func:`staging_dir`; None: of any name) in ``folder`` left by
+    processes that no longer run; return them. Those of live processes (another run at work)
+    are left alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stem = r"[^.]+" if name is None else re.escape(name)
+    pattern = re.compile(rf"\.{stem}\.(\d+)\.")
+    removed = []
+    for entry in sorted(folder.iterdir()):
+        found = pattern.match(entry.name)
+        if found is None or _alive(int(found.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """True if a process ``pid`` exists (ours or another user's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _umask() -> int:

@@ -179,4 +179,10 @@ def _rasterize_geojson(
             rasterio.features.rasterize(
                 shapes, out=sparse, transform=georef["transform"], all_touched=all_touched
             )
+    if (areas or lines) and not sparse.any():
+        raise DltoolsError(
+            f"{path}: none of its {len(areas) + len(lines)} stroke(s) falls on the image (they "
+            f"lie outside its bounds once placed in its CRS, {georef['crs']}); are they drawn "
+            "on this image, and is the GeoJSON's CRS right (EPSG:4326 unless it names one)?"
+        )
     return sparse

@@ -6,6 +6,7 @@ Written by ``dltools retile`` (step 3) and read by the tile classifier (steps 4-
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ import numpy as np
 
 from dltools.errors import DltoolsError
 from dltools.io.images import is_image_file, read_image
-from dltools.raster.bands import rgb8
+from dltools.raster.bands import RGB8, BandChoice, rgb8
 
 MANIFEST = "tiles.csv"
+BANDS = "bands.json"  # how the library's images became its 8-bit RGB tiles
 JPEG_QUALITY = 95  # as dltools.io.images.write_image
 
 
@@ -57,6 +59,23 @@ def write_manifest(path: Path, tiles: Sequence[Tile], names: Sequence[str]) -> N
             out.writerow(
                 [f"{name}/{t.name()}", t.image.name, t.row, t.col, name, f"{t.purity:.4f}"]
             )
+
+
+def write_band_choice(library: Path, choice: BandChoice) -> None:
+    """Record in the library folder which bands of its images (and what stretch) made its tiles."""
+    (library / BANDS).write_text(json.dumps(choice.to_dict(), indent=1) + "\n")
+
+
+def read_band_choice(library: str | os.PathLike) -> BandChoice:
+    """The :class:`BandChoice` of a tile library (libraries made before it was recorded:
+    bands 1,2,3 of 3-band 8-bit images)."""
+    path = Path(library) / BANDS
+    if not path.is_file():
+        return RGB8
+    try:
+        return BandChoice.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as err:
+        raise DltoolsError(f"{path}: not a band record written by retile ({err})") from None
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:

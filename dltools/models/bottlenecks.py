@@ -3,8 +3,9 @@
 The cache of one module at one input size is a folder ``ROOT/<module key>/`` of ``.npz``
 shards, each holding the SHA-1 digests of some tiles' file contents and their ``(n, D)``
 float32 features. Features are looked up by content, so renamed or copied tiles reuse them;
-each shard is written atomically as soon as its batches are done, so an interrupted run loses
-at most one shard and the next run resumes.
+each shard is written atomically as soon as its batches are done, so an interrupted (even
+killed) run loses at most one shard and the next run resumes; it removes the staging files
+that a killed run left.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dltools.io.outputs import atomic_path
+from dltools.io.outputs import atomic_path, remove_stale
 from dltools.io.tile_library import read_tiles
 from dltools.progress import Progress, quiet
 
-SHARD_SIZE = 1024  # tiles per cache file
+SHARD_SIZE = 256  # tiles per cache file: at most this much work is lost to a kill
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -39,10 +40,14 @@ class BottleneckCache:
         found: dict[str, np.ndarray] = {}
         if self.folder is None or not self.folder.is_dir():
             return found
-        for shard in sorted(self.folder.glob("*.npz")):
+        for shard in sorted(self.folder.glob("[!.]*.npz")):  # not staging files
             with np.load(shard) as data:
                 found.update(zip(data["digests"].tolist(), data["features"], strict=True))
         return found
+
+    def clean(self) -> list[Path]:
+        """Remove the staging files of killed runs (not those of runs at work); return them."""
+        return [] if self.folder is None else remove_stale(self.folder, None)
 
     def save(self, digests: Sequence[str], features: np.ndarray) -> None:
         """Add one shard (atomically)."""
@@ -64,16 +69,22 @@ def compute_bottlenecks(
     cache: BottleneckCache,
     batch_size: int = 64,
     progress: Progress = quiet,
+    log: Callable[[str], None] = lambda _: None,
 ) -> np.ndarray:
     """(N, D) float32 features of the tile files ``paths``, from the cache or from ``extract``.
 
     ``extract`` maps a batch of (n, h, w, 3) uint8 tiles to (n, D) features. Missing tiles are
     read and extracted ``batch_size`` at a time and cached shard by shard; ``progress`` follows
-    the batches.
+    the batches; ``log`` gets a line on what the cache held.
     """
     digests = [file_digest(p) for p in paths]
+    for stale in cache.clean():
+        log(f"removed {stale}, left by a run that was killed")
     known = cache.load()
     todo = sorted({d: p for d, p in zip(digests, paths, strict=True) if d not in known}.items())
+    if cache.folder is not None:
+        unique = len(set(digests))
+        log(f"bottlenecks: {unique - len(todo)} of {unique} tiles cached, {len(todo)} to compute")
     batches = list(_chunks(todo, batch_size))
     pending: list[tuple[str, np.ndarray]] = []
     for i, batch in enumerate(progress(batches, desc="bottlenecks", unit="batch")):

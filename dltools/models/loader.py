@@ -4,7 +4,8 @@ Every tile model maps float RGB images in [0, 1], ``(N, S, S, 3)``, to ``(N, K)`
 probabilities. Three formats:
 
 - a SavedModel folder (what ``dltools retrain`` writes by default): self-contained; a
-  ``dltools.json`` inside records the class names and input size;
+  ``dltools.json`` inside records the class names, input size and the
+  :class:`~dltools.raster.bands.BandChoice` (which bands of an image feed it);
 - a ``.keras`` file (tf_keras): a model built on a TF-Hub module stores the module's handle,
   which must still be reachable when the file is loaded;
 - a frozen ``.pb`` graph as written by the original dl_tools retrain.py: input tensor
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +30,10 @@ import tf_keras
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from dltools.errors import DltoolsError
-from dltools.io.outputs import atomic_path
+from dltools.io.outputs import atomic_path, remove_stale, staging_dir
+from dltools.models.metadata import METADATA, read_metadata
+from dltools.raster.bands import RGB8, BandChoice
 
-METADATA = "dltools.json"  # inside a SavedModel folder: class names, input size, module
 LEGACY_INPUT = "Placeholder"
 LEGACY_OUTPUT = "final_result"
 
@@ -56,7 +57,8 @@ class TileModel:
     """A loaded tile classifier.
 
     ``image_size`` is its (height, width) input; ``class_names`` is None when the file does not
-    record them (legacy graphs, .keras files).
+    record them (legacy graphs, .keras files); ``bands``: which bands of an image feed it (files
+    that do not record it: bands 1,2,3 of 3-band 8-bit images).
     """
 
     path: Path
@@ -64,6 +66,7 @@ class TileModel:
     num_classes: int
     class_names: list[str] | None
     forward: Callable[[tf.Tensor], tf.Tensor]
+    bands: BandChoice = RGB8
 
     def predict(self, tiles: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(N, h, w, C) uint8 tiles -> (N, K) float32 class probabilities, in batches."""
@@ -103,15 +106,19 @@ def _load_saved_model(path: Path) -> TileModel:
     (output_name, out_spec), *more_outputs = signature.structured_outputs.items()
     if more_inputs or more_outputs:
         raise DltoolsError(f"{path}: expected a model with one input and one output")
-    meta_file = path / METADATA
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    meta = read_metadata(path)
 
     def forward(x: tf.Tensor) -> tf.Tensor:
         return signature(**{input_name: x})[output_name]
 
     forward.keep_alive = loaded  # the signature needs the loaded object to stay alive
     return TileModel(
-        path, _size(spec.shape, path), int(out_spec.shape[-1]), meta.get("class_names"), forward
+        path,
+        _size(spec.shape, path),
+        int(out_spec.shape[-1]),
+        meta.get("class_names"),
+        forward,
+        BandChoice.from_dict(meta.get("bands")),
     )
 
 
@@ -169,6 +176,16 @@ def load_model(path: str | os.PathLike) -> TileModel:
     )
 
 
+def check_format(path: str | os.PathLike, bands: BandChoice) -> None:
+    """DltoolsError if a model of ``bands`` cannot be saved at ``path`` (``.keras`` and ``.pb``
+    files record no bands: only the default, bands 1,2,3 of 3-band 8-bit images)."""
+    if Path(path).suffix in {".keras", ".pb"} and bands != RGB8:
+        raise DltoolsError(
+            f"{path}: a {Path(path).suffix} file cannot record the model's input "
+            f"({bands.describe()}); save it as a SavedModel folder (a name without suffix)"
+        )
+
+
 def _serving_function(
     model: tf_keras.Model, size: tuple[int, int], input_name: str, output_name: str
 ) -> tf.types.experimental.PolymorphicFunction:
@@ -187,15 +204,18 @@ def save_model(
     image_size: tuple[int, int],
     module: str,
     force: bool = False,
+    bands: BandChoice = RGB8,
 ) -> None:
     """Write ``model`` ((N, S, S, 3) [0, 1] -> (N, K) probabilities) by the suffix of ``path``.
 
     ``.keras``: a tf_keras file; ``.pb``: a frozen graph in the original dl_tools layout
     (``Placeholder`` -> ``final_result``); anything else: a SavedModel folder with a
-    ``dltools.json`` (class names, image size, module). Written atomically; an existing
-    folder is replaced only with ``force``.
+    ``dltools.json`` (class names, image size, module, ``bands``). Written atomically; an
+    existing folder is replaced only with ``force``. ``.keras`` and ``.pb`` files cannot record
+    ``bands``: they take only models of 3-band 8-bit images (bands 1,2,3).
     """
     path = Path(path)
+    check_format(path, bands)
     if path.suffix == ".keras":
         with atomic_path(path) as tmp:
             model.save(tmp)
@@ -208,14 +228,19 @@ def save_model(
         return
     if path.exists() and not force:
         raise DltoolsError(f"{path} already exists; move it away or pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    remove_stale(path.parent, path.name)
+    tmp = staging_dir(path)
     try:
         holder = tf.Module()
         holder.model = model
         holder.serve = _serving_function(model, image_size, "images", "probabilities")
         tf.saved_model.save(holder, str(tmp), signatures={"serving_default": holder.serve})
-        meta = {"class_names": list(class_names), "image_size": list(image_size), "module": module}
+        meta = {
+            "class_names": list(class_names),
+            "image_size": list(image_size),
+            "module": module,
+            "bands": bands.to_dict(),
+        }
         (tmp / METADATA).write_text(json.dumps(meta, indent=1))
         if path.exists():
             shutil.rmtree(path)

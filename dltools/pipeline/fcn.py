@@ -45,14 +45,21 @@ import rasterio
 from dltools.errors import DltoolsError
 from dltools.figures.display import overlay
 from dltools.io.discovery import find_labelled_images
-from dltools.io.geo import Window, is_georeferenced, open_raster, open_raster_writer, write_window
+from dltools.io.geo import (
+    Window,
+    is_georeferenced,
+    open_raster,
+    open_raster_writer,
+    read_profile,
+    write_window,
+)
 from dltools.io.images import list_images, read_image, write_image
 from dltools.io.label_maps import read_label_map
 from dltools.io.labels import Classes, read_labeldefs, write_labeldefs
 from dltools.io.outputs import atomic_path, ensure_new
 from dltools.io.results import LabelResult, write_result
 from dltools.progress import Progress, quiet
-from dltools.raster.bands import rgb8
+from dltools.raster.bands import RGB8, BandChoice
 from dltools.raster.windows import blend_blocks
 
 # As in dltools.models.unet, which is not imported here because it needs TensorFlow:
@@ -136,12 +143,14 @@ def load_labelled(
     pairs: Sequence[tuple[Path, Path]],
     classes: Classes,
     progress: Progress = quiet,
+    bands: BandChoice = RGB8,
 ) -> list[LabelledImage]:
-    """Read the ``(image, label file)`` pairs; sizes must agree. Images with nodata (alpha or
-    a nodata value) have those pixels unlabelled."""
+    """Read the ``(image, label file)`` pairs, the images as the network's 8-bit RGB made by
+    ``bands``; sizes must agree. Images with nodata (alpha or a nodata value) have those
+    pixels unlabelled."""
     loaded = []
     for image_path, label_path in progress(pairs, desc="label images", unit="image"):
-        image = rgb8(read_image(image_path), image_path)
+        image = bands.apply(read_image(image_path), image_path)
         labels = read_label_map(label_path, classes)
         if labels.shape != image.shape[:2]:
             raise DltoolsError(
@@ -364,12 +373,14 @@ def train(
     force: bool = False,
     log: Callable[[str], None] = lambda _: None,
     verbose: int = 0,
+    bands: BandChoice = RGB8,
 ) -> dict:
     """Train the FCN on the ``(image, label file)`` pairs; write and return the run's config.
 
-    With ``resume`` the run continues from its checkpoint up to ``settings.epochs`` (its other
-    settings and classes come from the run folder). Without validation pairs there is no early
-    stopping and the last epoch's model is kept.
+    ``bands`` (see :func:`dltools.io.images.training_bands`) make the images' network input
+    and are saved in the config. With ``resume`` the run continues from its checkpoint up to
+    ``settings.epochs`` (its other settings, classes and bands come from the run folder).
+    Without validation pairs there is no early stopping and the last epoch's model is kept.
     """
     from dltools.models import unet as network  # TensorFlow: only when training
 
@@ -379,6 +390,7 @@ def train(
         config = read_config(run)
         settings = TrainSettings(**{**config["settings"], "epochs": settings.epochs})
         classes = _run_classes(run)
+        bands = BandChoice.from_dict(config.get("bands"))
         if config["epochs_done"] >= settings.epochs:
             raise DltoolsError(
                 f"{run} has already trained {config['epochs_done']} epochs: raise --epochs"
@@ -386,8 +398,8 @@ def train(
     else:
         ensure_new([run / name for name in RUN_FILES], force)
         shutil.rmtree(run / LOGS, ignore_errors=True)  # --force: no mixing with old curves
-    train_images = load_labelled(train_pairs, classes)
-    val_images = load_labelled(val_pairs, classes)
+    train_images = load_labelled(train_pairs, classes, bands=bands)
+    val_images = load_labelled(val_pairs, classes, bands=bands)
     counts = pixel_counts(train_images, len(classes.names))
     absent = [n for n, c in zip(classes.names, counts, strict=True) if not c]
     if absent:
@@ -398,6 +410,7 @@ def train(
         config = {
             "format": RUN_FORMAT,
             "classes": classes.names,
+            "bands": bands.to_dict(),
             "settings": dataclasses.asdict(settings),
             "data": {
                 "train": [[str(i), str(lab)] for i, lab in train_pairs],
@@ -570,7 +583,8 @@ def probability_blocks(
 
 def predict_image(image: np.ndarray, predict: Predictor, tiling: Tiling = Tiling()) -> np.ndarray:
     """(H, W, 3) uint8 -> (H, W, K) float32 class probabilities (blended windows)."""
-    image = rgb8(image[..., None] if image.ndim == 2 else image, "the image")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8 pixels, got {image.shape} {image.dtype}")
     out = None
     for row, col, probs in probability_blocks(
         lambda r0, r1, c0, c1: image[r0:r1, c0:c1], image.shape[:2], predict, tiling
@@ -616,6 +630,12 @@ class FcnRun:
     config: dict
     model: object
 
+    @property
+    def bands(self) -> BandChoice:
+        """Which bands of an image feed the model (runs that predate the record: bands 1,2,3
+        of 3-band 8-bit images)."""
+        return BandChoice.from_dict(self.config.get("bands"))
+
     def predictor(self) -> Predictor:
         """(N, h, w, 3) float32 -> (N, h, w, K) probabilities (traced once per shape)."""
         from dltools.models.unet import compiled_predictor
@@ -634,18 +654,10 @@ def load_run(run_dir: str | os.PathLike) -> FcnRun:
     return FcnRun(run, _run_classes(run), config, load(run / MODEL))
 
 
-def _check_input(path: Path) -> dict:
-    """The raster profile of an image the network can take (else a DltoolsError)."""
-    with open_raster(path) as src:
-        profile = dict(src.profile)
-        rgb8(np.zeros((1, 1, src.count), src.dtypes[0]), path)
-    return profile
-
-
-def _reader(src) -> Reader:
+def _reader(src, bands: BandChoice) -> Reader:
     def read(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         window = Window(c0, r0, c1 - c0, r1 - r0)
-        return rgb8(np.moveaxis(src.read(window=window), 0, -1), src.name)
+        return bands.apply(np.moveaxis(src.read(window=window), 0, -1), src.name)
 
     return read
 
@@ -656,19 +668,21 @@ def write_outputs(
     classes: Classes,
     outputs: InferOutputs,
     progress: Progress = quiet,
+    bands: BandChoice = RGB8,
 ) -> np.ndarray:
     """Write the label blocks ``(row, col, (rows, cols) uint8 class + 1, 0 = nodata)`` of an
     image as ``outputs``; return the (K + 1,) pixel count of each value (0 = nodata).
 
     GeoTIFFs are written block by block on the input's grid; PNGs and the ``.mat`` at the
-    end. ``progress`` follows the blocks, counting pixels.
+    end; overlays show the image's pixels made by ``bands``. ``progress`` follows the
+    blocks, counting pixels.
     """
-    profile = _check_input(Path(image_path))
+    profile = read_profile(image_path)
     height, width = profile["height"], profile["width"]
     counts = np.zeros(len(classes.names) + 1, np.int64)
     with contextlib.ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
-        read = _reader(stack.enter_context(open_raster(image_path)))
+        read = _reader(stack.enter_context(open_raster(image_path)), bands)
         label_dst = overlay_dst = whole = None
         if outputs.label.suffix.lower() == ".tif":
             writer = open_raster_writer(outputs.label, profile, 1, np.uint8, nodata=0)
@@ -712,19 +726,22 @@ def infer_file(
     tiling: Tiling = Tiling(),
     progress: Progress = quiet,
     confidence: Callable[[np.ndarray], None] | None = None,
+    bands: BandChoice | None = None,
 ) -> np.ndarray:
     """Segment one image of any size with the run's model and write ``outputs``; return the
     (K + 1,) pixel count of each label value (0 = nodata). Rasters stream block by block.
 
     ``confidence``, if given, is called with each block's top class probability ((rows, cols)
-    float32, NaN at nodata)."""
+    float32, NaN at nodata). ``bands``: which of the image's bands feed the model (default:
+    the run's; see :func:`dltools.io.images.inference_bands`)."""
     image_path = Path(image_path)
+    bands = run.bands if bands is None else bands
     predict = run.predictor()
-    _check_input(image_path)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(image_path) as src:
+        read = _reader(src, bands)
 
         def labels() -> Iterator[Block]:
-            blocks = probability_blocks(_reader(src), (src.height, src.width), predict, tiling)
+            blocks = probability_blocks(read, (src.height, src.width), predict, tiling)
             for row, col, probs in blocks:
                 window = Window(col, row, probs.shape[1], probs.shape[0])
                 values = probs.argmax(axis=2).astype(np.uint8) + 1
@@ -733,7 +750,7 @@ def infer_file(
                     confidence(np.where(values > 0, probs.max(axis=2), np.nan))
                 yield row, col, values
 
-        return write_outputs(image_path, labels(), run.classes, outputs, progress)
+        return write_outputs(image_path, labels(), run.classes, outputs, progress, bands)
 
 
 def infer_file_crf(
@@ -745,6 +762,7 @@ def infer_file_crf(
     tiling: Tiling = Tiling(),
     workers: int | None = None,
     confidence: Callable[[np.ndarray], None] | None = None,
+    bands: BandChoice | None = None,
 ) -> np.ndarray:
     """As :func:`infer_file`, then refine the probabilities with the dense CRF of
         :mod:`dltools.engines.crf` at working ``scale`` (``params``: a
@@ -754,9 +772,9 @@ def infer_file_crf(
     from dltools.engines.crf import label_from_probs
 
     image_path = Path(image_path)
-    _check_input(image_path)
+    bands = run.bands if bands is None else bands
     with open_raster(image_path) as src:
-        image = _reader(src)(0, src.height, 0, src.width)
+        image = _reader(src, bands)(0, src.height, 0, src.width)
         nodata = src.dataset_mask() == 0
     probs = predict_image(image, run.predictor(), tiling)
     if confidence is not None:  # the network's, before the CRF
@@ -766,7 +784,7 @@ def infer_file_crf(
     )
     del probs
     labels = np.where(class_map == CRF_NODATA, 0, class_map + 1).astype(np.uint8)
-    return write_outputs(image_path, [(0, 0, labels)], run.classes, outputs)
+    return write_outputs(image_path, [(0, 0, labels)], run.classes, outputs, bands=bands)
 
 
 def infer_images(samples: str | os.PathLike) -> list[Path]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,19 @@ import numpy as np
 from dltools.engines.tiles import pure_windows
 from dltools.errors import DltoolsError
 from dltools.io.geo import has_nodata, open_raster, read_nodata_mask, read_raster
+from dltools.io.images import image_shape, training_bands
 from dltools.io.label_maps import LabelMap
+from dltools.io.outputs import remove_stale, staging_dir
 from dltools.io.results import read_result
-from dltools.io.tile_library import MANIFEST, Tile, write_manifest, write_tile
+from dltools.io.tile_library import (
+    MANIFEST,
+    Tile,
+    write_band_choice,
+    write_manifest,
+    write_tile,
+)
 from dltools.progress import Progress, quiet
-from dltools.raster.bands import rgb8
+from dltools.raster.bands import RGB8, BandChoice
 from dltools.raster.windows import block_index, block_of, block_windows
 
 BLOCK = 2048  # windows are found and cut in blocks of about this many pixels per side
@@ -84,24 +91,42 @@ def thin(tiles: Sequence[Tile], keep: float, seed: int = 0) -> list[Tile]:
 
 
 def cut_tiles(
-    tiles: Sequence[Tile], size: int, stride: int, write: Callable[[Tile, np.ndarray], None]
-) -> None:
-    """Read each image block by block and call ``write(tile, (size, size, 3) uint8 pixels)``.
+    tiles: Sequence[Tile],
+    size: int,
+    stride: int,
+    write: Callable[[Tile, np.ndarray], None],
+    bands: BandChoice = RGB8,
+    keep_going: bool = False,
+) -> dict[Path, DltoolsError]:
+    """Read each image block by block and call ``write(tile, (size, size, 3) uint8 pixels)``,
+    the pixels made by ``bands``.
 
     ``tiles`` must lie on the window grid of ``size`` and ``stride`` (as found by
-    :func:`find_tiles`); only blocks that hold a tile are read.
+    :func:`find_tiles`); only blocks that hold a tile are read. An unreadable image raises,
+    or with ``keep_going`` is left (some of its tiles may have been written): returns
+    ``{image: error}`` of those.
     """
     groups: dict[tuple[Path, int, int], list[Tile]] = {}
     for t in tiles:
         key = (t.image, *block_index(t.row, t.col, size, stride, BLOCK))
         groups.setdefault(key, []).append(t)
+    failed: dict[Path, DltoolsError] = {}
     for (image, i, j), members in groups.items():
-        with open_raster(image) as src:
-            block = block_of(i, j, src.height, src.width, size, stride, BLOCK)
-        pixels = rgb8(read_raster(image, block), image)
+        if image in failed:
+            continue
+        try:
+            with open_raster(image) as src:
+                block = block_of(i, j, src.height, src.width, size, stride, BLOCK)
+            pixels = bands.apply(read_raster(image, block), image)
+        except DltoolsError as err:
+            if not keep_going:
+                raise
+            failed[image] = err
+            continue
         for t in members:
             r, c = t.row - block.row_off, t.col - block.col_off
             write(t, pixels[r : r + size, c : c + size])
+    return failed
 
 
 @dataclass
@@ -111,6 +136,9 @@ class Library:
     folder: Path
     tiles: list[Tile]
     class_names: list[str]
+    bands: BandChoice
+    failures: dict[Path, DltoolsError]
+    stale: list[Path]  # staging folders of killed runs, removed
 
     def counts(self) -> dict[str, int]:
         """Tiles per class name, in class order (classes without tiles included)."""
@@ -145,13 +173,20 @@ def retile(
     seed: int = 0,
     force: bool = False,
     progress: Progress = quiet,
+    bands: Sequence[int] | None = None,
+    stretch: tuple[float, float] | None = None,
+    keep_going: bool = False,
 ) -> Library:
     """Cut the pure windows of the ``(image, label file)`` pairs into ``OUT/tile_<size>/``.
 
     Tiles go to ``<class>/<image stem>_<row>_<col>.jpg`` with a ``tiles.csv`` manifest (tile,
-    image, row, col, class, purity). The folder appears complete or not at all; an existing one
-    is an error unless ``force``. ``class_names`` defaults to the names in the first ``.mat``.
-    ``progress`` follows the loop over the pairs.
+    image, row, col, class, purity) and ``bands.json`` (which bands of the images, stretched
+    how, made the 8-bit RGB tiles: ``bands`` and ``stretch``, see
+    :func:`dltools.io.images.training_bands`). The folder appears complete or not at all; an
+    existing one is an error unless ``force``. ``class_names`` defaults to the names in the
+    first ``.mat``. ``progress`` follows the loop over the pairs. With ``keep_going`` an
+    image that cannot be read is left out of the library (none of its tiles) and reported in
+    :attr:`Library.failures`.
     """
     stride = size // 2 if stride is None else stride
     if size < 8 or stride <= 0:
@@ -160,32 +195,55 @@ def retile(
         )
     if not 0 <= min_purity < 1:
         raise DltoolsError(f"the purity threshold -a must be in [0, 1), got {min_purity}")
+    if not 0 < keep <= 1:
+        raise DltoolsError(f"-b (the fraction of tiles to keep) must be in (0, 1], got {keep}")
     final = library_folder(out_dir, size)
     if final.exists() and not force:
         raise DltoolsError(f"{final} already exists; move it away or pass --force to replace it")
     if not pairs:
         raise DltoolsError("no image has a label file, so there is nothing to tile")
     names = _class_names(pairs, class_names)
-    found = []
+    choice = training_bands([image for image, _ in pairs], bands, stretch)
+    shapes = [image_shape(image)[:2] for image, _ in pairs]
+    if not any(size <= min(shape) for shape in shapes):
+        biggest = max(shapes, key=min)
+        raise DltoolsError(
+            f"-t {size} is larger than every image (the biggest is {biggest[0]} x "
+            f"{biggest[1]} pixels): no tile fits; choose a smaller -t"
+        )
+    found, failures = [], {}
     for image, label_path in progress(pairs, desc="images", unit="image"):
-        found += find_tiles(image, LabelMap(label_path, names), size, stride, min_purity)
+        try:
+            found += find_tiles(image, LabelMap(label_path, names), size, stride, min_purity)
+        except DltoolsError as err:
+            if not keep_going:
+                raise
+            failures[image] = err
     tiles = thin(found, keep, seed)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    stale = remove_stale(final.parent, final.name)
+    tmp = staging_dir(final)
     try:
         for name in {names[t.label - 1] for t in tiles}:
             (tmp / name).mkdir()
-        cut_tiles(
+        unreadable = cut_tiles(
             tiles,
             size,
             stride,
             lambda t, px: write_tile(tmp / names[t.label - 1] / t.name(), px),
+            choice,
+            keep_going,
         )
+        for t in tiles:  # no half of an image in the library
+            if t.image in unreadable:
+                (tmp / names[t.label - 1] / t.name()).unlink(missing_ok=True)
+        tiles = [t for t in tiles if t.image not in unreadable]
+        failures.update(unreadable)
         write_manifest(tmp / MANIFEST, tiles, names)
+        write_band_choice(tmp, choice)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Library(final, tiles, names)
+    return Library(final, tiles, names, choice, failures, stale)

@@ -24,7 +24,7 @@ from dltools.errors import DltoolsError
 from dltools.io.images import image_shape
 from dltools.io.labels import write_labels
 from dltools.io.outputs import atomic_path, ensure_new
-from dltools.io.tile_library import list_tile_classes, read_tiles
+from dltools.io.tile_library import list_tile_classes, read_band_choice, read_tiles
 from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
 from dltools.models.classifier import (
     SPLITS,
@@ -47,7 +47,7 @@ from dltools.models.hub import (
     scratch_features,
     top_layer_variables,
 )
-from dltools.models.loader import prepare_images, save_model
+from dltools.models.loader import check_format, prepare_images, save_model
 from dltools.progress import Progress, quiet
 
 
@@ -172,6 +172,8 @@ def retrain(
     """
     settings.check()
     ensure_new([outputs.model, outputs.labels, outputs.metrics], force)
+    bands = read_band_choice(image_dir)
+    check_format(outputs.model, bands)
     names, paths, labels, split = _library(image_dir, settings)
     k = len(names)
     parts = [np.flatnonzero(split == i) for i in range(len(SPLITS))]
@@ -185,8 +187,9 @@ def retrain(
     )
 
     scratch = module == SCRATCH
+    tune = settings.fine_tune_layers > 0 and not scratch  # scratch refuses it in _extractor
     features, size = _extractor(module, settings, paths[0])
-    tuned = top_layer_variables(features, settings.fine_tune_layers) if not scratch else []
+    tuned = top_layer_variables(features, settings.fine_tune_layers) if tune else []
     image_size = (size, size)
     model = build_tile_classifier(features, image_size, k, settings.seed)
     head = head_layer(model)
@@ -236,6 +239,7 @@ def retrain(
             lambda batch: extract(tf.constant(batch)).numpy(),
             BottleneckCache(cache_dir),
             progress=progress,
+            log=log,
         )
         forward = predict = head
     if scratch:  # plain gradient descent learns too slowly from random weights
@@ -269,12 +273,13 @@ def retrain(
     test = (
         score(test_labels, test_probabilities.argmax(axis=1), names) if len(test_labels) else None
     )
-    save_model(model, outputs.model, names, image_size, module, force=force)
+    save_model(model, outputs.model, names, image_size, module, force=force, bands=bands)
     write_labels(outputs.labels, names)
     metrics = {
         "module": module,
         "image_size": size,
         "class_names": names,
+        "bands": bands.to_dict(),
         "tiles": counts,
         "settings": dataclasses.asdict(settings),
         "history": history,

@@ -49,7 +49,7 @@ from dltools.io.geo import (
 from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, result_name, write_result
 from dltools.progress import Progress, quiet
-from dltools.raster.bands import rgb8
+from dltools.raster.bands import BandChoice
 from dltools.raster.windows import halo_windows
 
 if TYPE_CHECKING:
@@ -177,8 +177,10 @@ def segment_image(
     nodata: np.ndarray | None = None,
     workers: int | None = None,
     progress: Progress = quiet,
+    bands: BandChoice | None = None,
 ) -> Segmentation:
-    """Segment an (H, W, C) image (uint8 for the tile model; the refiner uses every band).
+    """Segment an (H, W, C) image of any dtype: ``bands`` (default: the model's) make the
+    tile model's 8-bit RGB; the refiner uses every band.
 
     ``nodata``: (H, W) bool, True = no data (not classified, :data:`NODATA` in the map); tiles
     less than half valid are not classified.
@@ -187,9 +189,8 @@ def segment_image(
     shape = image.shape[:2]
     valid = None if nodata is None or not nodata.any() else ~nodata
     grid = tile_grid(*shape, params.tile)
-    probs = classify_tiles(
-        rgb8(image, "the image"), grid, model, params.decim, params.batch_size, valid
-    )
+    rgb = (model.bands if bands is None else bands).apply(image)
+    probs = classify_tiles(rgb, grid, model, params.decim, params.batch_size, valid)
     small = working_shape(shape, params.fct)
     if not np.isfinite(probs).any():  # all nodata (a corner window of an orthomosaic)
         class_map = np.full(shape, NODATA, np.uint8)
@@ -323,11 +324,13 @@ def segment_file(
     block: int = BLOCK,
     workers: int | None = None,
     progress: Progress = quiet,
+    bands: BandChoice | None = None,
 ) -> SegmentSummary:
     """Segment one image file and write ``paths`` (each file whole or not at all).
 
-    Images with a side over ``block`` px are processed window by window (see the module
-    docstring); ``paths.mat`` must then be None.
+    ``bands``: which of its bands feed the model (default: the model's, see
+    :func:`dltools.io.images.inference_bands`). Images with a side over ``block`` px are
+    processed window by window (see the module docstring); ``paths.mat`` must then be None.
     """
     start = time.perf_counter()
     image_path = Path(image_path)
@@ -350,7 +353,7 @@ def segment_file(
             )
         for core, outer in windows:
             image, nodata = _read(image_path, outer, whole)
-            seg = segment_image(image, model, params, nodata, workers, progress)
+            seg = segment_image(image, model, params, nodata, workers, progress, bands)
             inner = (
                 slice(core.row_off - outer.row_off, core.row_off - outer.row_off + core.height),
                 slice(core.col_off - outer.col_off, core.col_off - outer.col_off + core.width),

@@ -35,7 +35,7 @@ def choose_train(names: Sequence[str], fraction: float, seed: int = 0) -> set[st
     first), so a listing in another order gives the same split.
     """
     if not 0.0 < fraction < 1.0:
-        raise DltoolsError(f"the training fraction must be between 0 and 1, got {fraction}")
+        raise DltoolsError(f"-p (the training fraction) must lie between 0 and 1, got {fraction}")
     ordered = sorted(names)
     n_train = int(fraction * len(ordered))
     if n_train == 0 or n_train == len(ordered):

@@ -28,6 +28,7 @@ __all__ = [
     "edge_aligned_origins",
     "halo_windows",
     "iter_windows",
+    "sample_windows",
     "span_weights",
     "spread_spans",
     "window_origins",
@@ -47,6 +48,16 @@ def iter_windows(height: int, width: int, size: int, overlap: int = 0) -> Iterat
     for row in range(0, max(height - overlap, 1), step):
         for col in range(0, max(width - overlap, 1), step):
             yield Window(col, row, min(size, width - col), min(size, height - row))
+
+
+def sample_windows(height: int, width: int, size: int = 256, n: int = 16) -> list[Window]:
+    """At most ``n`` windows of ``size`` x ``size`` (clipped to the raster) spread evenly over
+    a ``height`` x ``width`` raster: a sample of its pixels read in a few windows."""
+    windows = list(iter_windows(height, width, size))
+    if len(windows) <= n:
+        return windows
+    picks = np.linspace(0, len(windows) - 1, n).round().astype(int)
+    return [windows[i] for i in picks]
 
 
 def window_origins(length: int, size: int, stride: int) -> np.ndarray:

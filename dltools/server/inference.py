@@ -130,7 +130,14 @@ def segment(served: ServedModel, image: Path, workdir: Path, options: SegmentOpt
         if options.crf:
             params = CRFParams(gt_prob=CRF_GT_PROB)
             counts = infer_file_crf(
-                served.model, image, outputs, params, CRF_SCALE, tiling, 1, confidence.add
+                served.model,
+                image,
+                outputs,
+                params,
+                CRF_SCALE,
+                tiling,
+                1,
+                confidence=confidence.add,
             )
         else:
             counts = infer_file(served.model, image, outputs, tiling, confidence=confidence.add)
