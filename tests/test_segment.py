@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import scipy.io
 import tf_keras
+from gis_checks import assert_cog, assert_continuous_style, assert_styled_classes
 from sklearn.linear_model import LogisticRegression
 
 from dltools.cli import main as dltools_main
@@ -309,6 +310,11 @@ def test_geotiffs_in_windows_match_the_whole_and_keep_the_grid(
     assert written["nodata"] == 0 and written["dtype"] == "uint8"
     prob = read_raster(tmp_path / "whole" / "coast_ortho_ares_30_prob.tif")[..., 0]
     assert np.isnan(prob[nodata]).all() and 0 < prob[~nodata].min() <= prob[~nodata].max() <= 1
+    for raster in ("coast_ortho_ares_30.tif", "coast_ortho_ares_30_prob.tif"):
+        assert_cog(tmp_path / "windows" / raster)
+    classes = read_colors_for(DEMO / "labels.txt", ortho["root"] / "colors.txt")
+    assert_styled_classes(tmp_path / "windows" / "coast_ortho_ares_30.tif", classes)
+    assert_continuous_style(tmp_path / "windows" / "coast_ortho_ares_30_prob.tif")
 
 
 def test_colours_come_from_a_colors_file_or_from_labeldefs_by_name(tmp_path: Path) -> None:

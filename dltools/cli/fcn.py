@@ -356,9 +356,7 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
     images = infer_images(args.samples_dir)
     tag = "fcn_crf" if crf else "fcn"
     outputs = {p: output_paths(p, args.output_dir, tag, not args.no_overlay) for p in images}
-    ensure_new(
-        [f for out in outputs.values() for f in (out.label, out.overlay, out.mat) if f], args.force
-    )
+    ensure_new([f for out in outputs.values() for f in out.files()], args.force)
     if crf:
         params = crf_params(args)
     run = load_run(args.name)

@@ -18,8 +18,9 @@ import numpy as np
 from dltools.engines.crf import NODATA, CRFParams, confidence_map
 from dltools.errors import DltoolsError
 from dltools.figures.panels import groundtruth_figure, save_figure
-from dltools.io.geo import write_raster
+from dltools.io.cog import cog_outputs, write_cog
 from dltools.io.images import write_image
+from dltools.io.labels import Classes
 from dltools.io.outputs import atomic_path
 from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, write_result
@@ -38,9 +39,13 @@ class GroundTruthPaths:
     confidence: Path | None = None
 
     def outputs(self) -> list[Path]:
-        """The result files (not the doodles, which are the input being painted)."""
-        paths = [self.mat, self.figure, self.label_png, self.report, self.geotiff, self.confidence]
-        return [p for p in paths if p is not None]
+        """The result files (not the doodles, which are the input being painted), with the
+        ``.qml`` styles of the GeoTIFFs."""
+        paths = [self.mat, self.figure, self.label_png, self.report]
+        for raster in (self.geotiff, self.confidence):
+            if raster is not None:
+                paths += cog_outputs(raster) if raster.suffix == ".tif" else [raster]
+        return paths
 
 
 def groundtruth_paths(
@@ -135,12 +140,13 @@ def write_groundtruth(gt: GroundTruth, paths: GroundTruthPaths) -> None:
     if paths.geotiff is not None:
         if gt.profile is None:
             raise DltoolsError(f"{gt.image_path} is not georeferenced: no GeoTIFF output possible")
-        write_raster(paths.geotiff, label_values, like=gt.profile, nodata=0)
+        classes = Classes(list(gt.class_names), gt.colors)
+        write_cog(paths.geotiff, label_values, gt.profile, nodata=0, classes=classes)
     if paths.confidence is not None:
         confidence = confidence_map(gt.preds, gt.class_map.shape)
         confidence[~valid] = np.nan if gt.profile is not None else 0.0
         if gt.profile is not None:
-            write_raster(paths.confidence, confidence, like=gt.profile, nodata=np.nan)
+            write_cog(paths.confidence, confidence, gt.profile, nodata=np.nan)
         else:
             write_image(paths.confidence, np.round(confidence * 255).astype(np.uint8))
     with atomic_path(paths.report) as tmp:
