@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.features
 from rio_cogeo.cogeo import cog_validate
 
 from dltools.io.cog import read_raster_classes
 from dltools.io.labels import Classes
+from dltools.io.vectors import read_layer
 
 
 def assert_cog(path: Path, overviews: bool = True) -> None:
@@ -56,3 +58,20 @@ def assert_continuous_style(path: Path) -> None:
     assert renderer is not None and renderer.get("type") == "singlebandpseudocolor"
     values = [float(item.get("value")) for item in renderer.iter("item")]
     assert values[0] == 0 and values[-1] == 1 and values == sorted(values)
+
+
+def assert_vector_matches(gpkg: Path, raster: Path, confidence: bool = False) -> None:
+    """The GeoPackage of ``--vector`` holds the raster's polygons: rasterised by class_id
+    they give back every pixel; class names and CRS come from the raster."""
+    geometry, fields, crs = read_layer(gpkg)
+    with rasterio.open(raster) as src:
+        values, transform, shape = src.read(1), src.transform, src.shape
+        assert crs == src.crs
+    shapes = zip(geometry, fields["class_id"].tolist(), strict=True)
+    back = rasterio.features.rasterize(shapes, out_shape=shape, transform=transform, dtype="uint8")
+    np.testing.assert_array_equal(back, values)
+    names = read_raster_classes(raster).names
+    assert [names[k - 1] for k in fields["class_id"]] == fields["class"].tolist()
+    assert ("mean_confidence" in fields) == confidence
+    if confidence:
+        assert ((fields["mean_confidence"] > 0) & (fields["mean_confidence"] <= 1)).all()

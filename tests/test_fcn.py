@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from gis_checks import assert_cog, assert_styled_classes
+from gis_checks import assert_cog, assert_styled_classes, assert_vector_matches
 
 from dltools.cli import main as dltools_main
 from dltools.errors import DltoolsError
@@ -380,7 +380,7 @@ def test_infer_geotiff_keeps_the_grid_and_streams_by_bands(trained, tmp_path):
     ortho = DEMO / "geotiff" / "coast_ortho.tif"
     out = tmp_path / "out"
     args = ["infer", "--name", trained, "--samples-dir", ortho, "--output-dir", out]
-    assert run_cli(*args, "--window", "256", "--overlap", "64") == 0
+    assert run_cli(*args, "--window", "256", "--overlap", "64", "--vector") == 0
     label, overlay = out / "coast_ortho_fcn_label.tif", out / "coast_ortho_fcn_overlay.tif"
     source, written = read_profile(ortho), read_profile(label)
     assert written["crs"] == source["crs"] and written["transform"] == source["transform"]
@@ -393,6 +393,7 @@ def test_infer_geotiff_keeps_the_grid_and_streams_by_bands(trained, tmp_path):
     assert read_profile(overlay)["count"] == 3 and read_profile(overlay)["crs"] == source["crs"]
     assert_cog(label)
     assert_styled_classes(label, read_classes(labeldefs=DEMO / "labeldefs.txt"))
+    assert_vector_matches(out / "coast_ortho_fcn_label.gpkg", label)
     # streaming bands of rows from disk gives what the whole image in memory gives
     run = load_run(trained)
     tiling = Tiling(256, 64)

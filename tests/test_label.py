@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from gis_checks import assert_cog, assert_continuous_style, assert_styled_classes
+from gis_checks import (
+    assert_cog,
+    assert_continuous_style,
+    assert_styled_classes,
+    assert_vector_matches,
+)
 
 from dltools.cli.label import main, main_geotiff
 from dltools.io.images import read_image, write_image
@@ -87,7 +92,15 @@ def test_geotiff_in_geotiff_out_with_strokes_from_geojson(tmp_path: Path) -> Non
     geojson = DEMO / "doodles" / "coast_ortho_doodles.geojson"
     args = ["-i", str(ORTHO), *CLASSES, "-s", "0.5", "--doodles", str(geojson)]
     done = subprocess.run(
-        [sys.executable, str(script), *args, "--out-dir", str(tmp_path), "--confidence"],
+        [
+            sys.executable,
+            str(script),
+            *args,
+            "--out-dir",
+            str(tmp_path),
+            "--confidence",
+            "--vector",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -111,6 +124,8 @@ def test_geotiff_in_geotiff_out_with_strokes_from_geojson(tmp_path: Path) -> Non
         assert_cog(tmp_path / raster)
     assert_styled_classes(tmp_path / "coast_ortho_mres_geo.tif", read_classes(*CLASSES[1::2]))
     assert_continuous_style(tmp_path / "coast_ortho_mres_confidence.tif")
+    gpkg = tmp_path / "coast_ortho_mres_geo.gpkg"
+    assert_vector_matches(gpkg, tmp_path / "coast_ortho_mres_geo.tif", confidence=True)
     result = read_result(tmp_path / "coast_ortho_mres.mat")
     assert (result.class_map[~valid] == -1).all()
 

@@ -17,7 +17,12 @@ import numpy as np
 import pytest
 import scipy.io
 import tf_keras
-from gis_checks import assert_cog, assert_continuous_style, assert_styled_classes
+from gis_checks import (
+    assert_cog,
+    assert_continuous_style,
+    assert_styled_classes,
+    assert_vector_matches,
+)
 from sklearn.linear_model import LogisticRegression
 
 from dltools.cli import main as dltools_main
@@ -287,7 +292,8 @@ def test_geotiffs_in_windows_match_the_whole_and_keep_the_grid(
 ) -> None:
     source = DEMO / "geotiff" / "coast_ortho.tif"
     run_ortho(ortho, tmp_path / "whole", "--refine", method, "--workers", "1")
-    run_ortho(ortho, tmp_path / "windows", "--refine", method, "--workers", "1", "--block", "300")
+    windows_run = ["--workers", "1", "--block", "300", "--vector", "--vector-window", "256"]
+    run_ortho(ortho, tmp_path / "windows", "--refine", method, *windows_run)
     whole = read_raster(tmp_path / "whole" / "coast_ortho_ares_30.tif")[..., 0]
     windows = read_raster(tmp_path / "windows" / "coast_ortho_ares_30.tif")[..., 0]
     assert (tmp_path / "whole" / "coast_ortho_ares_30.mat").is_file()
@@ -315,6 +321,8 @@ def test_geotiffs_in_windows_match_the_whole_and_keep_the_grid(
     classes = read_colors_for(DEMO / "labels.txt", ortho["root"] / "colors.txt")
     assert_styled_classes(tmp_path / "windows" / "coast_ortho_ares_30.tif", classes)
     assert_continuous_style(tmp_path / "windows" / "coast_ortho_ares_30_prob.tif")
+    gpkg = tmp_path / "windows" / "coast_ortho_ares_30.gpkg"
+    assert_vector_matches(gpkg, tmp_path / "windows" / "coast_ortho_ares_30.tif", confidence=True)
 
 
 def test_colours_come_from_a_colors_file_or_from_labeldefs_by_name(tmp_path: Path) -> None:

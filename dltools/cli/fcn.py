@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from dltools.cli._common import add_force, add_seed, reports_errors
 from dltools.cli._crf_options import add_crf_options, crf_params
+from dltools.cli.polygonize import add_vector_options, vector_params, write_vector
 from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images, original_layout, split_pairs
@@ -33,6 +34,7 @@ from dltools.pipeline.fcn import (
     segment_file_crf,
     train,
 )
+from dltools.pipeline.polygonize import vector_path
 
 DEFAULTS = Settings()
 TILING = Tiling()
@@ -347,6 +349,7 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         )
         group.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
         add_crf_options(parser, CRF_DEFAULTS, evidence="the network's probabilities")
+    add_vector_options(parser)
     add_force(parser)
     return parser
 
@@ -356,7 +359,10 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
     images = infer_images(args.samples_dir)
     tag = "fcn_crf" if crf else "fcn"
     outputs = {p: output_paths(p, args.output_dir, tag, not args.no_overlay) for p in images}
-    ensure_new([f for out in outputs.values() for f in out.files()], args.force)
+    vectors = {p: vector_path(out.label) for p, out in outputs.items()} if args.vector else {}
+    ensure_new(
+        [*(f for out in outputs.values() for f in out.files()), *vectors.values()], args.force
+    )
     if crf:
         params = crf_params(args)
     run = load_run(args.name)
@@ -377,6 +383,8 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
             for name, n in zip(run.classes.names, counts[1:], strict=True)
         )
         print(f"{out.label} ({time.perf_counter() - start:.1f} s): {shares}")
+        if args.vector:
+            write_vector(out.label, vectors[path], run.classes.names, vector_params(args))
 
 
 @reports_errors

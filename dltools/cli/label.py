@@ -12,14 +12,16 @@ from pathlib import Path
 
 from dltools.cli._common import add_force, reports_errors
 from dltools.cli._crf_options import add_crf_options, crf_params
+from dltools.cli.polygonize import add_vector_options, vector_params, write_vector
 from dltools.engines.crf import CRFParams, label_from_strokes
 from dltools.errors import DltoolsError
 from dltools.io.geo import is_georeferenced, read_nodata_mask, read_profile
 from dltools.io.images import read_image
 from dltools.io.labels import read_classes
 from dltools.io.outputs import ensure_new
-from dltools.io.strokes import read_doodles
+from dltools.io.strokes import read_doodles, write_stroke_layer
 from dltools.pipeline.label import GroundTruth, groundtruth_paths, write_groundtruth
+from dltools.pipeline.polygonize import vector_path
 
 DEFAULTS = CRFParams()  # the original dl_tools settings
 
@@ -47,7 +49,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         "--window",
         type=int,
         default=500,
-        help="painting window size, in displayed pixels (default: 500)",
+        help="painting window size, in displayed pixels (default: %(default)s)",
     )
     parser.add_argument(
         "-s",
@@ -55,14 +57,21 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         type=float,
         default=0.2,
         help="scale of the image while painting and for the CRF (0 < s <= 1); "
-        "labels are upsampled to full size (default: 0.2)",
+        "labels are upsampled to full size (default: %(default)s)",
     )
     parser.add_argument(
         "--doodles",
         metavar="FILE",
         help="strokes to replay without opening a window: a label image (0 = none, "
-        "k = class k), a _mres.mat (its `sparse`), or GeoJSON lines/polygons with a "
-        "class-name attribute (GeoTIFFs only)",
+        "k = class k), a _mres.mat (its `sparse`), or GeoJSON / GeoPackage (.gpkg, first "
+        "layer; e.g. drawn in QGIS) lines/polygons with a class-name attribute (GeoTIFFs only)",
+    )
+    parser.add_argument(
+        "--save-strokes",
+        metavar="FILE.gpkg",
+        help="GeoTIFFs: also write the strokes used (painted or replayed) as a GeoPackage layer "
+        "of polygons with the class name in --class-field, to edit in QGIS and replay with "
+        "--doodles (default: not written)",
     )
     parser.add_argument(
         "--paint",
@@ -73,7 +82,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
     parser.add_argument(
         "--class-field",
         default="class",
-        help="GeoJSON property that holds the class name (default: class)",
+        help="GeoJSON / GeoPackage attribute that holds the class name (default: %(default)s)",
     )
     parser.add_argument("--out-dir", help="write outputs here instead of beside the image")
     parser.add_argument(
@@ -86,10 +95,11 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         "--brush",
         type=int,
         default=5,
-        help="initial brush radius in displayed pixels; + and - change it (default: 5)",
+        help="initial brush radius in displayed pixels; + and - change it (default: %(default)s)",
     )
     parser.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
     add_crf_options(parser, DEFAULTS)
+    add_vector_options(parser)
     add_force(parser)
     return parser
 
@@ -109,7 +119,12 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
         )
     profile = read_profile(image_path) if georeferenced else None
     paths = groundtruth_paths(image_path, args.out_dir, georeferenced, args.confidence)
-    ensure_new(paths.outputs(), force=args.force)
+    label_raster = paths.geotiff or paths.label_png
+    vector = vector_path(label_raster) if args.vector else None
+    if args.save_strokes and profile is None:
+        raise DltoolsError(f"--save-strokes: {image_path} is not georeferenced")
+    extra = [p for p in (vector, args.save_strokes) if p]
+    ensure_new([*paths.outputs(), *extra], force=args.force)
     image = read_image(image_path)
     nodata = read_nodata_mask(image_path) if profile and profile.get("nodata") is not None else None
     shape = image.shape[:2]
@@ -142,6 +157,9 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
         sparse = doodles
     if not sparse.any():
         raise DltoolsError("no strokes: paint at least one class (nothing was written)")
+    if args.save_strokes:
+        count = write_stroke_layer(args.save_strokes, sparse, names, profile, args.class_field)
+        print(f"wrote {args.save_strokes} ({count} stroke polygons)")
     start = time.perf_counter()
     class_map, preds = label_from_strokes(
         image,
@@ -170,6 +188,9 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
     write_groundtruth(gt, paths)
     for path in paths.outputs():
         print(f"wrote {path}")
+    if vector is not None:
+        confidence = paths.confidence if georeferenced else None  # PNG confidence is 0-255
+        write_vector(label_raster, vector, names, vector_params(args), confidence)
 
 
 @reports_errors

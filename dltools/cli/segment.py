@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 
 from dltools.cli._common import add_force, add_seed, reports_errors
+from dltools.cli.polygonize import add_vector_options, vector_params, write_vector
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_images
 from dltools.io.labels import read_classes
 from dltools.io.outputs import ensure_new
+from dltools.pipeline.polygonize import vector_path
 
 DEFAULT_REFINE = "crf"  # as the original; `mlp` scores higher and runs faster (README, step 6)
 
@@ -47,6 +49,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         "pixels (bounded memory; no .mat output then; default: %(default)s)",
     )
     add_seed(parser)
+    add_vector_options(parser)
     add_force(parser)
 
 
@@ -164,7 +167,17 @@ def run(args: argparse.Namespace) -> None:
         raise DltoolsError(f"--block {args.block} must be at least the tile size {args.tile}")
     names, colors = read_classes(args.labels, args.colors)
     paths = {image: segment_paths(image, args.tile, args.out_dir, args.block) for image in images}
-    ensure_new([p for image_paths in paths.values() for p in image_paths.outputs()], args.force)
+    vectors = {}
+    if args.vector:
+        plain = [str(image) for image, out in paths.items() if out.geotiff is None]
+        if plain:
+            raise DltoolsError(
+                "--vector polygonises the label GeoTIFF, which only georeferenced images get; "
+                f"not georeferenced: {', '.join(plain)}"
+            )
+        vectors = {image: vector_path(out.geotiff) for image, out in paths.items()}
+    outputs = [p for image_paths in paths.values() for p in image_paths.outputs()]
+    ensure_new([*outputs, *vectors.values()], args.force)
     model = load_model(args.model)
     model.check_labels(names, args.labels)
     for image in images:
@@ -180,6 +193,9 @@ def run(args: argparse.Namespace) -> None:
         )
         for path in paths[image].outputs():
             print(f"  wrote {path}")
+        if args.vector:
+            out = paths[image]
+            write_vector(out.geotiff, vectors[image], names, vector_params(args), out.probability)
 
 
 def main(argv: list[str] | None = None) -> int:
