@@ -154,3 +154,23 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(raster, tmp_path, capsys)
     assert (tmp_path / "x.gpkg").read_text() == "old"
     assert run(raster, "-o", tmp_path / "x.gpkg", "--force") == 0
     assert len(read_layer(tmp_path / "x.gpkg")[0]) > 500
+
+
+def test_areas_on_a_geographic_grid_are_in_square_metres(tmp_path) -> None:
+    from pyproj import Geod
+
+    values = np.zeros((200, 100), np.uint8)
+    values[20:180, 10:90] = 1
+    values[60:100, 30:50] = 2
+    like = {  # 1e-5 degree pixels at 48 degrees north: about 0.74 x 1.11 m
+        "height": 200,
+        "width": 100,
+        "crs": CRS.from_epsg(4326),
+        "transform": Affine(1e-5, 0.0, -123.5, 0.0, -1e-5, 48.0),
+    }
+    write_cog(tmp_path / "geo.tif", values, like, 0, CLASSES)
+    assert run(tmp_path / "geo.tif", "-o", tmp_path / "geo.gpkg", "--vector-window", 64) == 0
+    geometry, fields, _ = read_layer(tmp_path / "geo.gpkg")
+    geodesic = [abs(Geod(ellps="WGS84").geometry_area_perimeter(g)[0]) for g in geometry]
+    np.testing.assert_allclose(fields["area_m2"], geodesic, rtol=5e-3)
+    assert fields["area_m2"][fields["class_id"] == 2].sum() == pytest.approx(800 * 0.82, rel=0.02)

@@ -135,12 +135,13 @@ def _window_polygons(
     count = int(flat.max(initial=0)) + 1
     value = np.zeros(count, np.int64)
     value[flat] = labels.ravel()
-    rows = row_areas[core.row_off : core.row_off + core.height, None]
-    pixel_area = np.broadcast_to(rows, labels.shape)
-    sums = {
-        "pixels": np.bincount(flat, minlength=count).astype(np.int64),
-        "area": np.bincount(flat, weights=pixel_area.ravel(), minlength=count),
-    }
+    pixels = np.bincount(flat, minlength=count).astype(np.int64)
+    rows = row_areas[core.row_off : core.row_off + core.height]
+    if rows.min() == rows.max():  # a projected grid: every pixel has the same area
+        area = pixels * rows[0]
+    else:
+        area = np.bincount(flat, weights=np.repeat(rows, labels.shape[1]), minlength=count)
+    sums = {"pixels": pixels, "area": area}
     if confidence is None:
         sums["conf_sum"] = sums["conf_count"] = np.zeros(count)
     else:
