@@ -337,3 +337,11 @@ def test_colours_come_from_a_colors_file_or_from_labeldefs_by_name(tmp_path: Pat
     write_labels(tmp_path / "labels.txt", ["veg", "lava"])
     with pytest.raises(DltoolsError, match="no colour for lava"):
         read_colors_for(labels, str(DEMO / "labeldefs.txt"))
+
+
+def test_vector_output_needs_a_georeferenced_image(tmp_path: Path, capsys) -> None:
+    args = ["segment", DEMO / "images" / "coast_01.jpg", "-m", tmp_path / "model", "-l"]
+    args += [DEMO / "labels.txt", "-c", DEMO / "colors.txt", "--vector", "--out-dir", tmp_path]
+    assert dltools_main([str(a) for a in args]) == 2
+    assert "not georeferenced: " in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
