@@ -20,6 +20,11 @@ whatever its size:
 
 Pixel counts, areas and confidence sums are accumulated per region from the pixels (exact
 whatever the window size); :func:`to_map` moves pixel coordinates onto a raster's grid.
+
+Memory: one window's arrays (about 20 bytes per pixel) plus the pieces; the final union needs
+memory in proportion to the vertices of the largest merged polygon (GEOS overlay), so a
+single region spanning a huge raster with millions of vertices costs the most
+(``bench/README.md``).
 """
 
 from __future__ import annotations
@@ -105,7 +110,9 @@ def _mean(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def sieved_window(read_labels: Reader, shape: tuple[int, int], core: Window, min_pixels: int):
+def sieved_window(
+    read_labels: Reader, shape: tuple[int, int], core: Window, min_pixels: int
+) -> np.ndarray:
     """(h, w) labels of ``core`` after sieving regions under ``min_pixels`` (no sieving when
     it is 1 or less), judged on ``core`` plus a margin (see the module docstring)."""
     if min_pixels <= 1:
