@@ -302,8 +302,8 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         "Segment images of any size with a trained run: overlapping windows whose class "
         "probabilities are blended (no seams). For each image writes <name>_TAG_label "
         "(class + 1, 0 = nodata) and <name>_TAG_overlay (class colours over the image): "
-        "GeoTIFFs on the input's grid (CRS, transform) for TIFF inputs, PNGs plus "
-        "<name>_ares_TAG.mat otherwise. "
+        "COGs with a QGIS .qml style on the input's grid (CRS, transform) for TIFF inputs, "
+        "PNGs plus <name>_ares_TAG.mat otherwise. "
         + (
             "TAG is fcn_crf: the probabilities are refined by the dense CRF of step 2 at "
             "--crf-scale; the image is held in memory."

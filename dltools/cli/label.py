@@ -35,7 +35,8 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
             f"Label {what}: paint strokes for each class in OpenCV windows (or replay them with "
             "--doodles), then a fully connected CRF fills in a dense label image. Writes "
             "<name>_mres.mat, <name>_mres.png (figure), <name>_mres_label.png "
-            "(class+1, 0 = nodata), <name>_report.txt and, for GeoTIFFs, <name>_mres_geo.tif. "
+            "(class+1, 0 = nodata), <name>_report.txt and, for GeoTIFFs, <name>_mres_geo.tif "
+            "(a COG with its colour table, class names and a QGIS <name>_mres_geo.qml style). "
             "Strokes are saved to <name>_doodles.png while you paint."
         ),
     )

@@ -62,7 +62,7 @@ OUTPUTS = (
     "labels; labels; preds = class probabilities at working scale), <name>_ares_<TILE>.png "
     "(image, tile classes shaded by probability, refined labels) and, for GeoTIFFs, "
     "<name>_ares_<TILE>.tif (class + 1, nodata 0) and <name>_ares_<TILE>_prob.tif "
-    "(probability of the chosen class), on the input's grid."
+    "(probability of the chosen class), on the input's grid: COGs with QGIS .qml styles."
 )
 
 
