@@ -16,12 +16,16 @@ cp -r "$DEMO/images" "$OUT/images"
 dl split -i "$OUT/images" -p 0.75 --seed 0
 
 step "step 2: dense labels from the shipped strokes (photo, then GeoTIFF with GeoJSON strokes)"
+# the GeoTIFF's labels: a styled COG (+ .qml) and, with --vector, a GeoPackage of polygons
 "$PY" create_groundtruth/label_1image_crf.py -i "$DEMO/images/coast_01.jpg" \
     -l "$DEMO/labels.txt" -c "$DEMO/colors.txt" \
     --doodles "$DEMO/doodles/coast_01_doodles.png" --out-dir "$OUT/groundtruth"
 "$PY" create_groundtruth/label_1geotiff_crf.py -i "$DEMO/geotiff/coast_ortho.tif" \
-    -l "$DEMO/labels.txt" -c "$DEMO/colors.txt" -s 0.5 --confidence \
+    -l "$DEMO/labels.txt" -c "$DEMO/colors.txt" -s 0.5 --confidence --vector \
     --doodles "$DEMO/doodles/coast_ortho_doodles.geojson" --out-dir "$OUT/groundtruth"
+dl polygonize "$OUT/groundtruth/coast_ortho_mres_geo.tif" --min-area 0.5 --simplify 0.1 \
+    --confidence "$OUT/groundtruth/coast_ortho_mres_confidence.tif" \
+    -o "$OUT/groundtruth/coast_ortho_simplified.gpkg"
 
 step "step 3: class-pure 64-px tiles from the labelled photos (label PNGs in demo_data/labels)"
 for part in train test; do
@@ -65,6 +69,6 @@ step "step 8: method 2, a fully convolutional network: train briefly, then segme
     --label-dir "$DEMO/labels" --labeldefs "$DEMO/labeldefs.txt" --encoder-weights none \
     --alpha 0.35 --tile-size 128 --batch-size 8 --epochs 3 --steps-per-epoch 6
 "$PY" semseg_fullyconv/infer.py --name "$OUT/fcn_run" \
-    --samples-dir "$DEMO/geotiff/coast_ortho.tif" --output-dir "$OUT/fcn"
+    --samples-dir "$DEMO/geotiff/coast_ortho.tif" --output-dir "$OUT/fcn" --vector
 
 step "done: outputs in $OUT/"

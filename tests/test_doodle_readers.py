@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 import rasterio.warp
 import scipy.io
+import shapely
+from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from dltools.errors import DltoolsError
 from dltools.io.geo import read_profile, write_raster
 from dltools.io.images import write_image
 from dltools.io.labels import read_labels
-from dltools.io.strokes import read_doodles, sparse_dtype
+from dltools.io.strokes import read_doodles, sparse_dtype, write_stroke_layer
+from dltools.io.vectors import read_layer, write_layer
 
 NAMES = ["water", "sand", "veg"]
 
@@ -210,3 +213,30 @@ def test_geojson_needs_a_georeferenced_image(tmp_path):
         read_doodles(path, SHAPE, NAMES)
     with pytest.raises(DltoolsError, match="need a georeferenced image"):
         read_doodles(path, SHAPE, NAMES, georef={"crs": None, "transform": TRANSFORM})
+
+
+# -- GeoPackage ----------------------------------------------------------------------------------
+
+
+def test_geopackage_strokes_drawn_in_another_crs_land_on_their_pixels(tmp_path, georef):
+    features = collection("EPSG:4326")["features"]
+    geometry = np.array([shapely.geometry.shape(f["geometry"]) for f in features], object)
+    names = np.array([f["properties"]["class"] for f in features], object)
+    path = tmp_path / "qgis_strokes.gpkg"
+    schema = {"class": np.dtype(object)}
+    write_layer(path, [(geometry, {"class": names})], CRS.from_epsg(4326), "s", "Unknown", schema)
+    sparse = read_doodles(path, SHAPE, NAMES, georef=georef)
+    assert (sparse == expected_strokes()).all()
+
+
+def test_strokes_written_as_a_geopackage_replay_pixel_for_pixel(tmp_path, georef):
+    strokes = expected_strokes()
+    strokes[10:13, 280:283] = 2
+    strokes[11, 281] = 1  # a stroke inside another: a polygon with a hole
+    path = tmp_path / "ortho_doodles.gpkg"
+    assert write_stroke_layer(path, strokes, NAMES, georef) == 5
+    _, fields, crs = read_layer(path)
+    assert crs == CRS.from_user_input(UTM) and sorted(set(fields["class"])) == sorted(NAMES[:3])
+    assert (read_doodles(path, SHAPE, NAMES, georef=georef) == strokes).all()
+    with pytest.raises(DltoolsError, match="georeferenced"):
+        write_stroke_layer(tmp_path / "x.gpkg", strokes, NAMES, {"crs": None})

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from gis_checks import assert_cog, assert_styled_classes, assert_vector_matches
 
 from dltools.cli import main as dltools_main
 from dltools.errors import DltoolsError
@@ -16,7 +17,7 @@ from dltools.io.discovery import find_labelled_images, original_layout, split_pa
 from dltools.io.geo import read_nodata_mask, read_profile, read_raster
 from dltools.io.images import read_image, write_image
 from dltools.io.label_maps import decode_colors, read_label_map
-from dltools.io.labels import Classes, read_labeldefs, read_labels
+from dltools.io.labels import Classes, read_classes, read_labeldefs, read_labels
 from dltools.io.results import LabelResult, read_result, write_result
 from dltools.pipeline.fcn import (
     IGNORE,
@@ -378,7 +379,7 @@ def test_infer_geotiff_keeps_the_grid_and_streams_by_bands(trained, tmp_path):
     ortho = DEMO / "geotiff" / "coast_ortho.tif"
     out = tmp_path / "out"
     args = ["infer", "--name", trained, "--samples-dir", ortho, "--output-dir", out]
-    assert run_cli(*args, "--window", "256", "--overlap", "64") == 0
+    assert run_cli(*args, "--window", "256", "--overlap", "64", "--vector") == 0
     label, overlay = out / "coast_ortho_fcn_label.tif", out / "coast_ortho_fcn_overlay.tif"
     source, written = read_profile(ortho), read_profile(label)
     assert written["crs"] == source["crs"] and written["transform"] == source["transform"]
@@ -389,6 +390,9 @@ def test_infer_geotiff_keeps_the_grid_and_streams_by_bands(trained, tmp_path):
     assert nodata.any() and not values[nodata].any() and values[~nodata].min() >= 1
     assert values.max() <= 6 and len(np.unique(values)) >= 3
     assert read_profile(overlay)["count"] == 3 and read_profile(overlay)["crs"] == source["crs"]
+    assert_cog(label)
+    assert_styled_classes(label, read_classes(labeldefs=DEMO / "labeldefs.txt"))
+    assert_vector_matches(out / "coast_ortho_fcn_label.gpkg", label)
     # streaming bands of rows from disk gives what the whole image in memory gives
     run = load_run(trained)
     tiling = Tiling(256, 64)

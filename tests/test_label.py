@@ -9,10 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from gis_checks import (
+    assert_cog,
+    assert_continuous_style,
+    assert_styled_classes,
+    assert_vector_matches,
+)
 
 from dltools.cli.label import main, main_geotiff
 from dltools.io.images import read_image, write_image
-from dltools.io.labels import read_labels
+from dltools.io.labels import read_classes, read_labels
 from dltools.io.results import read_result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +92,15 @@ def test_geotiff_in_geotiff_out_with_strokes_from_geojson(tmp_path: Path) -> Non
     geojson = DEMO / "doodles" / "coast_ortho_doodles.geojson"
     args = ["-i", str(ORTHO), *CLASSES, "-s", "0.5", "--doodles", str(geojson)]
     done = subprocess.run(
-        [sys.executable, str(script), *args, "--out-dir", str(tmp_path), "--confidence"],
+        [
+            sys.executable,
+            str(script),
+            *args,
+            "--out-dir",
+            str(tmp_path),
+            "--confidence",
+            "--vector",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -106,6 +120,12 @@ def test_geotiff_in_geotiff_out_with_strokes_from_geojson(tmp_path: Path) -> Non
         assert conf.crs == src.crs and conf.dtypes[0] == "float32"
     assert np.isnan(confidence[~valid]).all()
     assert confidence[valid].min() >= 1 / len(NAMES) - 0.01  # no sag at the footprint's edge
+    for raster in ("coast_ortho_mres_geo.tif", "coast_ortho_mres_confidence.tif"):
+        assert_cog(tmp_path / raster)
+    assert_styled_classes(tmp_path / "coast_ortho_mres_geo.tif", read_classes(*CLASSES[1::2]))
+    assert_continuous_style(tmp_path / "coast_ortho_mres_confidence.tif")
+    gpkg = tmp_path / "coast_ortho_mres_geo.gpkg"
+    assert_vector_matches(gpkg, tmp_path / "coast_ortho_mres_geo.tif", confidence=True)
     result = read_result(tmp_path / "coast_ortho_mres.mat")
     assert (result.class_map[~valid] == -1).all()
 

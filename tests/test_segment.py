@@ -17,6 +17,12 @@ import numpy as np
 import pytest
 import scipy.io
 import tf_keras
+from gis_checks import (
+    assert_cog,
+    assert_continuous_style,
+    assert_styled_classes,
+    assert_vector_matches,
+)
 from sklearn.linear_model import LogisticRegression
 
 from dltools.cli import main as dltools_main
@@ -292,7 +298,8 @@ def test_geotiffs_in_windows_match_the_whole_and_keep_the_grid(
 ) -> None:
     source = DEMO / "geotiff" / "coast_ortho.tif"
     run_ortho(ortho, tmp_path / "whole", "--refine", method, "--workers", "1")
-    run_ortho(ortho, tmp_path / "windows", "--refine", method, "--workers", "1", "--block", "300")
+    windows_run = ["--workers", "1", "--block", "300", "--vector", "--vector-window", "256"]
+    run_ortho(ortho, tmp_path / "windows", "--refine", method, *windows_run)
     whole = read_raster(tmp_path / "whole" / "coast_ortho_ares_30.tif")[..., 0]
     windows = read_raster(tmp_path / "windows" / "coast_ortho_ares_30.tif")[..., 0]
     assert (tmp_path / "whole" / "coast_ortho_ares_30.mat").is_file()
@@ -315,6 +322,13 @@ def test_geotiffs_in_windows_match_the_whole_and_keep_the_grid(
     assert written["nodata"] == 0 and written["dtype"] == "uint8"
     prob = read_raster(tmp_path / "whole" / "coast_ortho_ares_30_prob.tif")[..., 0]
     assert np.isnan(prob[nodata]).all() and 0 < prob[~nodata].min() <= prob[~nodata].max() <= 1
+    for raster in ("coast_ortho_ares_30.tif", "coast_ortho_ares_30_prob.tif"):
+        assert_cog(tmp_path / "windows" / raster)
+    classes = read_classes(DEMO / "labels.txt", ortho["root"] / "colors.txt")
+    assert_styled_classes(tmp_path / "windows" / "coast_ortho_ares_30.tif", classes)
+    assert_continuous_style(tmp_path / "windows" / "coast_ortho_ares_30_prob.tif")
+    gpkg = tmp_path / "windows" / "coast_ortho_ares_30.gpkg"
+    assert_vector_matches(gpkg, tmp_path / "windows" / "coast_ortho_ares_30.tif", confidence=True)
 
 
 def test_colours_come_from_a_colors_file_or_from_labeldefs_by_name(tmp_path: Path) -> None:
@@ -428,3 +442,11 @@ def test_folder_runs_keep_going_skip_finished_images_and_leave_no_partial_output
     with pytest.raises(OSError, match="disk full"):
         segment_photo(ortho, folder / "c.jpg", out, "--skip-existing")
     assert sorted(p.name for p in out.iterdir()) == ["a_ares_30.mat", "a_ares_30.png"]
+
+
+def test_vector_output_needs_a_georeferenced_image(ortho: dict, tmp_path: Path, capsys) -> None:
+    args = ["segment", DEMO / "images" / "coast_01.jpg", "-m", ortho["model"], "-l"]
+    args += [DEMO / "labels.txt", "-c", DEMO / "colors.txt", "--vector", "--out-dir", tmp_path]
+    assert dltools_main([str(a) for a in args]) == 2
+    assert "not georeferenced: " in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -21,6 +21,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "segment": ("segment", "step 6: tile classifier + CRF / per-image MLP / RF -> pixel labels"),
     "eval-pixels": ("eval_pixels", "step 7: score pixel labels against manual labels"),
     "fcn": ("fcn", "step 8: fully convolutional segmentation (make-labels, train, infer)"),
+    "polygonize": ("polygonize", "class raster -> GeoPackage polygons (class, area, confidence)"),
     "spectral": ("spectral", "autoencoders and 1-D CNN pixel classifiers for spectral cubes"),
     "serve": ("serve", "serve trained models over HTTP, with a web page to try them"),
 }

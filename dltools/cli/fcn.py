@@ -21,6 +21,7 @@ from dltools.cli._common import (
     show_progress,
 )
 from dltools.cli._crf_options import add_crf_options, crf_params
+from dltools.cli.polygonize import add_vector_options, vector_params, write_vector
 from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images, original_layout, split_pairs
@@ -41,6 +42,7 @@ from dltools.pipeline.fcn import (
     read_config,
     train,
 )
+from dltools.pipeline.polygonize import vector_path
 from dltools.raster.bands import BandChoice
 
 DEFAULTS = TrainSettings()
@@ -320,8 +322,8 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         "Segment images of any size with a trained run: overlapping windows whose class "
         "probabilities are blended (no seams). For each image writes <name>_TAG_label "
         "(class + 1, 0 = nodata) and <name>_TAG_overlay (class colours over the image): "
-        "GeoTIFFs on the input's grid (CRS, transform) for TIFF inputs, PNGs plus "
-        "<name>_ares_TAG.mat otherwise. "
+        "COGs with a QGIS .qml style on the input's grid (CRS, transform) for TIFF inputs, "
+        "PNGs plus <name>_ares_TAG.mat otherwise. "
         + (
             "TAG is fcn_crf: the probabilities are refined by the dense CRF of step 2 at "
             "--crf-scale; the image is held in memory."
@@ -369,6 +371,7 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         )
         group.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
         add_crf_options(parser, CRF_DEFAULTS, evidence="the network's probabilities")
+    add_vector_options(parser)
     add_force(parser)
     return parser
 
@@ -381,12 +384,14 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
         params = crf_params(args)
     bands, _ = band_options(args)
     run_bands = BandChoice.from_dict(read_config(args.name).get("bands"))
-    outputs, choices, run = {}, {}, []
+    outputs, choices, vectors, run = {}, {}, {}, []
 
     def plan(path: Path) -> list[Path]:
         choices.update(inference_bands(run_bands, [path], bands, args.name))
         outputs[path] = output_paths(path, args.output_dir, tag, not args.no_overlay)
-        return [f for f in (outputs[path].label, outputs[path].overlay, outputs[path].mat) if f]
+        if args.vector:
+            vectors[path] = vector_path(outputs[path].label)
+        return [*outputs[path].files(), *([vectors[path]] if args.vector else [])]
 
     def work(path: Path) -> None:
         start = time.perf_counter()
@@ -403,6 +408,8 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
             for name, n in zip(run[0].classes.names, counts[1:], strict=True)
         )
         print(f"{out.label} ({time.perf_counter() - start:.1f} s): {shares}")
+        if args.vector:
+            write_vector(out.label, vectors[path], run[0].classes.names, vector_params(args))
 
     run_each(images, plan, work, args, lambda: run.append(load_run(args.name)))
 

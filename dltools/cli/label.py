@@ -12,11 +12,14 @@ import sys
 
 from dltools.cli._common import add_force, reports_errors, require_input, show_progress
 from dltools.cli._crf_options import add_crf_options, crf_params
+from dltools.cli.polygonize import add_vector_options, vector_params, write_vector
 from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
+from dltools.io.geo import is_georeferenced
 from dltools.io.images import image_shape
 from dltools.io.labels import read_classes
-from dltools.pipeline.label import LabelOptions, label_image
+from dltools.pipeline.label import LabelOptions, groundtruth_paths, label_image
+from dltools.pipeline.polygonize import vector_path
 
 DEFAULTS = CRFParams()  # the original dl_tools settings
 
@@ -38,7 +41,8 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
             f"Label {what}: paint strokes for each class in OpenCV windows (or replay them with "
             "--doodles), then a fully connected CRF fills in a dense label image. Writes "
             "<name>_mres.mat, <name>_mres.png (figure), <name>_mres_label.png "
-            "(class+1, 0 = nodata), <name>_report.txt and, for GeoTIFFs, <name>_mres_geo.tif. "
+            "(class+1, 0 = nodata), <name>_report.txt and, for GeoTIFFs, <name>_mres_geo.tif "
+            "(a COG with its colour table, class names and a QGIS <name>_mres_geo.qml style). "
             "Strokes are saved to <name>_doodles.png while you paint."
         ),
     )
@@ -65,8 +69,15 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         "--doodles",
         metavar="FILE",
         help="strokes to replay without opening a window: a label image (0 = none, "
-        "k = class k), a _mres.mat (its `sparse`), or GeoJSON lines/polygons with a "
-        "class-name attribute (GeoTIFFs only)",
+        "k = class k), a _mres.mat (its `sparse`), or GeoJSON / GeoPackage (.gpkg, first "
+        "layer; e.g. drawn in QGIS) lines/polygons with a class-name attribute (GeoTIFFs only)",
+    )
+    parser.add_argument(
+        "--save-strokes",
+        metavar="FILE.gpkg",
+        help="GeoTIFFs: also write the strokes used (painted or replayed) as a GeoPackage layer "
+        "of polygons with the class name in --class-field, to edit in QGIS and replay with "
+        "--doodles (default: not written)",
     )
     parser.add_argument(
         "--paint",
@@ -77,7 +88,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
     parser.add_argument(
         "--class-field",
         default="class",
-        help="GeoJSON property that holds the class name (default: %(default)s)",
+        help="GeoJSON / GeoPackage attribute that holds the class name (default: %(default)s)",
     )
     parser.add_argument("--out-dir", help="write outputs here instead of beside the image")
     parser.add_argument(
@@ -94,6 +105,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
     )
     parser.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
     add_crf_options(parser, DEFAULTS)
+    add_vector_options(parser)
     add_force(parser)
     return parser
 
@@ -111,6 +123,10 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
             "painting opens a window but there is no display (DISPLAY is not set): run it on a "
             "desktop, or label without a window from strokes in a file with --doodles FILE"
         )
+    georeferenced = is_georeferenced(args.image)
+    paths = groundtruth_paths(args.image, args.out_dir, georeferenced, args.confidence)
+    label_raster = paths.geotiff or paths.label_png
+    vector = vector_path(label_raster) if args.vector else None
     paths = label_image(
         args.image,
         classes,
@@ -125,15 +141,22 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
             brush=args.brush,
             confidence=args.confidence,
             georeferenced_only=geotiff,
+            save_strokes=args.save_strokes,
             workers=args.workers,
             force=args.force,
         ),
         progress=show_progress,
+        also_new=[vector] if vector else [],
     )
     if args.paint or not args.doodles:
         print(f"strokes saved to {paths.doodles}")
+    if args.save_strokes:
+        print(f"wrote {args.save_strokes}")
     for path in paths.outputs():
         print(f"wrote {path}")
+    if vector is not None:
+        confidence = paths.confidence if georeferenced else None  # PNG confidence is 0-255
+        write_vector(label_raster, vector, classes.names, vector_params(args), confidence)
 
 
 @reports_errors

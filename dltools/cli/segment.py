@@ -19,11 +19,13 @@ from dltools.cli._common import (
     run_each,
     show_progress,
 )
+from dltools.cli.polygonize import add_vector_options, vector_params, write_vector
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_images
 from dltools.io.images import inference_bands
 from dltools.io.labels import read_classes
 from dltools.models.metadata import model_bands
+from dltools.pipeline.polygonize import vector_path
 
 DEFAULT_REFINE = "crf"  # as the original; `mlp` scores higher and runs faster (README, step 6)
 
@@ -60,6 +62,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     add_bands(parser, training=False)
     add_folder_options(parser)
     add_seed(parser)
+    add_vector_options(parser)
     add_force(parser)
 
 
@@ -72,7 +75,7 @@ OUTPUTS = (
     "labels; labels; preds = class probabilities at working scale), <name>_ares_<TILE>.png "
     "(image, tile classes shaded by probability, refined labels) and, for GeoTIFFs, "
     "<name>_ares_<TILE>.tif (class + 1, nodata 0) and <name>_ares_<TILE>_prob.tif "
-    "(probability of the chosen class), on the input's grid."
+    "(probability of the chosen class), on the input's grid: COGs with QGIS .qml styles."
 )
 
 
@@ -180,12 +183,20 @@ def run(args: argparse.Namespace) -> None:
     names, colors = read_classes(args.labels, args.colors)
     bands, _ = band_options(args)
     model_choice = model_bands(args.model)
-    paths, choices, model = {}, {}, []
+    paths, choices, vectors, model = {}, {}, {}, []
 
     def outputs(image: Path) -> list[Path]:
         choices.update(inference_bands(model_choice, [image], bands, args.model))
         paths[image] = segment_paths(image, args.tile, args.out_dir, args.block)
-        return paths[image].outputs()
+        if not args.vector:
+            return paths[image].outputs()
+        if paths[image].geotiff is None:
+            raise DltoolsError(
+                "--vector polygonises the label GeoTIFF, which only georeferenced images get; "
+                f"not georeferenced: {image}"
+            )
+        vectors[image] = vector_path(paths[image].geotiff)
+        return [*paths[image].outputs(), vectors[image]]
 
     def start() -> None:
         from dltools.models.loader import load_model  # TensorFlow: once the inputs are good
@@ -215,6 +226,9 @@ def run(args: argparse.Namespace) -> None:
         )
         for path in paths[image].outputs():
             print(f"  wrote {path}")
+        if args.vector:
+            out = paths[image]
+            write_vector(out.geotiff, vectors[image], names, vector_params(args), out.probability)
 
     run_each(images, outputs, work, args, start)
 

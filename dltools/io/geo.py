@@ -32,6 +32,7 @@ __all__ = [
     "is_georeferenced",
     "open_raster",
     "open_raster_writer",
+    "pixel_areas",
     "read_nodata_mask",
     "read_profile",
     "read_raster",
@@ -89,6 +90,31 @@ def read_profile(path: str | os.PathLike) -> dict:
     """
     with open_raster(path) as src:
         return dict(src.profile)
+
+
+EARTH_RADIUS_M = 6371007.2  # radius of the sphere of the Earth's area (GRS80 authalic)
+
+
+def pixel_areas(profile: dict) -> np.ndarray | None:
+    """(H,) float64 area in m² of one pixel of each row of a raster, or None without a CRS.
+
+    Projected CRS: the pixel's area in CRS units, times the unit's length in metres squared
+    (the same for every row). Geographic CRS: the area on the authalic sphere of each row's
+    pixels (north-up grids; others get the area at the grid's centre latitude).
+    """
+    crs, transform, height = profile.get("crs"), profile["transform"], profile["height"]
+    if crs is None:
+        return None
+    cell = abs(transform.a * transform.e - transform.b * transform.d)
+    if not crs.is_geographic:
+        return np.full(height, cell * crs.linear_units_factor[1] ** 2)
+    radians = np.pi / 180
+    if transform.b == 0 and transform.d == 0:
+        edges = np.sin((transform.f + transform.e * np.arange(height + 1)) * radians)
+        return EARTH_RADIUS_M**2 * abs(transform.a) * radians * np.abs(np.diff(edges))
+    _, centre = transform * (profile["width"] / 2, height / 2)
+    scale = (EARTH_RADIUS_M * radians) ** 2 * np.cos(centre * radians)
+    return np.full(height, cell * scale)
 
 
 def _indexes(count: int, bands: Sequence[int] | None, path: str | os.PathLike) -> list[int]:

@@ -7,7 +7,11 @@ classes), 0 = no stroke, k = class k (1-based, ``class_names[k - 1]``). Strokes 
   resized by nearest neighbour when it has the image's aspect ratio but another size;
 - a ``_mres.mat`` result of the original dl_tools (its ``sparse`` strokes, classes matched by
   name);
-- GeoJSON lines, polygons or points carrying a class name, drawn onto a georeferenced image.
+- GeoJSON files or GeoPackage layers (strokes drawn in QGIS) of lines, polygons or points
+  carrying a class name, drawn onto a georeferenced image.
+
+:func:`write_stroke_layer` writes strokes the other way, as a GeoPackage layer of polygons
+(one per stroke region) that QGIS can edit and :func:`read_doodles` replays pixel for pixel.
 """
 
 from __future__ import annotations
@@ -21,15 +25,18 @@ import cv2
 import numpy as np
 import rasterio.features
 import rasterio.warp
+import shapely
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
 from dltools.errors import DltoolsError
 from dltools.io.images import is_image_file, read_image
 from dltools.io.results import read_result
+from dltools.io.vectors import read_layer, write_layer
 
 ASPECT_TOLERANCE = 0.01  # relative difference of height/width accepted when resizing strokes
 GEOJSON_SUFFIXES = (".geojson", ".json")
+GEOPACKAGE_SUFFIX = ".gpkg"
 AREA_TYPES = ("Polygon", "MultiPolygon")  # filled by pixel centres; the rest burns every touched
 
 
@@ -48,15 +55,15 @@ def read_doodles(
 ) -> np.ndarray:
     """Read strokes for an image of ``image_shape`` (H, W) from ``path``.
 
-    ``path`` is a label image (.png/.tif/...), a ``_mres.mat`` or a GeoJSON file. GeoJSON needs
-    ``georef``, the image's rasterio profile (``crs`` and ``transform``), and names each
-    feature's class in the property ``class_field``. Returns (H, W) uint8 (uint16 above 254
-    classes): 0 = no stroke, k = ``class_names[k - 1]``.
+    ``path`` is a label image (.png/.tif/...), a ``_mres.mat``, a GeoJSON file or a GeoPackage
+    (its first layer). Vector strokes need ``georef``, the image's rasterio profile (``crs``
+    and ``transform``), and name each feature's class in the property ``class_field``.
+    Returns (H, W) uint8 (uint16 above 254 classes): 0 = no stroke, k = ``class_names[k - 1]``.
     """
     path = Path(path)
     n = len(class_names)
-    if path.suffix.lower() in GEOJSON_SUFFIXES:
-        return _rasterize_geojson(path, image_shape, class_names, georef, class_field)
+    if path.suffix.lower() in (*GEOJSON_SUFFIXES, GEOPACKAGE_SUFFIX):
+        return _rasterize_vectors(path, image_shape, class_names, georef, class_field)
     if path.suffix.lower() == ".mat":
         result = read_result(path, labels=class_names)
         if result.sparse is None:
@@ -76,7 +83,7 @@ def read_doodles(
     else:
         raise DltoolsError(
             f"{path}: cannot read strokes from a {path.suffix!r} file; give a label image "
-            "(.png/.tif), a _mres.mat or a .geojson"
+            "(.png/.tif), a _mres.mat, a .geojson or a .gpkg"
         )
     return _fit_to_shape(sparse.astype(sparse_dtype(n)), image_shape, path)
 
@@ -138,22 +145,40 @@ def _geojson_features(path: Path) -> tuple[list[dict], CRS]:
     return features, crs
 
 
-def _rasterize_geojson(
+def _geopackage_features(path: Path) -> tuple[list[dict], CRS]:
+    """The features of a GeoPackage's first layer as GeoJSON-like dicts, and their CRS."""
+    geometry, fields, crs = read_layer(path)
+    if crs is None:
+        raise DltoolsError(f"{path}: the layer has no coordinate reference system")
+    features = [
+        {
+            "properties": {name: values[i] for name, values in fields.items()},
+            "geometry": None if shape is None else shapely.geometry.mapping(shape),
+        }
+        for i, shape in enumerate(geometry)
+    ]
+    return features, crs
+
+
+def _rasterize_vectors(
     path: Path,
     image_shape: tuple[int, int],
     class_names: Sequence[str],
     georef: dict | None,
     class_field: str,
 ) -> np.ndarray:
-    """Burn GeoJSON strokes onto the image grid: lines and points mark every pixel they touch,
+    """Burn vector strokes onto the image grid: lines and points mark every pixel they touch,
     polygons the pixels whose centres they contain; later features are drawn over earlier ones
     (all lines over all polygons)."""
     if georef is None or georef.get("crs") is None or georef.get("transform") is None:
         raise DltoolsError(
-            f"{path}: GeoJSON strokes need a georeferenced image (a GeoTIFF with a CRS and a "
+            f"{path}: vector strokes need a georeferenced image (a GeoTIFF with a CRS and a "
             "transform) to be placed on; give a label image or a _mres.mat otherwise"
         )
-    features, crs = _geojson_features(path)
+    if path.suffix.lower() == GEOPACKAGE_SUFFIX:
+        features, crs = _geopackage_features(path)
+    else:
+        features, crs = _geojson_features(path)
     numbers = {name: k for k, name in enumerate(class_names, 1)}
     areas, lines, unknown = [], [], set()
     for index, feature in enumerate(features):
@@ -186,3 +211,27 @@ def _rasterize_geojson(
             "on this image, and is the GeoJSON's CRS right (EPSG:4326 unless it names one)?"
         )
     return sparse
+
+
+def write_stroke_layer(
+    path: str | os.PathLike,
+    sparse: np.ndarray,
+    class_names: Sequence[str],
+    georef: dict,
+    class_field: str = "class",
+) -> int:
+    """Write (H, W) strokes (0 = none, k = ``class_names[k - 1]``) of a georeferenced image
+    (``georef``: its profile) as a new GeoPackage layer ``strokes``: one polygon per
+    4-connected stroke region with its class name in ``class_field``, in the image's CRS.
+    Returns the polygon count; :func:`read_doodles` gives the same strokes back.
+    """
+    if georef.get("crs") is None:
+        raise DltoolsError(
+            f"{path}: strokes are written as a vector layer only for georeferenced images"
+        )
+    shapes = list(rasterio.features.shapes(sparse, mask=sparse > 0, transform=georef["transform"]))
+    geometry = np.array([shapely.geometry.shape(shape) for shape, _ in shapes], dtype=object)
+    names = np.array([class_names[int(value) - 1] for _, value in shapes], dtype=object)
+    schema = {class_field: np.dtype(object)}
+    batch = (geometry, {class_field: names})
+    return write_layer(path, [batch], georef["crs"], "strokes", "Polygon", schema)

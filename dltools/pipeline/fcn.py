@@ -44,6 +44,7 @@ import rasterio
 
 from dltools.errors import DltoolsError
 from dltools.figures.display import overlay
+from dltools.io.cog import cog_outputs, open_cog_writer
 from dltools.io.discovery import find_labelled_images
 from dltools.io.geo import (
     Window,
@@ -605,6 +606,11 @@ class InferOutputs:
     overlay: Path | None
     mat: Path | None
 
+    def files(self) -> list[Path]:
+        """Every file written, with the ``.qml`` style of a GeoTIFF label raster."""
+        label = cog_outputs(self.label) if self.label.suffix == ".tif" else [self.label]
+        return label + [p for p in (self.overlay, self.mat) if p is not None]
+
 
 def output_paths(
     image: str | os.PathLike, out_dir: str | os.PathLike, tag: str = "fcn", overlays: bool = True
@@ -685,7 +691,7 @@ def write_outputs(
         read = _reader(stack.enter_context(open_raster(image_path)), bands)
         label_dst = overlay_dst = whole = None
         if outputs.label.suffix.lower() == ".tif":
-            writer = open_raster_writer(outputs.label, profile, 1, np.uint8, nodata=0)
+            writer = open_cog_writer(outputs.label, profile, np.uint8, nodata=0, classes=classes)
             label_dst = stack.enter_context(writer)
             if outputs.overlay is not None:
                 writer = open_raster_writer(outputs.overlay, profile, 3, np.uint8)

@@ -20,13 +20,14 @@ from dltools.engines.crf import NODATA, CRFParams, confidence_map, label_from_st
 from dltools.errors import DltoolsError
 from dltools.figures.panels import groundtruth_figure, save_figure
 from dltools.gui.painter import paint_strokes
-from dltools.io.geo import is_georeferenced, read_nodata_mask, read_profile, write_raster
+from dltools.io.cog import cog_outputs, write_cog
+from dltools.io.geo import is_georeferenced, read_nodata_mask, read_profile
 from dltools.io.images import read_image, write_image
 from dltools.io.labels import Classes
 from dltools.io.outputs import atomic_path, ensure_new
 from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, write_result
-from dltools.io.strokes import read_doodles
+from dltools.io.strokes import read_doodles, write_stroke_layer
 from dltools.progress import Progress, quiet
 
 
@@ -43,9 +44,13 @@ class GroundTruthPaths:
     confidence: Path | None = None
 
     def outputs(self) -> list[Path]:
-        """The result files (not the doodles, which are the input being painted)."""
-        paths = [self.mat, self.figure, self.label_png, self.report, self.geotiff, self.confidence]
-        return [p for p in paths if p is not None]
+        """The result files (not the doodles, which are the input being painted), with the
+        ``.qml`` styles of the GeoTIFFs."""
+        paths = [self.mat, self.figure, self.label_png, self.report]
+        for raster in (self.geotiff, self.confidence):
+            if raster is not None:
+                paths += cog_outputs(raster) if raster.suffix == ".tif" else [raster]
+        return paths
 
 
 def groundtruth_paths(
@@ -140,12 +145,13 @@ def write_groundtruth(gt: GroundTruth, paths: GroundTruthPaths) -> None:
     if paths.geotiff is not None:
         if gt.profile is None:
             raise DltoolsError(f"{gt.image_path} is not georeferenced: no GeoTIFF output possible")
-        write_raster(paths.geotiff, label_values, like=gt.profile, nodata=0)
+        classes = Classes(list(gt.class_names), gt.colors)
+        write_cog(paths.geotiff, label_values, gt.profile, nodata=0, classes=classes)
     if paths.confidence is not None:
         confidence = confidence_map(gt.preds, gt.class_map.shape)
         confidence[~valid] = np.nan if gt.profile is not None else 0.0
         if gt.profile is not None:
-            write_raster(paths.confidence, confidence, like=gt.profile, nodata=np.nan)
+            write_cog(paths.confidence, confidence, gt.profile, nodata=np.nan)
         else:
             write_image(paths.confidence, np.round(confidence * 255).astype(np.uint8))
     with atomic_path(paths.report) as tmp:
@@ -157,8 +163,9 @@ class LabelOptions:
     """How step 2 runs: where outputs go (``out_dir``, default beside the image), the stroke
     file to replay (``doodles``: label image, ``_mres.mat``, GeoJSON with ``class_field``),
     whether to ``paint`` (in ``window`` x ``window`` displayed pixels, brush radius ``brush``),
-    whether to write the ``confidence`` raster, whether the image must be georeferenced, CRF
-    ``workers`` (default: all cores), and whether to replace existing outputs (``force``)."""
+    whether to write the ``confidence`` raster, whether the image must be georeferenced, where
+    to write the strokes as a GeoPackage layer (``save_strokes``, georeferenced images only),
+    CRF ``workers`` (default: all cores), and whether to replace existing outputs (``force``)."""
 
     out_dir: str | os.PathLike | None = None
     doodles: str | os.PathLike | None = None
@@ -168,6 +175,7 @@ class LabelOptions:
     brush: int = 5
     confidence: bool = False
     georeferenced_only: bool = False
+    save_strokes: str | os.PathLike | None = None
     workers: int | None = None
     force: bool = False
 
@@ -179,12 +187,13 @@ def label_image(
     scale: float,
     options: LabelOptions = LabelOptions(),
     progress: Progress = quiet,
+    also_new: Sequence[Path] = (),
 ) -> GroundTruthPaths:
     """Step 2 for one image: strokes (painted, or replayed from ``options.doodles``) -> a dense
     CRF label image at working ``scale`` (0 < scale <= 1), written as :class:`GroundTruthPaths`.
 
-    Every input is checked and every output conflict found before any window opens or any file
-    is written. Returns the paths written.
+    Every input is checked and every output conflict (``also_new``: outputs the caller writes
+    afterwards) found before any window opens or any file is written. Returns the paths written.
     """
     if not 0 < scale <= 1:
         raise DltoolsError(f"-s must be in (0, 1], got {scale}")
@@ -196,7 +205,10 @@ def label_image(
         )
     profile = read_profile(image_path) if georeferenced else None
     paths = groundtruth_paths(image_path, options.out_dir, georeferenced, options.confidence)
-    ensure_new(paths.outputs(), force=options.force)
+    if options.save_strokes and profile is None:
+        raise DltoolsError(f"--save-strokes: {image_path} is not georeferenced")
+    saved = [Path(options.save_strokes)] if options.save_strokes else []
+    ensure_new([*paths.outputs(), *saved, *also_new], force=options.force)
     image = read_image(image_path)
     has_nodata = profile and profile.get("nodata") is not None
     nodata = read_nodata_mask(image_path) if has_nodata else None
@@ -230,6 +242,10 @@ def label_image(
         seconds["painting"] = time.perf_counter() - start
     if not strokes.any():
         raise DltoolsError("no strokes: paint at least one class (nothing was written)")
+    if options.save_strokes:
+        write_stroke_layer(
+            options.save_strokes, strokes, classes.names, profile, options.class_field
+        )
     start = time.perf_counter()
     class_map, preds = label_from_strokes(
         image,

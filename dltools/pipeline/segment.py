@@ -37,15 +37,16 @@ from dltools.engines.tiles import TileGrid, decimated, fill_unclassified, tile_c
 from dltools.errors import DltoolsError
 from dltools.figures.display import to_display
 from dltools.figures.panels import MAX_FIGURE_PIXELS, save_figure, segmentation_figure
+from dltools.io.cog import cog_outputs, open_cog_writer
 from dltools.io.geo import (
     Window,
     is_georeferenced,
-    open_raster_writer,
     read_nodata_mask,
     read_profile,
     read_raster,
     write_window,
 )
+from dltools.io.labels import Classes
 from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, result_name, write_result
 from dltools.progress import Progress, quiet
@@ -236,7 +237,9 @@ class SegmentPaths:
     probability: Path | None = None
 
     def outputs(self) -> list[Path]:
-        return [p for p in (self.mat, self.figure, self.geotiff, self.probability) if p]
+        """The files, with the ``.qml`` styles of the GeoTIFFs."""
+        rasters = [cog_outputs(p) for p in (self.geotiff, self.probability) if p]
+        return [p for p in (self.mat, self.figure) if p] + [p for pair in rasters for p in pair]
 
 
 def needs_windows(shape: tuple[int, int], block: int = BLOCK) -> bool:
@@ -346,10 +349,13 @@ def segment_file(
     with contextlib.ExitStack() as stack:
         geotiff = probability = None
         if paths.geotiff is not None:
-            geotiff = stack.enter_context(open_raster_writer(paths.geotiff, profile, 1, "uint8", 0))
+            classes = Classes(class_names, colors)
+            geotiff = stack.enter_context(
+                open_cog_writer(paths.geotiff, profile, "uint8", 0, classes)
+            )
         if paths.probability is not None:
             probability = stack.enter_context(
-                open_raster_writer(paths.probability, profile, 1, "float32", float("nan"))
+                open_cog_writer(paths.probability, profile, "float32", float("nan"))
             )
         for core, outer in windows:
             image, nodata = _read(image_path, outer, whole)

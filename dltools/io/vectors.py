@@ -1,0 +1,90 @@
+"""Vector layers (GeoPackage, GeoJSON, anything OGR reads) through pyogrio and shapely.
+
+- :func:`write_layer` streams batches of features into a new GeoPackage layer, atomically,
+  so a layer of any size is written without holding it in memory.
+- :func:`read_layer` reads a layer's geometries, attributes and CRS.
+
+Geometries are ``(N,)`` object arrays of shapely geometries; attributes are dicts of ``(N,)``
+arrays, one per field, in field order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pyogrio.errors
+import shapely
+from rasterio.crs import CRS
+
+from dltools.errors import DltoolsError
+from dltools.io.outputs import atomic_path
+
+Batch = tuple[np.ndarray, dict[str, np.ndarray]]  # (N,) geometries, field -> (N,) values
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
+
+
+def write_layer(
+    path: str | os.PathLike,
+    batches: Iterable[Batch],
+    crs: CRS | None,
+    layer: str,
+    geometry_type: str,
+    schema: dict[str, np.dtype],
+) -> int:
+    """Write ``batches`` of features as layer ``layer`` of a new GeoPackage; return the count.
+
+    ``schema`` gives every field's dtype (str fields: ``np.dtype(object)``), so that a layer
+    without features still has its fields. ``crs`` None writes no CRS. The file appears
+    only once every batch is written.
+    """
+    fields = list(schema)
+    wkt = None if crs is None else crs.to_wkt()
+    count = 0
+    with atomic_path(path) as tmp:
+        tmp.unlink()  # GDAL creates the GeoPackage itself
+        for geometry, values in batches:
+            if len(geometry) == 0:
+                continue
+            _write(tmp, geometry, [values[f] for f in fields], fields, layer, geometry_type, wkt)
+            count += len(geometry)
+        if count == 0:
+            empty = [np.zeros(0, schema[f]) for f in fields]
+            _write(tmp, np.zeros(0, object), empty, fields, layer, geometry_type, wkt)
+    return count
+
+
+def _write(path: Path, geometry, field_data, fields, layer, geometry_type, wkt) -> None:
+    pyogrio.raw.write(
+        path,
+        shapely.to_wkb(geometry),
+        field_data,
+        fields,
+        layer=layer,
+        driver="GPKG",
+        geometry_type=geometry_type,
+        crs=wkt,
+        append=path.exists(),
+    )
+
+
+def read_layer(
+    path: str | os.PathLike, layer: str | int | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray], CRS | None]:
+    """``(geometry, fields, crs)`` of a vector layer (the first layer unless ``layer``).
+
+    ``geometry`` is (N,) shapely geometries (None where a feature has none); ``fields``
+    maps each attribute name to its (N,) values; ``crs`` is None if the layer has none.
+    """
+    if not Path(path).is_file():
+        raise DltoolsError(f"{path}: file not found")
+    try:
+        meta, _, wkb, values = pyogrio.raw.read(path, layer=layer)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as err:
+        raise DltoolsError(f"{path}: cannot read this vector file ({err})") from err
+    crs = CRS.from_user_input(meta["crs"]) if meta.get("crs") else None
+    fields = dict(zip(meta["fields"], values, strict=True))
+    return shapely.from_wkb(wkb), fields, crs
