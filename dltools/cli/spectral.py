@@ -19,7 +19,9 @@ from dltools.io.outputs import ensure_new
 from dltools.spectral.options import (
     DECAYS,
     LOSSES,
+    MAX_FIGURE_ASPECT,
     OPTIMIZERS,
+    PREDICT_BATCH,
     SCALINGS,
     ClassifierOptions,
     ConvOptions,
@@ -60,7 +62,14 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         "--block",
         type=int,
         default=512,
-        help="pixels per side of the windows processed at once (default: 512)",
+        help="pixels per side of the windows read at once (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=PREDICT_BATCH,
+        help="spectra per network call; with --block, this bounds the memory used "
+        "(default: %(default)s)",
     )
     add_force(parser)
 
@@ -456,6 +465,23 @@ def _outputs(args: argparse.Namespace, *suffixes: str) -> list[Path]:
     return [folder / f"{source.stem}{suffix}" for suffix in suffixes]
 
 
+def _is_picture(shape: tuple[int, ...]) -> bool:
+    """Whether a ``(rows, cols, ...)`` raster can be drawn as a picture.
+
+    A figure keeps the raster's aspect ratio, so a strip such as a 175 x 1 table of spectra
+    stored as a cube would become a figure 1,200 inches tall (over 10 GB of pixels).
+    """
+    return max(shape[:2]) <= MAX_FIGURE_ASPECT * min(shape[:2])
+
+
+def _no_figure_note(cube) -> None:
+    rows, cols = cube.shape[:2]
+    print(
+        f"no figure: a {rows} x {cols} raster is more than {MAX_FIGURE_ASPECT} times longer "
+        "than wide (for spectra without a grid, see --table)"
+    )
+
+
 def _apply(args: argparse.Namespace) -> None:
     from dltools.figures import latent_figure, save_figure, spectra_figure
     from dltools.spectral import inference
@@ -468,18 +494,22 @@ def _apply(args: argparse.Namespace) -> None:
         "reconstruct": ("_reconstruction.tif", "_spectra.png"),
     }[args.verb]
     paths = _outputs(args, *suffixes)
-    if not getattr(args, "figure", False):  # decode draws none
+    cube = open_cube(args.input, args.variable)
+    figure = getattr(args, "figure", False)  # decode draws none
+    if figure and args.verb == "encode" and not _is_picture(cube.shape):
+        _no_figure_note(cube)
+        figure = False
+    if not figure:
         paths = paths[:1]
     ensure_new(paths, args.force)
-    cube = open_cube(args.input, args.variable)
     model = load_model(args.model)
+    apply = {
+        "encode": inference.encode_cube,
+        "decode": inference.decode_raster,
+        "reconstruct": inference.reconstruct_cube,
+    }[args.verb]
     with _progress(cube, args.verb) as bar:
-        if args.verb == "encode":
-            inference.encode_cube(model, cube, paths[0], args.block, bar.update)
-        elif args.verb == "decode":
-            inference.decode_raster(model, cube, paths[0], args.block, bar.update)
-        else:
-            errors = inference.reconstruct_cube(model, cube, paths[0], args.block, bar.update)
+        errors = apply(model, cube, paths[0], args.block, bar.update, args.batch_size)
     if args.verb == "reconstruct":
         print(f"mean SSE {errors['sse']:.5g}, mean spectral angle {errors['sa']:.5g} rad")
     if len(paths) > 1 and args.verb == "encode":
@@ -488,7 +518,7 @@ def _apply(args: argparse.Namespace) -> None:
     elif len(paths) > 1:
         positions, spectra = inference.sample_spectra(cube, args.pixels, seed=0)
         scaled = model.scaling(spectra)
-        rebuilt = inference.compiled(model.model, cube.bands)(scaled)
+        rebuilt = inference.compiled(model.model, cube.bands, args.batch_size)(scaled)
         names = [f"row {r}, col {c}" for r, c in positions]
         title = f"{cube.path.name}: pre-processed spectra and reconstructions"
         blind = model.config["training"]["loss"] in {"sa", "csa", "sid"}  # to brightness
@@ -511,9 +541,12 @@ def _predict(args: argparse.Namespace) -> None:
     if args.features:
         suffixes.append(f"_features_{args.features}.tif")
     paths = _outputs(args, *suffixes)
-    written = [p for p in paths if args.scores or p != paths[3]]
-    ensure_new(written, args.force)
     cube = open_cube(args.input, args.variable)
+    picture = _is_picture(cube.shape)
+    if not picture:
+        _no_figure_note(cube)
+    written = [p for p in paths if (args.scores or p != paths[3]) and (picture or p != paths[2])]
+    ensure_new(written, args.force)
     model = load_model(args.model)
     classes = model.config["classes"]
     with _progress(cube, "predict") as bar:
@@ -526,14 +559,15 @@ def _predict(args: argparse.Namespace) -> None:
             args.unknown_below,
             args.block,
             bar.update,
+            args.batch_size,
         )
     class_map = read_raster(paths[0])[..., 0]
     write_image(paths[1], class_map)
-    colors = np.array(classes["colors"], np.uint8)
-    figure = class_map_figure(
-        class_map, classes["values"], classes["names"], colors, f"{cube.path.name}: classes"
-    )
-    save_figure(figure, paths[2])
+    if picture:
+        colors = np.array(classes["colors"], np.uint8)
+        title = f"{cube.path.name}: classes"
+        figure = class_map_figure(class_map, classes["values"], classes["names"], colors, title)
+        save_figure(figure, paths[2])
     total = max(sum(counts.values()), 1)
     for value, name in zip([0, *classes["values"]], ["unknown", *classes["names"]], strict=True):
         print(f"{value:5d} {name:<24} {counts[value]:12d} px  {100 * counts[value] / total:6.2f}%")
