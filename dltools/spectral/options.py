@@ -17,7 +17,7 @@ SCALINGS = ("minmax", "standard", "none")  # see dltools.spectral.cube.Scaling
 LOSSES = ("sse", "sa", "csa", "sid")
 OPTIMIZERS = ("adam", "sgd")
 DECAYS = ("none", "exponential", "piecewise")
-HEADS = ("max", "average", "flatten")  # see dltools.spectral.classifier.build_classifier
+HEADS = ("flatten", "max", "average")  # see dltools.spectral.classifier.build_classifier
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class ClassifierOptions:
     conv_filters: tuple[int, ...] = (16, 32)
     kernel_sizes: tuple[int, ...] = (7, 5)
     pool_size: int = 2
-    head: str = "max"
+    head: str = "flatten"
     dense_units: tuple[int, ...] = (64,)
     batch_norm: bool = True
     dropout: float = 0.2
