@@ -40,6 +40,17 @@ AE_OPTIONS -= CLASSIFIER_ONLY
 CLASSIFIER_OPTIONS = {"scaling"} | set(vars(CLASSIFIER)) | TRAINING_KEYS - {"loss"}
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends each option's parser default to its help, once: not where the help already
+    states one, nor for flags (no value) and options that default to nothing (None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.nargs == 0 or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+
 def _add_cube(parser: argparse.ArgumentParser, what: str = "cube", table: bool = False) -> None:
     """``-i CUBE`` (and ``--variable``); with ``table``, or ``--table FILE --label-column``."""
     source = parser.add_mutually_exclusive_group(required=True) if table else parser
@@ -82,14 +93,13 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         "--block",
         type=int,
         default=512,
-        help="pixels per side of the windows read at once (default: %(default)s)",
+        help="pixels per side of the windows read at once",
     )
     parser.add_argument(
         "--batch-size",
         type=int,
         default=PREDICT_BATCH,
-        help="spectra per network call; with --block, this bounds the memory used "
-        "(default: %(default)s)",
+        help="spectra per network call; with --block, this bounds the memory used",
     )
     add_force(parser)
 
@@ -185,7 +195,7 @@ def _add_train_ae(verbs) -> None:
         description="Train an MLP or 1-D convolutional autoencoder on every valid pixel of a "
         "cube, streaming windows from disk. Writes DIR/config.json, DIR/model.keras, "
         "DIR/history.csv and any --save-epochs checkpoints.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Defaults,
     )
     _add_cube(ae)
     ae.add_argument("-o", "--out", required=True, metavar="DIR", help="the model folder")
@@ -254,7 +264,7 @@ def _add_train_classifier(verbs) -> None:
         "augments each copy (shift, gain, offset, noise, optionally flip). Writes "
         "DIR/config.json, DIR/model.keras, DIR/history.csv and any --save-epochs checkpoints; "
         "with --cv K, only DIR/cv.json. The defaults suit small sets (a few hundred spectra).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Defaults,
     )
     _add_cube(clf, table=True)
     clf.add_argument(
@@ -368,7 +378,9 @@ def _add_apply_verbs(verbs) -> None:
             "random spectra against their reconstructions); prints the mean SSE and angle.",
         ),
     ):
-        sub = verbs.add_parser(verb, help=text.split(":")[0].lower(), description=text)
+        sub = verbs.add_parser(
+            verb, help=text.split(":")[0].lower(), description=text, formatter_class=_Defaults
+        )
         _add_cube(sub, what)
         _add_model(sub)
         if verb != "decode":
@@ -376,7 +388,7 @@ def _add_apply_verbs(verbs) -> None:
                 "--no-figure", dest="figure", action="store_false", help="skip the PNG figure"
             )
     verbs.choices["reconstruct"].add_argument(
-        "--pixels", type=int, default=6, help="random pixels drawn in the figure (default: 6)"
+        "--pixels", type=int, default=6, help="random pixels drawn in the figure"
     )
     predict = verbs.add_parser(
         "predict",
@@ -388,6 +400,7 @@ def _add_apply_verbs(verbs) -> None:
         "INPUT_features_LAYER.tif. With --table: TABLE_predictions.csv (per row: class "
         "value, name and probabilities); with --label-column, also the true labels, and the "
         "accuracy is printed.",
+        formatter_class=_Defaults,
     )
     _add_cube(predict, table=True)
     _add_model(predict)
@@ -401,7 +414,7 @@ def _add_apply_verbs(verbs) -> None:
     predict.add_argument(
         "--features",
         metavar="LAYER",
-        help="also write the outputs of this layer (e.g. flatten, dense_0_relu, conv_1_relu; "
+        help="also write the outputs of this layer (e.g. head, dense_0_relu, conv_1_relu; "
         "a wrong name lists them all)",
     )
     predict.add_argument(
