@@ -737,16 +737,17 @@ def _predict_table(args: argparse.Namespace) -> None:
     counts = classify.summary()
     for value, name in zip([0, *classes["values"]], ["unknown", *classes["names"]], strict=True):
         print(f"{value:5d} {name:<24} {counts[value]:8d} spectra")
-    if truth is not None:
-        values = np.array([0, *classes["values"]])
+    if truth is not None:  # labels the model does not know count as wrong
         labelled = truth > 0
-        index = np.searchsorted(values, found["classes"][labelled])
-        true_index = np.searchsorted(values, truth[labelled])
-        true_index[values[np.minimum(true_index, len(values) - 1)] != truth[labelled]] = 0
-        result = score(true_index, index, ["unknown", *classes["names"]])
+        known = np.union1d([0, *classes["values"]], truth[labelled])
+        result = score(
+            np.searchsorted(known, truth[labelled]),
+            np.searchsorted(known, found["classes"][labelled]),
+            [{0: "unknown", **named}.get(v, f"class {v}") for v in known.tolist()],
+        )
         print(
-            f"accuracy {result.accuracy:.4f} on {labelled.sum()} labelled spectra "
-            f"(labels the model does not know count as wrong)"
+            f"accuracy {result.accuracy:.4f}, macro F1 {result.macro_f1:.4f} on "
+            f"{labelled.sum()} labelled spectra"
         )
     print(f"wrote {path}")
 
