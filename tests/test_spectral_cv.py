@@ -95,6 +95,9 @@ def test_table_needs_its_label_column_and_a_cube_its_raster(table, tmp_path, cap
     np.save(tmp_path / "cube.npy", np.zeros((4, 1, 8), np.float32))
     assert run("train-classifier", "-i", tmp_path / "cube.npy", "-o", tmp_path / "m") == 2
     assert "-i CUBE needs -r RASTER" in capsys.readouterr().err
+    args = ["--table", table, "--label-column", "source", "-o", tmp_path / "m", "--gain", 1.5]
+    assert run("train-classifier", *args) == 2
+    assert "gain in [0, 1)" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 

@@ -521,6 +521,7 @@ def _train(args: argparse.Namespace) -> None:
         data = _labelled(args, args.holdout, args.seed)
     else:
         data = open_cube(args.input, args.variable)
+    options = _training(args)  # checked before anything is written
     _train_outputs(folder, args)
     if args.resume_epoch is not None:
         model = training.resume_training(
@@ -530,14 +531,14 @@ def _train(args: argparse.Namespace) -> None:
         keys = vars(MLP if args.kind == "mlp" else CONV)
         architecture = {k: getattr(args, k) for k in keys}
         model = training.train_autoencoder(
-            data, folder, args.kind, architecture, _training(args), args.scaling
+            data, folder, args.kind, architecture, options, args.scaling
         )
     else:
         model = training.train_classifier(
             data,
             folder,
             {k: getattr(args, k) for k in vars(CLASSIFIER)},
-            _training(args),
+            options,
             args.scaling,
             read_colors(args.colors) if args.colors else None,
         )

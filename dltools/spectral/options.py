@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dltools.errors import DltoolsError
+from dltools.spectral.augment import Augmentation
 
 BLOCK = 256  # rows and columns per window read from disk
 PREDICT_BATCH = 1024  # spectra per network call when applying a model (bounds its memory)
@@ -111,6 +112,12 @@ class Training:
             problems.append("holdout must lie in [0, 1) and patience be >= 0")
         if problems:
             raise DltoolsError("; ".join(problems))
+        self.augmentation  # noqa: B018  (checks the augmentation options)
+
+    @property
+    def augmentation(self) -> Augmentation:
+        """The :class:`~dltools.spectral.augment.Augmentation` of classifier training spectra."""
+        return Augmentation(self.shift, self.flip, self.gain, self.offset, self.noise)
 
     @classmethod
     def from_dict(cls, saved: dict) -> Training:

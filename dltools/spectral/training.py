@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from dltools.errors import DltoolsError
 from dltools.io.outputs import atomic_path
-from dltools.spectral.augment import Augmentation, epoch_batches
+from dltools.spectral.augment import epoch_batches
 from dltools.spectral.autoencoder import build_autoencoder
 from dltools.spectral.classifier import build_classifier
 from dltools.spectral.cube import Cube, Scaling, fit_scaling, pixel_batches
@@ -377,24 +377,20 @@ def _classifier_batches(config: dict, training: Training, data: LabelledSpectra,
     index = np.searchsorted(classes, data.values)
     known = classes[np.minimum(index, len(classes) - 1)] == data.values
     x, y = scaling(data.spectra), index.astype(np.int32)
-    fit_rows, held_rows = known & ~data.held, known & data.held
-    augmentation = Augmentation(
-        training.shift, training.flip, training.gain, training.offset, training.noise
-    )
+    fit_x, fit_y = x[known & ~data.held], y[known & ~data.held]
+    held_x, held_y = x[known & data.held], y[known & data.held]
 
     def train(epoch):
         rng = np.random.default_rng([training.seed, epoch])
-        batches = epoch_batches(
-            x[fit_rows], y[fit_rows], training.batch_size, augmentation, rng, training.balance
+        return epoch_batches(
+            fit_x, fit_y, training.batch_size, training.augmentation, rng, training.balance
         )
-        return iter(batches)
 
     def validation():
-        held_x, held_y = x[held_rows], y[held_rows]
         step = max(training.batch_size, 1024)
         return ((held_x[i : i + step], held_y[i : i + step]) for i in range(0, len(held_y), step))
 
-    return train, (validation if held_rows.any() else None)
+    return train, (validation if len(held_y) else None)
 
 
 def _train(model, config, training, data, folder, initial_epoch, verbose):
