@@ -294,7 +294,7 @@ def test_bad_requests_get_json_errors_and_leave_nothing(server, route, kwargs, s
 
 def test_wrong_band_count_and_nan_spectra_are_422(server, tmp_path):
     response = server.client.post("/models/tiles/segment", content=two_band_tiff(tmp_path))
-    assert response.status_code == 422 and "2 bands" in response.json()["detail"]
+    assert response.status_code == 422 and "2 band(s)" in response.json()["detail"]
     spectra = [[1.0] * BANDS, [1.0] * (BANDS - 1) + [float("inf")]]
     body = json.dumps({"spectra": spectra}).replace("Infinity", "1e999")  # inf as a JSON number
     response = server.client.post("/models/spectra/classify", content=body)

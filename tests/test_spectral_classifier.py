@@ -1,6 +1,7 @@
 """The 1-D CNN pixel classifier: accuracy on another scene, exact reloads, predict outputs."""
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -11,9 +12,9 @@ from rasterio.transform import Affine
 from dltools.cli.spectral import main
 from dltools.io.geo import read_raster, write_raster
 from dltools.io.images import read_image
-from dltools.spectral.classifier import balanced_weights
-from dltools.spectral.cube import open_cube, open_labels, pixel_batches
+from dltools.spectral.cube import open_cube, open_labels
 from dltools.spectral.inference import compiled
+from dltools.spectral.labelled import labelled_pixels
 from dltools.spectral.synthetic import spectral_scene
 from dltools.spectral.training import Training, train_classifier
 
@@ -50,7 +51,8 @@ def trained(data):
     cube = open_cube(folder / "a.tif")
     labels = open_labels(folder / "a_labels.tif", cube)
     training = Training(epochs=15, batch_size=64, patience=4, tensorboard=True, seed=0)
-    return train_classifier(cube, labels, folder / "model", {}, training, names=NAMES, verbose=0)
+    data = dataclasses.replace(labelled_pixels(cube, labels, 0.2, seed=0), names=NAMES)
+    return train_classifier(data, folder / "model", {"head": "flatten"}, training, verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +98,9 @@ def test_early_stopping_keeps_the_best_epoch(data, trained):
     cube = open_cube(folder / "a.tif")
     labels = open_labels(folder / "a_labels.tif", cube)
     classes = np.array(trained.config["classes"]["values"])
-    held = list(
-        pixel_batches(
-            cube, trained.scaling, 512, labels=labels, classes=classes, holdout=0.2, part="holdout"
-        )
-    )
-    x, y = np.concatenate([h[0] for h in held]), np.concatenate([h[1] for h in held])
-    predicted = compiled(trained.model, BANDS)(x).argmax(axis=1)
+    data = labelled_pixels(cube, labels, 0.2, seed=0)
+    x, y = data.spectra[data.held], data.values[data.held]
+    predicted = classes[compiled(trained.model, BANDS, prepare=trained.scaling)(x).argmax(axis=1)]
     assert np.mean(predicted == y) == pytest.approx(accuracy[best], abs=1e-6)
     assert list((trained.folder / "logs").rglob("events.out.tfevents.*"))
     assert trained.config["classes"]["names"] == NAMES
@@ -121,10 +119,6 @@ def test_unknown_below_marks_uncertain_pixels_as_class_zero(data, trained, predi
     best = read_raster(predicted / "b_classes.tif")[..., 0]
     np.testing.assert_array_equal(classes[confident], best[confident])
     assert not (folder / "unsure" / "b_scores.tif").exists()
-
-
-def test_balanced_class_weights():
-    np.testing.assert_allclose(balanced_weights({1: 10, 2: 30}), [2.0, 2 / 3])
 
 
 def test_bad_inputs_are_reported(data, trained, tmp_path, capsys):

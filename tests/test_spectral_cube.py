@@ -16,7 +16,6 @@ from dltools.spectral.cube import (
     Scaling,
     fit_scaling,
     holdout_mask,
-    label_counts,
     map_pixels,
     minmax_spectra,
     open_cube,
@@ -24,6 +23,7 @@ from dltools.spectral.cube import (
     pixel_batches,
     read_spectra,
 )
+from dltools.spectral.labelled import labelled_pixels
 from dltools.spectral.synthetic import PURE_ABUNDANCE, spectral_scene
 
 GRID = {
@@ -107,18 +107,13 @@ def test_batches_stream_every_pixel_once_per_epoch_in_a_new_order(cube_files, sc
             list(pixel_batches(cube, Scaling("none"), 50, block=16, epoch=e, **kw))
         )
 
-    first, second = epoch(0, part="all"), epoch(1, part="all")
+    first, second = epoch(0), epoch(1)
     assert first.shape == flat.shape
     order = np.lexsort(first.T)
     np.testing.assert_array_equal(first[order], flat[np.lexsort(flat.T)])
     np.testing.assert_array_equal(second[np.lexsort(second.T)], first[order])
     assert not np.array_equal(first, second)
-    np.testing.assert_array_equal(epoch(0, part="all"), first)  # same seed and epoch
-    train, held = epoch(0, holdout=0.25), epoch(0, holdout=0.25, part="holdout")
-    assert len(train) + len(held) == len(flat)
-    assert 0.18 < len(held) / len(flat) < 0.32
-    both = np.concatenate([train, held])
-    np.testing.assert_array_equal(both[np.lexsort(both.T)], first[order])
+    np.testing.assert_array_equal(epoch(0), first)  # same seed and epoch
 
 
 def test_holdout_does_not_depend_on_the_windows():
@@ -130,21 +125,25 @@ def test_holdout_does_not_depend_on_the_windows():
     assert not np.array_equal(whole, holdout_mask(Window(0, 0, 40, 30), 40, 0.3, seed=6))
 
 
-def test_labelled_batches_pair_spectra_with_their_class(cube_files, scene):
+def test_labelled_pixels_pair_spectra_with_their_class(cube_files, scene):
     cube = open_cube(cube_files / "cube.tif")
     labels_path = cube_files / "labels.npy"
     np.save(labels_path, scene.labels)
     labels = open_labels(labels_path, cube)
-    counts = label_counts(labels)
-    assert counts == {k: int((scene.labels == k).sum()) for k in range(1, 7)}
-    classes = np.array([2, 5])  # only these two are trained on
-    batches = list(pixel_batches(cube, Scaling("none"), 64, labels=labels, classes=classes))
-    x = np.concatenate([b[0] for b in batches])
-    y = np.concatenate([b[1] for b in batches])
-    assert len(x) == counts[2] + counts[5]
-    pixels = zip(scene.cube.reshape(-1, 100), scene.labels.ravel(), strict=True)
-    lookup = {row.tobytes(): value for row, value in pixels}
-    np.testing.assert_array_equal(classes[y], [lookup[row.tobytes()] for row in x])
+    data = labelled_pixels(cube, labels, holdout=0.25, seed=3)  # one window: raster order
+    labelled = scene.labels > 0
+    np.testing.assert_array_equal(data.values, scene.labels[labelled])
+    np.testing.assert_array_equal(data.spectra, scene.cube[labelled])
+    from dltools.io.geo import Window
+
+    held = holdout_mask(Window(0, 0, 40, 30), 40, 0.25, seed=3)
+    np.testing.assert_array_equal(data.held, held[labelled])
+    assert 0.15 < data.held.mean() < 0.35
+    tiled = labelled_pixels(cube, labels, holdout=0.25, seed=3, block=16)
+    order = np.lexsort(tiled.spectra.T)
+    np.testing.assert_array_equal(tiled.spectra[order], data.spectra[np.lexsort(data.spectra.T)])
+    np.testing.assert_array_equal(tiled.held[order], data.held[np.lexsort(data.spectra.T)])
+    assert data.source == {"cube": str(cube.path), "labels": str(labels_path)}
 
 
 def test_label_raster_of_another_size_or_bands_is_refused(cube_files, scene):
@@ -161,7 +160,7 @@ def test_nan_pixels_are_an_error_unless_nodata(tmp_path, scene):
     data[7, 9, 50] = np.nan
     np.save(tmp_path / "nan.npy", data)
     with pytest.raises(DltoolsError, match=r"pixel \(row 7, col 9\) holds NaN"):
-        list(pixel_batches(open_cube(tmp_path / "nan.npy"), Scaling("minmax"), 64, part="all"))
+        list(pixel_batches(open_cube(tmp_path / "nan.npy"), Scaling("minmax"), 64))
     data[7, 9, :] = -1.0
     write_raster(tmp_path / "nodata.tif", data, GRID, nodata=-1.0)
     spectra, mask = read_spectra(open_cube(tmp_path / "nodata.tif"))

@@ -1,8 +1,8 @@
 """``dltools spectral <verb>`` / ``spectral/*.py``: spectral models for hyperspectral cubes.
 
 Verbs: ``train-ae``, ``encode``, ``decode``, ``reconstruct`` (per-pixel autoencoders) and
-``train-classifier``, ``predict`` (a 1-D CNN classifier). TensorFlow is imported only when a
-verb runs, so ``--help`` is quick.
+``train-classifier`` (also ``--cv K``), ``predict`` (a 1-D CNN classifier, on cubes or on
+tables of spectra). TensorFlow is imported only when a verb runs, so ``--help`` is quick.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ from dltools.cli._common import DefaultsHelpFormatter, add_force, add_seed, repo
 from dltools.errors import DltoolsError
 from dltools.io.outputs import ensure_new
 from dltools.spectral.options import (
+    CLASSIFIER_TRAINING,
     DECAYS,
+    HEADS,
     LOSSES,
+    MAX_FIGURE_ASPECT,
     OPTIMIZERS,
+    PREDICT_BATCH,
     SCALINGS,
     ClassifierOptions,
     ConvOptions,
@@ -28,22 +32,40 @@ from dltools.spectral.options import (
 )
 
 MLP, CONV, CLASSIFIER, TRAINING = MLPOptions(), ConvOptions(), ClassifierOptions(), Training()
-CLASSIFIER_ONLY = {"holdout", "patience", "balance", "tensorboard"}
+AUGMENTATION = ("shift", "flip", "gain", "offset", "noise")
+CLASSIFIER_ONLY = {"holdout", "patience", "balance", "tensorboard", *AUGMENTATION}
 TRAINING_KEYS = {f.name for f in dataclasses.fields(Training)}
 AE_OPTIONS = {"kind", "scaling"} | set(vars(MLP)) | set(vars(CONV)) | TRAINING_KEYS
 AE_OPTIONS -= CLASSIFIER_ONLY
 CLASSIFIER_OPTIONS = {"scaling"} | set(vars(CLASSIFIER)) | TRAINING_KEYS - {"loss"}
 
 
-def _add_cube(parser: argparse.ArgumentParser, what: str = "cube") -> None:
-    parser.add_argument(
+def _add_cube(parser: argparse.ArgumentParser, what: str = "cube", table: bool = False) -> None:
+    """``-i CUBE`` (and ``--variable``); with ``table``, or ``--table FILE --label-column``."""
+    source = parser.add_mutually_exclusive_group(required=True) if table else parser
+    source.add_argument(
         "-i",
         "--input",
-        required=True,
+        required=not table,
         metavar="CUBE",
         help=f"the {what}: a multi-band GeoTIFF (or any GDAL raster), a .npy file "
         "(rows x cols x bands) or a .mat file",
     )
+    if table:
+        source.add_argument(
+            "--table",
+            metavar="FILE",
+            help="instead of a cube, a table of spectra, one per row: a .csv file (a first "
+            "row that holds anything but numbers is its header) or a 2-D .npy array; every "
+            "column but --label-column is a band",
+        )
+        parser.add_argument(
+            "--label-column",
+            metavar="NAME|INDEX",
+            help="the column of --table holding class labels: a header name or a 0-based "
+            "index (-1: the last); labels are whole numbers (the class values; 0 and below: "
+            "unlabelled) or class names",
+        )
     parser.add_argument(
         "--variable", help="the variable of a .mat file (default: its only 3-D array)"
     )
@@ -60,14 +82,20 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         "--block",
         type=int,
         default=512,
-        help="pixels per side of the windows processed at once (default: %(default)s)",
+        help="pixels per side of the windows read at once",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=PREDICT_BATCH,
+        help="spectra per network call; with --block, this bounds the memory used",
     )
     add_force(parser)
 
 
-def _add_training(parser: argparse.ArgumentParser) -> None:
+def _add_training(parser: argparse.ArgumentParser, t: Training = TRAINING) -> None:
+    """The optimiser, schedule and run options, with the defaults of ``t``."""
     group = parser.add_argument_group("training (also settable in --config)")
-    t = TRAINING
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=t.optimizer, help="optimiser")
     group.add_argument(
         "--learning-rate", type=float, default=t.learning_rate, help="(initial) learning rate"
@@ -216,26 +244,38 @@ def _add_train_ae(verbs) -> None:
 def _add_train_classifier(verbs) -> None:
     clf = verbs.add_parser(
         "train-classifier",
-        help="train a 1-D CNN on the labelled pixels of a cube",
-        description="Train a 1-D CNN on the pixels of a cube that a label raster marks with a "
-        "class (values > 0; 0 and below are background). A --holdout fraction of them is kept "
-        "for validation: training stops when validation accuracy has not improved for "
-        "--patience epochs, keeping the best epoch's weights. Writes DIR/config.json, "
-        "DIR/model.keras, DIR/history.csv and any --save-epochs checkpoints.",
+        help="train a 1-D CNN on labelled spectra (or cross-validate it with --cv)",
+        description="Train a 1-D CNN on labelled spectra: the pixels of a cube that a label "
+        "raster marks with a class (values > 0; 0 and below are background), or the rows of "
+        "a --table. A --holdout fraction of them is kept for validation: training stops when "
+        "validation accuracy has not improved for --patience epochs, keeping the best "
+        "epoch's weights. Every epoch oversamples each class to the size of the largest and "
+        "augments each copy (shift, gain, offset, noise, optionally flip). Writes "
+        "DIR/config.json, DIR/model.keras, DIR/history.csv and any --save-epochs checkpoints; "
+        "with --cv K, only DIR/cv.json. The defaults suit small sets (a few hundred spectra).",
         formatter_class=DefaultsHelpFormatter,
     )
-    _add_cube(clf)
+    _add_cube(clf, table=True)
     clf.add_argument(
         "-r",
         "--label-raster",
-        required=True,
         metavar="RASTER",
-        help="one-band raster (GeoTIFF, PNG, .npy, .mat) on the cube's grid: value k = class k",
+        help="with -i: one-band raster (GeoTIFF, PNG, .npy, .mat) on the cube's grid: value k "
+        "= class k",
     )
     clf.add_argument("--label-variable", help="the variable of a .mat label raster")
     clf.add_argument("-l", "--labels", help="labels.txt: the name of class k on line k")
     clf.add_argument("-c", "--colors", help="colors.txt: the colour of class k on line k")
     clf.add_argument("-o", "--out", required=True, metavar="DIR", help="the model folder")
+    clf.add_argument(
+        "--cv",
+        type=int,
+        metavar="K",
+        help="instead of training one model, report stratified K-fold accuracy of the CNN "
+        "(trained on K-1 folds as without --cv) and, on the same folds, of 1-nearest-"
+        "neighbour classifiers on the pre-processed spectra and on their FFT magnitudes; "
+        "writes DIR/cv.json",
+    )
     arch = clf.add_argument_group("architecture (also settable in --config)")
     c = CLASSIFIER
     arch.add_argument(
@@ -256,6 +296,13 @@ def _add_train_classifier(verbs) -> None:
         "--pool-size", type=int, default=c.pool_size, help="max-pooling after each conv block"
     )
     arch.add_argument(
+        "--head",
+        choices=HEADS,
+        default=c.head,
+        help="after the conv blocks: max or average over the bands of each filter's outputs "
+        "(shift-tolerant: a feature counts wherever it lies), or flatten (keeps positions)",
+    )
+    arch.add_argument(
         "--dense-units",
         type=int,
         nargs="*",
@@ -271,22 +318,42 @@ def _add_train_classifier(verbs) -> None:
     arch.add_argument(
         "--dropout", type=float, default=c.dropout, help="dropout after each dense block"
     )
+    t = CLASSIFIER_TRAINING
     clf.add_argument(
-        "--holdout", type=float, default=TRAINING.holdout, help="fraction kept for validation"
+        "--holdout", type=float, default=t.holdout, help="fraction kept for validation"
     )
-    clf.add_argument(
-        "--patience", type=int, default=TRAINING.patience, help="early stopping (0: never)"
-    )
+    clf.add_argument("--patience", type=int, default=t.patience, help="early stopping (0: never)")
     clf.add_argument(
         "--no-balance",
         dest="balance",
         action="store_false",
-        help="do not weight classes inversely to their pixel counts (default: weighted)",
+        help="do not oversample classes to the size of the largest (every spectrum once per epoch)",
     )
     clf.add_argument(
         "--tensorboard", action="store_true", help="write TensorBoard logs to DIR/logs"
     )
-    _add_training(clf)
+    aug = clf.add_argument_group(
+        "augmentation of training spectra, in pre-processed units (0: off; --config too)"
+    )
+    aug.add_argument(
+        "--shift", type=int, default=t.shift, help="move each spectrum by up to this many bands"
+    )
+    aug.add_argument(
+        "--flip",
+        action="store_true",
+        help="reverse half the spectra: only where the instrument's dispersion direction is "
+        "unknown",
+    )
+    aug.add_argument(
+        "--gain", type=float, default=t.gain, help="multiply by a factor in [1 - GAIN, 1 + GAIN]"
+    )
+    aug.add_argument(
+        "--offset", type=float, default=t.offset, help="add a constant in [-OFFSET, OFFSET]"
+    )
+    aug.add_argument(
+        "--noise", type=float, default=t.noise, help="add white noise of this standard deviation"
+    )
+    _add_training(clf, t)
 
 
 def _add_apply_verbs(verbs) -> None:
@@ -300,7 +367,12 @@ def _add_apply_verbs(verbs) -> None:
             "random spectra against their reconstructions); prints the mean SSE and angle.",
         ),
     ):
-        sub = verbs.add_parser(verb, help=text.split(":")[0].lower(), description=text)
+        sub = verbs.add_parser(
+            verb,
+            help=text.split(":")[0].lower(),
+            description=text,
+            formatter_class=DefaultsHelpFormatter,
+        )
         _add_cube(sub, what)
         _add_model(sub)
         if verb != "decode":
@@ -308,20 +380,21 @@ def _add_apply_verbs(verbs) -> None:
                 "--no-figure", dest="figure", action="store_false", help="skip the PNG figure"
             )
     verbs.choices["reconstruct"].add_argument(
-        "--pixels",
-        type=int,
-        default=6,
-        help="random pixels drawn in the figure (default: %(default)s)",
+        "--pixels", type=int, default=6, help="random pixels drawn in the figure"
     )
     predict = verbs.add_parser(
         "predict",
-        help="classify every pixel of a cube",
+        help="classify every pixel of a cube, or every row of a table of spectra",
         description="Classify every pixel: INPUT_classes.tif (class values, georeferenced "
         "like the input; 0 = unknown or nodata), INPUT_classes.png (the same values), "
-        "INPUT_classes_figure.png (in class colours), INPUT_scores.tif (class probabilities) "
-        "and, with --features, INPUT_features_LAYER.tif.",
+        "INPUT_classes_figure.png (in class colours; not for strip-shaped cubes), "
+        "INPUT_scores.tif (class probabilities) and, with --features, "
+        "INPUT_features_LAYER.tif. With --table: TABLE_predictions.csv (per row: class "
+        "value, name and probabilities); with --label-column, also the true labels, and the "
+        "accuracy is printed.",
+        formatter_class=DefaultsHelpFormatter,
     )
-    _add_cube(predict)
+    _add_cube(predict, table=True)
     _add_model(predict)
     predict.add_argument(
         "--unknown-below",
@@ -333,7 +406,7 @@ def _add_apply_verbs(verbs) -> None:
     predict.add_argument(
         "--features",
         metavar="LAYER",
-        help="also write the outputs of this layer (e.g. flatten, dense_0_relu, conv_1_relu; "
+        help="also write the outputs of this layer (e.g. head, dense_0_relu, conv_1_relu; "
         "a wrong name lists them all)",
     )
     predict.add_argument(
@@ -406,37 +479,60 @@ def _train_outputs(folder: Path, args: argparse.Namespace) -> None:
         path.unlink()
 
 
-def _train(args: argparse.Namespace, labels_needed: bool) -> None:
-    from dltools.io.labels import read_colors, read_labels
-    from dltools.spectral import training
+def _labelled(args: argparse.Namespace, holdout: float, seed: int):
+    """The labelled spectra of ``--table`` or of ``-i CUBE -r RASTER``, named by ``-l``."""
+    from dltools.io.labels import read_labels
     from dltools.spectral.cube import open_cube, open_labels
+    from dltools.spectral.labelled import labelled_pixels, read_table, table_spectra
+
+    names = read_labels(args.labels) if args.labels else None
+    if args.table is not None:
+        if args.label_column is None:
+            raise DltoolsError("--table needs --label-column: the column of class labels")
+        return table_spectra(read_table(args.table, args.label_column), names, holdout, seed)
+    if args.label_raster is None:
+        raise DltoolsError("-i CUBE needs -r RASTER: the class of each pixel")
+    cube = open_cube(args.input, args.variable)
+    labels = open_labels(args.label_raster, cube, args.label_variable)
+    data = labelled_pixels(cube, labels, holdout, seed, args.block)
+    return dataclasses.replace(data, names=names)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from dltools.io.labels import read_colors
+    from dltools.spectral import training
+    from dltools.spectral.cube import open_cube
+    from dltools.spectral.folder import read_config
 
     folder = Path(args.out)
-    cube = open_cube(args.input, args.variable)
-    labels = open_labels(args.label_raster, cube, args.label_variable) if labels_needed else None
+    classifier = args.verb == "train-classifier"
+    if args.resume_epoch is not None and classifier:  # the split that the run started with
+        saved = read_config(folder)["training"]
+        data = _labelled(args, saved["holdout"], saved["seed"])
+    elif classifier:
+        data = _labelled(args, args.holdout, args.seed)
+    else:
+        data = open_cube(args.input, args.variable)
+    options = _training(args)  # checked before anything is written
     _train_outputs(folder, args)
     if args.resume_epoch is not None:
         model = training.resume_training(
-            folder, cube, args.resume_epoch, args.epochs, args.save_epochs, labels
+            folder, data, args.resume_epoch, args.epochs, args.save_epochs
         )
-    elif labels is None:
+    elif not classifier:
         keys = vars(MLP if args.kind == "mlp" else CONV)
         architecture = {k: getattr(args, k) for k in keys}
         model = training.train_autoencoder(
-            cube, folder, args.kind, architecture, _training(args), args.scaling
+            data, folder, args.kind, architecture, options, args.scaling
         )
     else:
-        names = read_labels(args.labels) if args.labels else None
-        colors = read_colors(args.colors) if args.colors else None
         model = training.train_classifier(
-            cube,
-            labels,
+            data,
             folder,
             {k: getattr(args, k) for k in vars(CLASSIFIER)},
-            _training(args),
+            options,
             args.scaling,
-            names,
-            colors,
+            read_colors(args.colors) if args.colors else None,
         )
     config = model.config
     print(f"trained {config['kind']} for {config['epochs_done']} epoch(s): {folder}")
@@ -445,6 +541,30 @@ def _train(args: argparse.Namespace, labels_needed: bool) -> None:
             f"best validation accuracy {config['validation_accuracy']:.4f} "
             f"after epoch {config['best_epoch']} (kept)"
         )
+
+
+def _cross_validate(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from dltools.io.outputs import atomic_path
+    from dltools.spectral.crossval import cross_validate
+
+    path = Path(args.out) / "cv.json"
+    ensure_new([path], args.force)
+    if args.resume_epoch is not None or args.save_epochs:
+        raise DltoolsError(
+            "--cv trains its own models: it takes no --resume-epoch or --save-epochs"
+        )
+    data = _labelled(args, 0.0, args.seed)
+    architecture = {k: getattr(args, k) for k in vars(CLASSIFIER)}
+    with tempfile.TemporaryDirectory(prefix="dltools-cv-") as tmp:
+        cv = cross_validate(data, args.cv, tmp, architecture, _training(args), args.scaling)
+    print(f"{args.cv}-fold cross-validation on {len(data.values)} spectra")
+    print(cv.table())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(cv.to_dict(), indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def _progress(cube, what: str):
@@ -459,6 +579,23 @@ def _outputs(args: argparse.Namespace, *suffixes: str) -> list[Path]:
     return [folder / f"{source.stem}{suffix}" for suffix in suffixes]
 
 
+def _is_picture(shape: tuple[int, ...]) -> bool:
+    """Whether a ``(rows, cols, ...)`` raster can be drawn as a picture.
+
+    A figure keeps the raster's aspect ratio, so a strip such as a 175 x 1 table of spectra
+    stored as a cube would become a figure 1,200 inches tall (over 10 GB of pixels).
+    """
+    return max(shape[:2]) <= MAX_FIGURE_ASPECT * min(shape[:2])
+
+
+def _no_figure_note(cube) -> None:
+    rows, cols = cube.shape[:2]
+    print(
+        f"no figure: a {rows} x {cols} raster is more than {MAX_FIGURE_ASPECT} times longer "
+        "than wide (for spectra without a grid, see --table)"
+    )
+
+
 def _apply(args: argparse.Namespace) -> None:
     from dltools.figures.panels import latent_figure, save_figure, spectra_figure
     from dltools.spectral import inference
@@ -471,18 +608,22 @@ def _apply(args: argparse.Namespace) -> None:
         "reconstruct": ("_reconstruction.tif", "_spectra.png"),
     }[args.verb]
     paths = _outputs(args, *suffixes)
-    if not getattr(args, "figure", False):  # decode draws none
+    cube = open_cube(args.input, args.variable)
+    figure = getattr(args, "figure", False)  # decode draws none
+    if figure and args.verb == "encode" and not _is_picture(cube.shape):
+        _no_figure_note(cube)
+        figure = False
+    if not figure:
         paths = paths[:1]
     ensure_new(paths, args.force)
-    cube = open_cube(args.input, args.variable)
     model = load_model(args.model)
+    apply = {
+        "encode": inference.encode_cube,
+        "decode": inference.decode_raster,
+        "reconstruct": inference.reconstruct_cube,
+    }[args.verb]
     with _progress(cube, args.verb) as bar:
-        if args.verb == "encode":
-            inference.encode_cube(model, cube, paths[0], args.block, bar.update)
-        elif args.verb == "decode":
-            inference.decode_raster(model, cube, paths[0], args.block, bar.update)
-        else:
-            errors = inference.reconstruct_cube(model, cube, paths[0], args.block, bar.update)
+        errors = apply(model, cube, paths[0], args.block, bar.update, args.batch_size)
     if args.verb == "reconstruct":
         print(f"mean SSE {errors['sse']:.5g}, mean spectral angle {errors['sa']:.5g} rad")
     if len(paths) > 1 and args.verb == "encode":
@@ -491,7 +632,7 @@ def _apply(args: argparse.Namespace) -> None:
     elif len(paths) > 1:
         positions, spectra = inference.sample_spectra(cube, args.pixels, seed=0)
         scaled = model.scaling(spectra)
-        rebuilt = inference.compiled(model.model, cube.bands)(scaled)
+        rebuilt = inference.compiled(model.model, cube.bands, args.batch_size)(scaled)
         names = [f"row {r}, col {c}" for r, c in positions]
         title = f"{cube.path.name}: pre-processed spectra and reconstructions"
         blind = model.config["training"]["loss"] in {"sa", "csa", "sid"}  # to brightness
@@ -514,9 +655,12 @@ def _predict(args: argparse.Namespace) -> None:
     if args.features:
         suffixes.append(f"_features_{args.features}.tif")
     paths = _outputs(args, *suffixes)
-    written = [p for p in paths if args.scores or p != paths[3]]
-    ensure_new(written, args.force)
     cube = open_cube(args.input, args.variable)
+    picture = _is_picture(cube.shape)
+    if not picture:
+        _no_figure_note(cube)
+    written = [p for p in paths if (args.scores or p != paths[3]) and (picture or p != paths[2])]
+    ensure_new(written, args.force)
     model = load_model(args.model)
     classes = model.config["classes"]
     with _progress(cube, "predict") as bar:
@@ -529,14 +673,15 @@ def _predict(args: argparse.Namespace) -> None:
             args.unknown_below,
             args.block,
             bar.update,
+            args.batch_size,
         )
     class_map = read_raster(paths[0])[..., 0]
     write_image(paths[1], class_map)
-    colors = np.array(classes["colors"], np.uint8)
-    figure = class_map_figure(
-        class_map, classes["values"], classes["names"], colors, f"{cube.path.name}: classes"
-    )
-    save_figure(figure, paths[2])
+    if picture:
+        colors = np.array(classes["colors"], np.uint8)
+        title = f"{cube.path.name}: classes"
+        figure = class_map_figure(class_map, classes["values"], classes["names"], colors, title)
+        save_figure(figure, paths[2])
     total = max(sum(counts.values()), 1)
     for value, name in zip([0, *classes["values"]], ["unknown", *classes["names"]], strict=True):
         print(f"{value:5d} {name:<24} {counts[value]:12d} px  {100 * counts[value] / total:6.2f}%")
@@ -544,11 +689,71 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _predict_table(args: argparse.Namespace) -> None:
+    import csv
+
+    import numpy as np
+
+    from dltools.engines.metrics import score
+    from dltools.io.outputs import atomic_path
+    from dltools.spectral import inference
+    from dltools.spectral.folder import load_model
+    from dltools.spectral.labelled import read_table
+
+    if args.features:
+        raise DltoolsError("--features writes a raster: it needs a cube (-i), not a --table")
+    source = Path(args.table)
+    folder = Path(args.out_dir) if args.out_dir else source.parent
+    path = folder / f"{source.stem}_predictions.csv"
+    ensure_new([path], args.force)
+    table = read_table(source, args.label_column)
+    model = load_model(args.model)
+    classes = model.config["classes"]
+    classify = inference.Classify(
+        model, table.spectra.shape[1], unknown_below=args.unknown_below, batch_size=args.batch_size
+    )
+    found = classify(table.spectra)
+    named = dict(zip(classes["values"], classes["names"], strict=True))
+    truth = None
+    if table.labels is not None:
+        names = [named.get(v, f"class {v}") for v in range(1, max(classes["values"]) + 1)]
+        truth = table.classes(names if table.labels.dtype.kind != "i" else None)[0]
+    header = ["row", "value", "class", *(f"p_{name}" for name in classes["names"])]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header + ([] if truth is None else ["true_value"]))
+        for i, (value, scores) in enumerate(zip(found["classes"], found["scores"], strict=True)):
+            row = [i + 1, int(value), named.get(int(value), "unknown")]
+            row += [f"{p:.6g}" for p in scores]
+            writer.writerow(row + ([] if truth is None else [int(truth[i])]))
+    counts = classify.summary()
+    for value, name in zip([0, *classes["values"]], ["unknown", *classes["names"]], strict=True):
+        print(f"{value:5d} {name:<24} {counts[value]:8d} spectra")
+    if truth is not None:  # labels the model does not know count as wrong
+        labelled = truth > 0
+        known = np.union1d([0, *classes["values"]], truth[labelled])
+        result = score(
+            np.searchsorted(known, truth[labelled]),
+            np.searchsorted(known, found["classes"][labelled]),
+            [{0: "unknown", **named}.get(v, f"class {v}") for v in known.tolist()],
+        )
+        print(
+            f"accuracy {result.accuracy:.4f}, macro F1 {result.macro_f1:.4f} on "
+            f"{labelled.sum()} labelled spectra"
+        )
+    print(f"wrote {path}")
+
+
 @reports_errors
 def run(argv: list[str]) -> None:
     args = _parse(argv)
-    if args.verb in {"train-ae", "train-classifier"}:
-        _train(args, labels_needed=args.verb == "train-classifier")
+    if args.verb == "train-classifier" and args.cv is not None:
+        _cross_validate(args)
+    elif args.verb in {"train-ae", "train-classifier"}:
+        _train(args)
+    elif args.verb == "predict" and args.table is not None:
+        _predict_table(args)
     elif args.verb == "predict":
         _predict(args)
     else:

@@ -1,21 +1,20 @@
 """A 1-D CNN that classifies pixels by their spectra (after nnSIC-style spectral classifiers).
 
 (n, B) float32 spectra -> (n, K) class probabilities. Layers have stable names
-(``conv_0``, ``conv_0_relu``, ``pool_0``, ..., ``flatten``, ``dense_0_relu``, ...,
+(``conv_0``, ``conv_0_relu``, ``pool_0``, ..., ``head``, ``dense_0_relu``, ...,
 ``scores``) so that features can be taken from any of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import keras
-import numpy as np
 from keras import layers
 
 from dltools.errors import DltoolsError
 from dltools.spectral.autoencoder import check_sizes
-from dltools.spectral.options import ClassifierOptions
+from dltools.spectral.options import HEADS, ClassifierOptions
 
 DEFAULTS = ClassifierOptions()
 
@@ -28,21 +27,29 @@ def build_classifier(
     conv_filters: Sequence[int] = DEFAULTS.conv_filters,
     kernel_sizes: Sequence[int] = DEFAULTS.kernel_sizes,
     pool_size: int = DEFAULTS.pool_size,
+    head: str = DEFAULTS.head,
     dense_units: Sequence[int] = DEFAULTS.dense_units,
     batch_norm: bool = DEFAULTS.batch_norm,
     dropout: float = DEFAULTS.dropout,
 ) -> keras.Model:
-    """Conv1D blocks (conv, optional batch norm, ReLU, max-pool) then dense blocks, softmax.
+    """Conv1D blocks (conv, optional batch norm, ReLU, max-pool), a head, dense blocks, softmax.
 
     ``conv_filters`` and ``kernel_sizes`` give one conv block each (may be empty, then the
     spectra go straight to the dense blocks); ``dense_units`` one dense block each (batch
-    norm, ReLU, ``dropout``). The output layer ``scores`` has ``n_classes`` softmax units.
+    norm, ReLU, ``dropout``). The ``head`` turns the last conv block's (bands, filters)
+    outputs into one vector: ``max`` (each filter's strongest response anywhere in the
+    spectrum) or ``average`` (its mean response) pool over the bands, so a feature counts
+    wherever it lies: a spectrum shifted by a few bands gives the same vector. ``flatten``
+    keeps every position (a shift changes everything). The output layer ``scores`` has
+    ``n_classes`` softmax units.
     """
     if n_classes < 2:
         raise DltoolsError(f"a classifier needs at least 2 classes, the labels hold {n_classes}")
     conv_filters = check_sizes("conv_filters", conv_filters, allow_empty=True)
     kernel_sizes = check_sizes("kernel_sizes", kernel_sizes, len(conv_filters))
     dense_units = check_sizes("dense_units", dense_units, allow_empty=True)
+    if head not in HEADS:
+        raise DltoolsError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     if not 0 <= dropout < 1:
         raise DltoolsError(f"dropout must lie in [0, 1), got {dropout}")
     inputs = keras.Input((bands,), name="spectra")
@@ -55,7 +62,12 @@ def build_classifier(
             h = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"conv_{i}_bn")(h)
         h = layers.Activation("relu", name=f"conv_{i}_relu")(h)
         h = layers.MaxPooling1D(pool_size, padding="same", name=f"pool_{i}")(h)
-    h = layers.Flatten(name="flatten")(h)
+    if head == "flatten" or not conv_filters:
+        h = layers.Flatten(name="head")(h)
+    elif head == "max":
+        h = layers.GlobalMaxPooling1D(name="head")(h)
+    else:
+        h = layers.GlobalAveragePooling1D(name="head")(h)
     for i, units in enumerate(dense_units):
         h = layers.Dense(units, use_bias=not batch_norm, name=f"dense_{i}")(h)
         if batch_norm:
@@ -80,9 +92,3 @@ def with_features(model: keras.Model, layer: str) -> keras.Model:
             f"the classifier has no layer {layer!r}; choose one of {', '.join(names)}"
         )
     return keras.Model(model.inputs, [model.outputs[0], model.get_layer(layer).output])
-
-
-def balanced_weights(counts: Mapping[int, int]) -> np.ndarray:
-    """(K,) float32 class weights ``N / (K * n_k)`` for the classes of ``counts``, in order."""
-    n = np.array(list(counts.values()), np.float64)
-    return (n.sum() / (len(n) * n)).astype(np.float32)

@@ -232,20 +232,29 @@ class Scaling:
         return cls(saved["method"], **arrays)
 
 
-def fit_scaling(cube: Cube, method: str, block: int = BLOCK) -> Scaling:
-    """The :class:`Scaling` ``method`` for ``cube``; ``standard`` makes one pass over it."""
+def fit_scaling(source: Cube | np.ndarray, method: str, block: int = BLOCK) -> Scaling:
+    """The :class:`Scaling` ``method`` for a cube or for (n, B) spectra.
+
+    ``standard`` fits the per-band mean and standard deviation over every valid pixel of a
+    cube (one pass, window by window) or over the given spectra.
+    """
     if method not in SCALINGS:
         raise DltoolsError(f"unknown scaling {method!r}; choose one of {', '.join(SCALINGS)}")
     if method != "standard":
         return Scaling(method)
-    count, total, squares = 0, np.zeros(cube.bands), np.zeros(cube.bands)
-    for window in cube.windows(block):
-        spectra = read_spectra(cube, window)[0].astype(np.float64)
+    if isinstance(source, Cube):
+        parts = (read_spectra(source, window)[0] for window in source.windows(block))
+        bands, where = source.bands, f"{source.path}: every pixel is nodata"
+    else:
+        parts, bands, where = [source], source.shape[1], "no spectra to fit the scaling on"
+    count, total, squares = 0, np.zeros(bands), np.zeros(bands)
+    for spectra in parts:
+        spectra = np.asarray(spectra, np.float64)
         count += len(spectra)
         total += spectra.sum(axis=0)
         squares += np.square(spectra).sum(axis=0)
     if count == 0:
-        raise DltoolsError(f"{cube.path}: every pixel is nodata")
+        raise DltoolsError(where)
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean**2, 0))
     return Scaling(method, mean, np.where(std > 0, std, 1.0))
@@ -268,81 +277,34 @@ def holdout_mask(window: Window, width: int, fraction: float, seed: int) -> np.n
     return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53 < fraction
 
 
-def label_counts(
-    labels: Cube, holdout: float = 0.0, seed: int = 0, block: int = BLOCK
-) -> dict[int, int]:
-    """{label value: pixel count} of the positive labels outside the held-out pixels."""
-    counts: dict[int, int] = {}
-    for window in labels.windows(block):
-        values = read_labels(labels, window)
-        keep = (values > 0) & ~holdout_mask(window, labels.shape[1], holdout, seed)
-        found, n = np.unique(values[keep], return_counts=True)
-        for value, c in zip(found.tolist(), n.tolist(), strict=True):
-            counts[value] = counts.get(value, 0) + c
-    return dict(sorted(counts.items()))
-
-
 def pixel_batches(
     cube: Cube,
     scaling: Scaling,
     batch_size: int,
     *,
-    labels: Cube | None = None,
-    classes: np.ndarray | None = None,
-    holdout: float = 0.0,
-    part: str = "train",
     seed: int = 0,
     epoch: int = 0,
     block: int = BLOCK,
     buffer_windows: int = 4,
-) -> Iterator[np.ndarray | tuple[np.ndarray, np.ndarray]]:
+) -> Iterator[np.ndarray]:
     """Shuffled batches of scaled spectra, read from disk ``buffer_windows`` windows at a time.
 
-    Yields ``x`` (n, B) float32, or with ``labels`` ``(x, y)`` where y (n,) int32 is the index
-    in ``classes`` (sorted label values) of each pixel's label; pixels with other labels
-    (background included) are skipped. ``part`` is ``"train"`` (pixels not held out),
-    ``"holdout"`` (the ``holdout`` fraction, see :func:`holdout_mask`) or ``"all"``. Every
-    selected pixel comes exactly once per epoch, in an order that depends on ``seed`` and
-    ``epoch`` (``"holdout"``: raster order).
-    The last batch may be smaller.
+    Yields (n, B) float32 batches of every valid pixel, each exactly once per epoch, in an
+    order that depends on ``seed`` and ``epoch``. The last batch may be smaller.
     """
-    if part not in {"train", "holdout", "all"}:
-        raise ValueError(f"part must be train, holdout or all, got {part!r}")
     rng = np.random.default_rng([seed, epoch])
     windows = cube.windows(block)
-    shuffle = part != "holdout"  # validation batches keep raster order
-    if shuffle:
-        windows = [windows[i] for i in rng.permutation(len(windows))]
-    pending: list[tuple[np.ndarray, np.ndarray | None]] = []
+    windows = [windows[i] for i in rng.permutation(len(windows))]
+    pending = np.zeros((0, cube.bands), np.float32)
     for start in range(0, len(windows), buffer_windows):
-        for window in windows[start : start + buffer_windows]:
-            pending.append(_window_pixels(cube, window, labels, classes, holdout, part, seed))
-        x = np.concatenate([p[0] for p in pending])
-        y = None if labels is None else np.concatenate([p[1] for p in pending])
-        if shuffle:
-            order = rng.permutation(len(x))
-            x, y = x[order], None if y is None else y[order]
+        parts = [read_spectra(cube, w)[0] for w in windows[start : start + buffer_windows]]
+        x = np.concatenate([pending, *parts])
+        x = x[rng.permutation(len(x))]
         last = start + buffer_windows >= len(windows)
         ready = len(x) if last else len(x) - len(x) % batch_size
         for b in range(0, ready, batch_size):
-            chunk = scaling(x[b : min(b + batch_size, ready)])
-            yield chunk if y is None else (chunk, y[b : b + len(chunk)])
-        pending = [(x[ready:], None if y is None else y[ready:])]
-
-
-def _window_pixels(cube, window, labels, classes, holdout, part, seed):
-    """The selected spectra of one window and their class indices (None without labels)."""
-    spectra, mask = read_spectra(cube, window)
-    keep = np.ones(len(spectra), bool)
-    if part != "all":
-        held = holdout_mask(window, cube.shape[1], holdout, seed)[mask]
-        keep = held if part == "holdout" else ~held
-    if labels is None:
-        return spectra[keep], None
-    values = read_labels(labels, window)[mask]
-    index = np.searchsorted(classes, values)
-    known = keep & (index < len(classes)) & (classes[np.minimum(index, len(classes) - 1)] == values)
-    return spectra[known], index[known].astype(np.int32)
+            yield scaling(x[b : min(b + batch_size, ready)])
+        pending = x[ready:]
 
 
 @dataclass(frozen=True)

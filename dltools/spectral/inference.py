@@ -20,8 +20,8 @@ from dltools.spectral.classifier import with_features
 from dltools.spectral.cube import Cube, RasterOutput, map_pixels, read_spectra
 from dltools.spectral.folder import SpectralModel
 from dltools.spectral.losses import spectral_angle, sse
+from dltools.spectral.options import PREDICT_BATCH
 
-CHUNK = 32768  # spectra per call of a compiled model
 Progress = Callable[[int], None] | None  # called with the number of pixels done per window
 
 
@@ -34,15 +34,27 @@ def check_bands(model: SpectralModel, cube: Cube) -> None:
         )
 
 
-def compiled(function: Callable, width: int, chunk: int = CHUNK) -> Callable:
-    """numpy (n, width) float32 -> numpy output(s) of ``function``, in chunks of ``chunk``.
+def compiled(
+    function: Callable,
+    width: int,
+    batch_size: int = PREDICT_BATCH,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Callable:
+    """numpy (n, width) -> numpy output(s) of ``function``, ``batch_size`` rows per call.
 
-    ``function`` maps a float32 tensor to a tensor or a list of tensors; it is traced once.
+    ``function`` maps a float32 tensor to a tensor or a list of tensors; it is traced once
+    (any n). ``prepare`` (e.g. a :class:`~dltools.spectral.cube.Scaling`) maps each batch of
+    rows to the (b, width) float32 network inputs first, so that the network's activations
+    and the prepared copy are bounded by ``batch_size`` rows, not by n.
     """
+    if batch_size < 1:
+        raise DltoolsError(f"the batch size must be >= 1, got {batch_size}")
     traced = tf.function(function, input_signature=[tf.TensorSpec((None, width), tf.float32)])
+    prepare = prepare or (lambda rows: np.asarray(rows, np.float32))
 
     def apply(x: np.ndarray):
-        parts = [traced(x[i : i + chunk]) for i in range(0, max(len(x), 1), chunk)]
+        step = batch_size
+        parts = [traced(prepare(x[i : i + step])) for i in range(0, max(len(x), 1), step)]
         if isinstance(parts[0], (list, tuple)):
             return [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
         return np.concatenate([np.asarray(p) for p in parts])
@@ -62,14 +74,18 @@ def encode_cube(
     path: str | os.PathLike,
     block: int = 512,
     progress: Progress = None,
+    batch_size: int = PREDICT_BATCH,
 ) -> None:
-    """Write the ``(H, W, Z)`` float32 latent image of ``cube`` as a GeoTIFF at ``path``."""
+    """Write the ``(H, W, Z)`` float32 latent image of ``cube`` as a GeoTIFF at ``path``.
+
+    Windows of ``block`` x ``block`` pixels are read; the network sees ``batch_size``
+    spectra at a time.
+    """
     check_bands(model, cube)
     net = _autoencoder(model)
-    encode = compiled(net.encode, cube.bands)
-    scaling = model.scaling
+    encode = compiled(net.encode, cube.bands, batch_size, model.scaling)
     out = {"latent": RasterOutput(Path(path), net.latent_size, "float32", np.nan)}
-    map_pixels(cube, lambda s: {"latent": encode(scaling(s))}, out, block, progress)
+    map_pixels(cube, lambda s: {"latent": encode(s)}, out, block, progress)
 
 
 def decode_raster(
@@ -78,6 +94,7 @@ def decode_raster(
     path: str | os.PathLike,
     block: int = 512,
     progress: Progress = None,
+    batch_size: int = PREDICT_BATCH,
 ) -> None:
     """Decode a latent image (one band per latent dimension) into B-band spectra at ``path``.
 
@@ -90,7 +107,7 @@ def decode_raster(
             f"{net.latent_size} latent dimensions; decode a raster written by its encode"
         )
     net.decode(np.zeros((1, net.latent_size), np.float32))  # refuses models with skips
-    decode = compiled(net.decode, net.latent_size)
+    decode = compiled(net.decode, net.latent_size, batch_size)
     out = {"spectra": RasterOutput(Path(path), model.bands, "float32", np.nan)}
     map_pixels(latent, lambda z: {"spectra": decode(z)}, out, block, progress)
 
@@ -101,6 +118,7 @@ def reconstruct_cube(
     path: str | os.PathLike,
     block: int = 512,
     progress: Progress = None,
+    batch_size: int = PREDICT_BATCH,
 ) -> dict[str, float]:
     """Write the reconstructions of ``cube``'s spectra (pre-processed units) at ``path``.
 
@@ -114,11 +132,11 @@ def reconstruct_cube(
         rebuilt = net(x)
         return [rebuilt, sse(x, rebuilt), spectral_angle(x, rebuilt)]
 
-    reconstruct = compiled(losses, cube.bands)
-    scaling, totals = model.scaling, np.zeros(3)
+    reconstruct = compiled(losses, cube.bands, batch_size, model.scaling)
+    totals = np.zeros(3)
 
     def function(spectra):
-        rebuilt, errors, angles = reconstruct(scaling(spectra))
+        rebuilt, errors, angles = reconstruct(spectra)
         totals[:] += len(spectra), errors.sum(), angles.sum()
         return {"spectra": rebuilt}
 
@@ -126,6 +144,62 @@ def reconstruct_cube(
     map_pixels(cube, function, out, block, progress)
     n = max(totals[0], 1)
     return {"sse": totals[1] / n, "sa": totals[2] / n}
+
+
+class Classify:
+    """A classifier applied to spectra: ``(n, B)`` raw spectra -> classes, scores, features.
+
+    Calling it returns ``{"classes": (n,) int64 label values (0 where the top probability is
+    below ``unknown_below``), "scores": (n, K) float32 probabilities, "features": (n, F)
+    float32}`` (features only with a ``features`` layer name), the network seeing
+    ``batch_size`` spectra at a time; ``counts`` ((max value + 1,) int64) accumulates the
+    label values returned so far.
+    """
+
+    def __init__(
+        self,
+        model: SpectralModel,
+        bands: int,
+        features: str | None = None,
+        unknown_below: float = 0.0,
+        batch_size: int = PREDICT_BATCH,
+    ):
+        if bands != model.bands:
+            raise DltoolsError(
+                f"the spectra have {bands} band(s) but the model in {model.folder} was trained "
+                f"on {model.bands}-band spectra; use spectra from the same sensor and band set"
+            )
+        if model.kind != "classifier":
+            raise DltoolsError(f"{model.folder} holds an autoencoder, not a classifier")
+        if not 0 <= unknown_below <= 1:
+            raise DltoolsError(f"--unknown-below must lie in [0, 1], got {unknown_below}")
+        self.values = np.array(model.config["classes"]["values"])
+        self.net = model.model if features is None else with_features(model.model, features)
+        self.predict = compiled(
+            lambda x: self.net(x, training=False), bands, batch_size, model.scaling
+        )
+        self.features, self.unknown_below = features, unknown_below
+        self.counts = np.zeros(self.values.max() + 1, np.int64)
+
+    @property
+    def feature_width(self) -> int:
+        """F: the number of values of the ``features`` layer per spectrum."""
+        return int(np.prod(self.net.outputs[-1].shape[1:]))
+
+    def __call__(self, spectra: np.ndarray) -> dict[str, np.ndarray]:
+        result = self.predict(spectra)
+        scores, extra = (result, None) if self.features is None else result
+        best = scores.argmax(axis=1)
+        labels = np.where(scores.max(axis=1) >= self.unknown_below, self.values[best], 0)
+        self.counts += np.bincount(labels, minlength=len(self.counts))
+        found = {"classes": labels, "scores": scores}
+        if extra is not None:
+            found["features"] = extra.reshape(len(spectra), -1)
+        return found
+
+    def summary(self) -> dict[int, int]:
+        """{class value: count} of the spectra classified so far (0 = unknown)."""
+        return {int(v): int(self.counts[v]) for v in [0, *self.values]}
 
 
 def predict_cube(
@@ -137,44 +211,31 @@ def predict_cube(
     unknown_below: float = 0.0,
     block: int = 512,
     progress: Progress = None,
+    batch_size: int = PREDICT_BATCH,
 ) -> dict[int, int]:
     """Classify every pixel of ``cube``; return {class value: pixel count} (0 = unknown).
 
     Writes the class map at ``classes_path`` (the label values of the training classes; 0 for
     nodata and for pixels whose top probability is below ``unknown_below``), the (H, W, K)
     float32 class probabilities at ``scores_path`` and, with ``features = (layer, path)``, the
-    flattened outputs of that layer of the network.
+    flattened outputs of that layer of the network. Memory: one window of ``block`` x
+    ``block`` pixels and the network's activations for ``batch_size`` spectra.
     """
     check_bands(model, cube)
-    if model.kind != "classifier":
-        raise DltoolsError(f"{model.folder} holds an autoencoder, not a classifier")
-    if not 0 <= unknown_below <= 1:
-        raise DltoolsError(f"--unknown-below must lie in [0, 1], got {unknown_below}")
-    values = np.array(model.config["classes"]["values"])
-    net = model.model if features is None else with_features(model.model, features[0])
-    predict = compiled(lambda x: net(x, training=False), cube.bands)
+    classify = Classify(
+        model, cube.bands, None if features is None else features[0], unknown_below, batch_size
+    )
+    values = classify.values
     dtype = "uint8" if values.max() <= 255 else "uint16"
     outputs = {"classes": RasterOutput(Path(classes_path), 1, dtype, 0)}
     if scores_path is not None:
         outputs["scores"] = RasterOutput(Path(scores_path), len(values), "float32", np.nan)
     if features is not None:
-        width = int(np.prod(net.outputs[1].shape[1:]))
-        outputs["features"] = RasterOutput(Path(features[1]), width, "float32", np.nan)
-    scaling, counts = model.scaling, np.zeros(values.max() + 1, np.int64)
-
-    def function(spectra):
-        result = predict(scaling(spectra))
-        scores, extra = (result, None) if features is None else result
-        best = scores.argmax(axis=1)
-        labels = np.where(scores.max(axis=1) >= unknown_below, values[best], 0)
-        counts[:] += np.bincount(labels, minlength=len(counts))
-        found = {"classes": labels, "scores": scores}
-        if extra is not None:
-            found["features"] = extra.reshape(len(spectra), -1)
-        return found
-
-    map_pixels(cube, function, outputs, block, progress)
-    return {int(v): int(counts[v]) for v in [0, *values]}
+        outputs["features"] = RasterOutput(
+            Path(features[1]), classify.feature_width, "float32", np.nan
+        )
+    map_pixels(cube, classify, outputs, block, progress)
+    return classify.summary()
 
 
 def sample_spectra(cube: Cube, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

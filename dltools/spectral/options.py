@@ -9,12 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dltools.errors import DltoolsError
+from dltools.spectral.augment import Augmentation
 
 BLOCK = 256  # rows and columns per window read from disk
+PREDICT_BATCH = 1024  # spectra per network call when applying a model (bounds its memory)
+MAX_FIGURE_ASPECT = 20  # class maps and latent images more elongated than this get no figure
 SCALINGS = ("minmax", "standard", "none")  # see dltools.spectral.cube.Scaling
 LOSSES = ("sse", "sa", "csa", "sid")
 OPTIMIZERS = ("adam", "sgd")
 DECAYS = ("none", "exponential", "piecewise")
+HEADS = ("flatten", "max", "average")  # see dltools.spectral.classifier.build_classifier
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class ClassifierOptions:
     conv_filters: tuple[int, ...] = (16, 32)
     kernel_sizes: tuple[int, ...] = (7, 5)
     pool_size: int = 2
+    head: str = "flatten"
     dense_units: tuple[int, ...] = (64,)
     batch_norm: bool = True
     dropout: float = 0.2
@@ -59,9 +64,12 @@ class Training:
     """How a model is trained; saved in its config.json as the ``training`` section.
 
     ``loss`` applies to autoencoders (sse, sa, csa or sid); ``holdout`` (fraction of the
-    labelled pixels kept for validation), ``patience`` (early stopping after that many epochs
-    without better validation accuracy; 0: never) and ``balance`` (class weights inversely
-    proportional to class sizes) to classifiers; the optimiser options are those of
+    labelled spectra kept for validation), ``patience`` (early stopping after that many epochs
+    without better validation accuracy; 0: never), ``balance`` (every class oversampled to
+    the size of the largest in each epoch) and the augmentation of training spectra
+    (``shift``, ``flip``, ``gain``, ``offset``, ``noise``: see
+    :class:`~dltools.spectral.augment.Augmentation`) to classifiers, whose defaults are
+    :data:`CLASSIFIER_TRAINING`; the optimiser options are those of
     :func:`~dltools.spectral.training.make_optimizer`. ``epochs`` is the total number of
     epochs, ``save_epochs`` those after which a checkpoint is saved, ``block`` the size of the
     windows read from disk.
@@ -84,6 +92,11 @@ class Training:
     holdout: float = 0.2
     patience: int = 5
     balance: bool = True
+    shift: int = 0
+    flip: bool = False
+    gain: float = 0.0
+    offset: float = 0.0
+    noise: float = 0.0
     tensorboard: bool = False
     block: int = BLOCK
 
@@ -99,9 +112,28 @@ class Training:
             problems.append("holdout must lie in [0, 1) and patience be >= 0")
         if problems:
             raise DltoolsError("; ".join(problems))
+        self.augmentation  # noqa: B018  (checks the augmentation options)
+
+    @property
+    def augmentation(self) -> Augmentation:
+        """The :class:`~dltools.spectral.augment.Augmentation` of classifier training spectra."""
+        return Augmentation(self.shift, self.flip, self.gain, self.offset, self.noise)
 
     @classmethod
     def from_dict(cls, saved: dict) -> Training:
         """The inverse of :func:`dataclasses.asdict` after a JSON round trip."""
         lists = ("boundaries", "rates", "save_epochs")
         return cls(**{k: tuple(v) if k in lists else v for k, v in saved.items()})
+
+
+# small labelled sets (a few hundred spectra): many short epochs of oversampled, augmented
+# spectra, stopped on validation accuracy
+CLASSIFIER_TRAINING = Training(
+    batch_size=32,
+    epochs=150,
+    patience=30,
+    shift=6,
+    gain=0.2,
+    offset=0.02,
+    noise=0.01,
+)

@@ -124,3 +124,98 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float
     """(H, W) float64 Gaussian-filtered white noise with unit standard deviation."""
     field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=scale / 2, mode="wrap")
     return (field - field.mean()) / max(field.std(), 1e-12)
+
+
+@dataclass(frozen=True)
+class SpectraSet:
+    """A small labelled set of spectra without a grid (like a table of measured spectra).
+
+    spectra: (n, B) float32; labels: (n,) int64 class values 1..K; shifts: (n,) float32 the
+    bands each spectrum was moved by; templates: (K, B) float32 each class's spectrum unshifted,
+    at unit gain and without noise.
+    """
+
+    spectra: np.ndarray
+    labels: np.ndarray
+    shifts: np.ndarray
+    templates: np.ndarray
+
+
+def light_sources(
+    n_classes: int = 7,
+    n_bands: int = 480,
+    per_class: tuple[int, int] = (20, 80),
+    max_shift: float = 8.0,
+    seed: int = 0,
+    noise: float = 0.02,
+) -> SpectraSet:
+    """Spectra of ``n_classes`` light sources of one family, ``per_class`` (min, max) of each.
+
+    All sources share a broad continuum of two wide humps (like the phosphors of white LEDs)
+    whose heights and positions vary from sample to sample far more than between sources
+    (+-50% in height, +-12 bands in position); what tells them apart are 2-4 narrow emission
+    lines (1-3 bands wide, a fifth to a half of the continuum's height) and an occasional
+    absorption dip. Sources come in look-alike pairs (2k, 2k + 1) sharing all but one line,
+    which the second moves by 10-30 bands. Each sample moves the whole spectrum by a random
+    0..``max_shift`` bands (uncalibrated instruments), varies each line's strength by +-30%,
+    multiplies everything by a gain in [0.5, 1.5], adds an offset in [0, 0.05] and white noise
+    of standard deviation ``noise`` (the continuum peaks near 1).
+    """
+    rng = np.random.default_rng(seed)
+    bands = np.arange(n_bands, dtype=np.float64)
+    humps = [(0.3 * n_bands, 0.06 * n_bands, 0.6), (0.6 * n_bands, 0.15 * n_bands, 0.9)]
+    sources = []
+    for k in range(n_classes):
+        if k % 2 == 0:
+            lines = [
+                (rng.uniform(0.05, 0.95) * n_bands, rng.uniform(1.0, 3.0), rng.uniform(0.2, 0.5))
+                for _ in range(rng.integers(2, 5))
+            ]
+            dips = [
+                (rng.uniform(0.1, 0.9) * n_bands, rng.uniform(3.0, 8.0), rng.uniform(0.2, 0.4))
+                for _ in range(rng.integers(0, 2))
+            ]
+        else:
+            moved = rng.integers(len(lines))
+            centre = lines[moved][0] + rng.choice([-1, 1]) * rng.uniform(10, 30)
+            lines = [*lines[:moved], (centre, *lines[moved][1:]), *lines[moved + 1 :]]
+        sources.append((lines, dips))
+
+    def spectrum(source, shift, hump_scale, hump_move, line_scale):
+        lines, dips = source
+        x = np.zeros(n_bands)
+        for (centre, width, height), scale, move in zip(humps, hump_scale, hump_move, strict=True):
+            x += height * scale * np.exp(-0.5 * ((bands - centre - move - shift) / width) ** 2)
+        for (centre, width, height), scale in zip(lines, line_scale, strict=False):
+            x += height * scale * np.exp(-0.5 * ((bands - centre - shift) / width) ** 2)
+        for centre, width, depth in dips:
+            x *= 1 - depth * np.exp(-0.5 * ((bands - centre - shift) / width) ** 2)
+        return x
+
+    templates = np.array(
+        [spectrum(s, 0.0, np.ones(2), np.zeros(2), np.ones(4)) for s in sources], np.float32
+    )
+    counts = rng.integers(per_class[0], per_class[1] + 1, n_classes)
+    labels = np.repeat(np.arange(1, n_classes + 1), counts)
+    shifts = rng.uniform(0.0, max_shift, len(labels))
+    spectra = np.array(
+        [
+            spectrum(
+                sources[label - 1],
+                shift,
+                rng.uniform(0.5, 1.5, 2),
+                rng.uniform(-12, 12, 2),
+                rng.uniform(0.7, 1.3, 4),
+            )
+            for label, shift in zip(labels, shifts, strict=True)
+        ]
+    )
+    n = len(labels)
+    spectra = spectra * rng.uniform(0.5, 1.5, (n, 1)) + rng.uniform(0, 0.05, (n, 1))
+    spectra += noise * rng.standard_normal(spectra.shape)
+    return SpectraSet(
+        spectra=spectra.astype(np.float32),
+        labels=labels.astype(np.int64),
+        shifts=shifts.astype(np.float32),
+        templates=templates,
+    )

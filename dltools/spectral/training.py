@@ -1,8 +1,11 @@
-"""Training spectral models on batches streamed from disk: optimisers, schedules, checkpoints.
+"""Training spectral models: optimisers, schedules, checkpoints.
 
 :func:`fit` drives ``keras.Model.fit`` with ``tf.data`` pipelines built from Python batch
-generators (see :func:`dltools.spectral.cube.pixel_batches`), saves checkpoints at chosen
-epochs, stops early on validation accuracy and writes the history beside the model.
+generators, saves checkpoints at chosen epochs, stops early on validation accuracy and writes
+the history beside the model. Autoencoders stream every pixel of a cube from disk
+(:func:`dltools.spectral.cube.pixel_batches`); classifiers train on labelled spectra held in
+memory (:mod:`dltools.spectral.labelled`), oversampled and augmented
+(:mod:`dltools.spectral.augment`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import tensorflow as tf
 
 from dltools.errors import DltoolsError
 from dltools.io.outputs import atomic_path
+from dltools.spectral.augment import epoch_batches
 from dltools.spectral.autoencoder import build_autoencoder
-from dltools.spectral.classifier import balanced_weights, build_classifier
-from dltools.spectral.cube import Cube, Scaling, fit_scaling, label_counts, pixel_batches
+from dltools.spectral.classifier import build_classifier
+from dltools.spectral.cube import Cube, Scaling, fit_scaling, pixel_batches
 from dltools.spectral.folder import (
     HISTORY,
     LOGS,
@@ -35,8 +39,15 @@ from dltools.spectral.folder import (
     save_config,
     save_model,
 )
+from dltools.spectral.labelled import LabelledSpectra
 from dltools.spectral.losses import LOSSES
-from dltools.spectral.options import DECAYS, OPTIMIZERS, Training
+from dltools.spectral.options import (
+    CLASSIFIER_TRAINING,
+    DECAYS,
+    OPTIMIZERS,
+    ClassifierOptions,
+    Training,
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -226,15 +237,14 @@ def _default_colors(n: int) -> list[list[int]]:
     return [[round(255 * c) for c in table(i % table.N)[:3]] for i in range(n)]
 
 
-def _config(kind: str, cube: Cube, scaling: Scaling, model: keras.Model, training: Training):
-    architecture = {k: v for k, v in model.get_config().items() if k not in {"name", "bands"}}
+def _config(kind: str, bands: int, source: dict, scaling: Scaling, architecture: dict, training):
     return {
         "kind": kind,
-        "bands": cube.bands,
+        "bands": bands,
         "scaling": scaling.to_dict(),
         "architecture": architecture,
         "training": dataclasses.asdict(training),
-        "source": {"cube": str(cube.path)},
+        "source": source,
         "epochs_done": 0,
     }
 
@@ -265,87 +275,91 @@ def train_autoencoder(
     scaler = fit_scaling(cube, scaling, training.block)
     model = build_autoencoder(kind, cube.bands, **(architecture or {}))
     model.compile(optimizer=_optimizer(training), loss=LOSSES[training.loss])
-    config = _config(kind, cube, scaler, model, training)
-    return _train(model, config, training, cube, None, Path(folder), 0, verbose)
+    architecture = {k: v for k, v in model.get_config().items() if k not in {"name", "bands"}}
+    source = {"cube": str(cube.path)}
+    config = _config(kind, cube.bands, source, scaler, architecture, training)
+    return _train(model, config, training, cube, Path(folder), 0, verbose)
 
 
 def train_classifier(
-    cube: Cube,
-    labels: Cube,
+    data: LabelledSpectra,
     folder: str | os.PathLike,
     architecture: dict | None = None,
     training: Training | None = None,
     scaling: str = "minmax",
-    names: list[str] | None = None,
     colors: np.ndarray | None = None,
     verbose: int = 2,
 ) -> SpectralModel:
-    """Train a 1-D CNN on the labelled pixels of ``cube`` (labels > 0 are classes).
+    """Train a 1-D CNN on the spectra of ``data`` that are not held out.
 
     ``architecture`` holds keyword arguments of
-    :func:`~dltools.spectral.classifier.build_classifier`. ``names`` and ``colors`` ((K, 3)
-    uint8), when given, describe label values 1..K (as labels.txt and colors.txt do). A
-    ``training.holdout`` fraction of the labelled pixels (chosen by a hash of their position)
-    is kept for validation. Writes ``folder`` and returns the model with the best validation
+    :func:`~dltools.spectral.classifier.build_classifier`; ``training`` defaults to
+    :data:`~dltools.spectral.options.CLASSIFIER_TRAINING`. ``data.names`` and ``colors``
+    ((K, 3) uint8), when given, describe label values 1..K (as labels.txt and colors.txt
+    do). The held-out spectra (``data.held``) validate each epoch. ``scaling`` is fitted on
+    the training spectra. Writes ``folder`` and returns the model with the best validation
     accuracy.
     """
-    training = training or Training()
+    training = training or CLASSIFIER_TRAINING
     seed_everything(training.seed)
-    counts = label_counts(labels, training.holdout, training.seed, training.block)
-    values = list(counts)
+    values, counts = np.unique(data.values[~data.held], return_counts=True)
+    source = ", ".join(data.source.values())
     if len(values) < 2:
         raise DltoolsError(
-            f"{labels.path}: training needs at least 2 classes (values > 0), found {values}"
+            f"{source}: training needs at least 2 classes (values > 0), found {values.tolist()}"
         )
-    for what, given in (("names", names), ("colors", colors)):
+    for what, given in (("names", data.names), ("colors", colors)):
         if given is not None and len(given) < values[-1]:
             raise DltoolsError(
-                f"{labels.path} holds label value {values[-1]} but only {len(given)} class "
+                f"{source} holds label value {values[-1]} but only {len(given)} class "
                 f"{what} were given: list one per label value 1, 2, ..."
             )
-    scaler = fit_scaling(cube, scaling, training.block)
-    model = build_classifier(cube.bands, len(values), **(architecture or {}))
+    scaler = fit_scaling(data.spectra[~data.held], scaling)
+    options = {**dataclasses.asdict(ClassifierOptions()), **(architecture or {})}
+    model = build_classifier(data.bands, len(values), **options)
     model.compile(
         optimizer=_optimizer(training),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    config = _config("classifier", cube, scaler, model, training)
-    palette = _default_colors(len(values)) if colors is None else None
+    config = _config("classifier", data.bands, data.source, scaler, options, training)
     config["classes"] = {
-        "values": values,
-        "names": [f"class {v}" if names is None else names[v - 1] for v in values],
-        "colors": palette or [np.asarray(colors)[v - 1].tolist() for v in values],
-        "train_pixels": list(counts.values()),
+        "values": values.tolist(),
+        "names": [f"class {v}" if data.names is None else data.names[v - 1] for v in values],
+        "colors": _default_colors(len(values))
+        if colors is None
+        else [np.asarray(colors)[v - 1].tolist() for v in values],
+        "train_spectra": counts.tolist(),
     }
-    config["source"]["labels"] = str(labels.path)
-    return _train(model, config, training, cube, labels, Path(folder), 0, verbose)
+    return _train(model, config, training, data, Path(folder), 0, verbose)
 
 
 def resume_training(
     folder: str | os.PathLike,
-    cube: Cube,
+    data: Cube | LabelledSpectra,
     from_epoch: int,
     epochs: int,
     save_epochs: Sequence[int] = (),
-    labels: Cube | None = None,
     verbose: int = 2,
 ) -> SpectralModel:
     """Continue training ``folder``'s model from its checkpoint after ``from_epoch`` epochs.
 
     Everything but the total ``epochs`` and the ``save_epochs`` comes from the folder's
-    config.json; the batches of each epoch are those of an uninterrupted run. Classifiers
-    need their ``labels`` again.
+    config.json; the batches of each epoch are those of an uninterrupted run. ``data`` is
+    the cube of an autoencoder or the labelled spectra of a classifier.
     """
     saved = load_model(folder, from_epoch)
     config = saved.config
-    if cube.bands != config["bands"]:
+    labelled = isinstance(data, LabelledSpectra)
+    where = ", ".join(data.source.values()) if labelled else data.path
+    bands = data.bands
+    if bands != config["bands"]:
         raise DltoolsError(
-            f"{cube.path} has {cube.bands} bands but {folder} was trained on {config['bands']}"
+            f"{where} has {bands} bands but {folder} was trained on {config['bands']}"
         )
-    if config["kind"] == "classifier" and labels is None:
-        raise DltoolsError(f"{folder} holds a classifier: resuming it needs its label raster")
-    if config["kind"] != "classifier" and labels is not None:
+    if config["kind"] == "classifier" and not labelled:
+        raise DltoolsError(f"{folder} holds a classifier: resuming it needs its labels")
+    if config["kind"] != "classifier" and labelled:
         raise DltoolsError(f"{folder} holds an autoencoder, which is trained without labels")
     if from_epoch >= epochs:
         raise DltoolsError(f"cannot resume after epoch {from_epoch}: only {epochs} epochs asked")
@@ -354,42 +368,51 @@ def resume_training(
     )
     config = {**config, "training": dataclasses.asdict(training)}
     seed_everything(training.seed + from_epoch)
-    return _train(saved.model, config, training, cube, labels, Path(folder), from_epoch, verbose)
+    return _train(saved.model, config, training, data, Path(folder), from_epoch, verbose)
 
 
-def _train(model, config, training, cube, labels, folder, initial_epoch, verbose):
-    """Stream the data of ``config``'s kind, fit, and save the model and its config."""
+def _classifier_batches(config: dict, training: Training, data: LabelledSpectra, scaling):
+    """Keras batch generators ``(train(epoch), validation or None)`` over ``data``."""
+    classes = np.array(config["classes"]["values"])
+    index = np.searchsorted(classes, data.values)
+    known = classes[np.minimum(index, len(classes) - 1)] == data.values
+    x, y = scaling(data.spectra), index.astype(np.int32)
+    fit_x, fit_y = x[known & ~data.held], y[known & ~data.held]
+    held_x, held_y = x[known & data.held], y[known & data.held]
+
+    def train(epoch):
+        rng = np.random.default_rng([training.seed, epoch])
+        return epoch_batches(
+            fit_x, fit_y, training.batch_size, training.augmentation, rng, training.balance
+        )
+
+    def validation():
+        step = max(training.batch_size, 1024)
+        return ((held_x[i : i + step], held_y[i : i + step]) for i in range(0, len(held_y), step))
+
+    return train, (validation if len(held_y) else None)
+
+
+def _train(model, config, training, data, folder, initial_epoch, verbose):
+    """Fit a model of ``config``'s kind on ``data``, and save the model and its config.
+
+    ``data``: the cube of an autoencoder, or the labelled spectra of a classifier.
+    """
     scaling = Scaling.from_dict(config["scaling"])
     folder.mkdir(parents=True, exist_ok=True)
     save_config(folder, config)
-    common = {"cube": cube, "scaling": scaling, "batch_size": training.batch_size}
-    common |= {"seed": training.seed, "block": training.block}
-    x_spec = tf.TensorSpec((None, cube.bands), tf.float32)
-    if labels is None:
+    x_spec = tf.TensorSpec((None, data.bands), tf.float32)
+    if isinstance(data, LabelledSpectra):
+        train, validation = _classifier_batches(config, training, data, scaling)
+        signature = (x_spec, tf.TensorSpec((None,), tf.int32))
+    else:
+        common = {"cube": data, "scaling": scaling, "batch_size": training.batch_size}
+        common |= {"seed": training.seed, "block": training.block}
 
         def train(epoch):
-            return ((x, x) for x in pixel_batches(**common, part="all", epoch=epoch))
+            return ((x, x) for x in pixel_batches(**common, epoch=epoch))
 
         validation, signature = None, (x_spec, x_spec)
-    else:
-        classes = np.array(config["classes"]["values"])
-        weights = (
-            balanced_weights(dict(zip(classes, config["classes"]["train_pixels"], strict=True)))
-            if training.balance
-            else np.ones(len(classes), np.float32)
-        )
-        stream = {**common, "labels": labels, "classes": classes, "holdout": training.holdout}
-
-        def train(epoch):
-            return ((x, y, weights[y]) for x, y in pixel_batches(**stream, epoch=epoch))
-
-        def validation():
-            batches = pixel_batches(**stream, part="holdout")
-            return ((x, y, np.ones(len(y), np.float32)) for x, y in batches)
-
-        signature = (x_spec, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32))
-        if training.holdout == 0:
-            validation = None
     history = fit(
         model,
         train,
