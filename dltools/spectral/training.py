@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from dltools.errors import DltoolsError
+from dltools.io.labels import default_colors
 from dltools.io.outputs import atomic_path
 from dltools.spectral.augment import epoch_batches
 from dltools.spectral.autoencoder import build_autoencoder
@@ -230,13 +231,6 @@ def _optimizer(training: Training) -> keras.optimizers.Optimizer:
     )
 
 
-def _default_colors(n: int) -> list[list[int]]:
-    from matplotlib import colormaps
-
-    table = colormaps["tab10" if n <= 10 else "tab20"]
-    return [[round(255 * c) for c in table(i % table.N)[:3]] for i in range(n)]
-
-
 def _config(kind: str, bands: int, source: dict, scaling: Scaling, architecture: dict, training):
     return {
         "kind": kind,
@@ -326,7 +320,7 @@ def train_classifier(
     config["classes"] = {
         "values": values.tolist(),
         "names": [f"class {v}" if data.names is None else data.names[v - 1] for v in values],
-        "colors": _default_colors(len(values))
+        "colors": default_colors(len(values)).tolist()
         if colors is None
         else [np.asarray(colors)[v - 1].tolist() for v in values],
         "train_spectra": counts.tolist(),
