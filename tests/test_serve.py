@@ -28,9 +28,10 @@ from dltools.io.results import read_result
 from dltools.server.app import ServerSettings, create_app
 from dltools.server.registry import load_all
 from dltools.spectral.cube import open_cube, open_labels
+from dltools.spectral.labelled import labelled_pixels
 from dltools.spectral.options import Training
 from dltools.spectral.synthetic import spectral_scene
-from dltools.spectral.training import train_classifier
+from dltools.spectral.training import train_autoencoder, train_classifier
 from dltools.synthetic.scenes import CLASS_NAMES, coastal_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,15 +93,22 @@ def models(tmp_path_factory) -> dict[str, Path]:
     np.save(root / "cube_labels.npy", scene.labels)
     cube = open_cube(root / "cube.npy")
     training = Training(epochs=3, batch_size=64, seed=0)
-    train_classifier(
-        cube, open_labels(root / "cube_labels.npy", cube), root / "spectra", {}, training, verbose=0
-    )
-    return {"root": root, "tiles": tiles, "fcn": fcn, "spectra": root / "spectra"}
+    labels = open_labels(root / "cube_labels.npy", cube)
+    data = labelled_pixels(cube, labels, training.holdout, seed=0)
+    train_classifier(data, root / "spectra", {}, training, verbose=0)
+    train_autoencoder(cube, root / "encoder", "mlp", {}, training, verbose=0)
+    return {
+        "root": root,
+        "tiles": tiles,
+        "fcn": fcn,
+        "spectra": root / "spectra",
+        "encoder": root / "encoder",
+    }
 
 
 @pytest.fixture(scope="module")
 def server(models):
-    served = load_all([str(models[k]) for k in ("tiles", "fcn", "spectra")])
+    served = load_all([str(models[k]) for k in ("tiles", "fcn", "spectra", "encoder")])
     running = Server(create_app(served, ServerSettings(workers=2)))
     yield running
     running.stop()
@@ -126,12 +134,13 @@ def decode(content: bytes, folder: Path, name: str) -> Path:
 
 def test_health_and_models_describe_every_model(server):
     health = server.client.get("/health").json()
-    assert health == {"status": "ok", "models": 3, "busy": 0, "capacity": 10}
+    assert health == {"status": "ok", "models": 4, "busy": 0, "capacity": 10}
     found = {m["name"]: m for m in server.client.get("/models").json()}
     assert {n: m["kind"] for n, m in found.items()} == {
         "tiles": "tile",
         "fcn": "fcn",
         "spectra": "spectral-classifier",
+        "encoder": "spectral-autoencoder",
     }
     tiles = found["tiles"]
     assert [c["name"] for c in tiles["classes"]] == list(CLASS_NAMES)
@@ -248,6 +257,21 @@ def test_classify_equals_the_cli(server, models, tmp_path):
     body = {"spectra": cube[0, :2].tolist(), "features": "dense_0_relu"}
     features = server.client.post("/models/spectra/classify", json=body).json()["features"]
     assert len(features) == 2 and len(features[0]) > 1
+    server.alive_and_clean()
+
+
+def test_encode_equals_the_cli(server, models, tmp_path):
+    cube = np.load(models["root"] / "cube.npy")
+    args = ["spectral", "encode", "-m", models["encoder"], "-i", models["root"] / "cube.npy"]
+    assert run_cli(*args, "-o", tmp_path) == 0
+    expected = read_raster(tmp_path / "cube_latent.tif")
+    body = {"spectra": cube.reshape(-1, BANDS).tolist()}
+    response = server.client.post("/models/encoder/encode", json=body)
+    assert response.status_code == 200, response.text
+    latent = np.array(response.json()["latent"])
+    np.testing.assert_allclose(latent, expected.reshape(len(latent), -1), rtol=1e-5, atol=1e-6)
+    wrong = server.client.post("/models/spectra/encode", json=body)
+    assert wrong.status_code == 400 and "spectral-classifier" in wrong.json()["detail"]
     server.alive_and_clean()
 
 

@@ -8,6 +8,8 @@ Routes (JSON errors everywhere; OpenAPI docs at ``/docs``):
   label raster (class + 1, 0 = nodata) as PNG, or as a GeoTIFF on the input's grid when the
   input is georeferenced; ``?format=json``: class fractions and a confidence summary;
 - ``POST /models/{name}/classify``: ``{"spectra": [[...], ...]}`` -> classes, probabilities;
+- ``POST /models/{name}/encode``: ``{"spectra": [[...], ...]}`` -> the autoencoder's latent
+  vectors;
 - ``GET /``: the web page (static; it asks for the token when the server needs one).
 
 With a token, every route but ``/health``, ``/``, ``/docs`` and ``/openapi.json`` (which
@@ -134,6 +136,12 @@ class ClassifyRequest(BaseModel):
         0.0, ge=0, le=1, description="top probabilities below this give the class 'unknown'"
     )
     features: str | None = Field(None, description="also return the outputs of this layer")
+
+
+class EncodeRequest(BaseModel):
+    """The body of ``/encode``."""
+
+    spectra: list[list[float]] = Field(description="spectra, one list of band values each")
 
 
 def _safe_stem(filename: str) -> str:
@@ -310,40 +318,60 @@ def create_app(models: dict[str, ServedModel], settings: ServerSettings) -> Fast
             shutil.rmtree(folder, ignore_errors=True)
             raise
 
+    async def spectra_job(
+        name: str, request: Request, kind: str, schema: type[BaseModel], work: Callable
+    ) -> dict:
+        """Parse a spectra request of ``schema`` for a model of ``kind``; run ``work(model,
+        spectra, folder, parsed)`` on a worker in a request folder."""
+        model = served(name, (kind,))
+        body = await read_body(request.stream(), settings.max_upload_bytes)
+        try:
+            parsed = schema.model_validate_json(body)
+        except ValidationError as err:
+            reasons = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in err.errors()[:3]
+            )
+            verb = schema.__name__.removesuffix("Request").lower()
+            raise DltoolsError(f"not a {verb} request: {reasons}") from None
+        spectra = inference.check_spectra(parsed.spectra, model.bands)
+        folder = Path(tempfile.mkdtemp(dir=work_root))
+        job = functools.partial(work, model, spectra, folder, parsed)
+        try:
+            return await gate.run(_in_folder(folder, {}, job))
+        except HTTPException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def body_schema(schema: type[BaseModel]) -> dict:
+        content = {"application/json": {"schema": schema.model_json_schema()}}
+        return {"requestBody": {"required": True, "content": content}}
+
     @app.post(
         "/models/{name}/classify",
         dependencies=protected,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ClassifyRequest.model_json_schema()}},
-            }
-        },
+        openapi_extra=body_schema(ClassifyRequest),
     )
     async def classify(name: str, request: Request) -> dict:
         """Classify spectra with a spectral classifier: class per spectrum ('unknown' below
         ``unknown_below``), probabilities in the order of ``class_names``, optional features."""
         from dltools.server.registry import SPECTRAL_CLASSIFIER
 
-        model = served(name, (SPECTRAL_CLASSIFIER,))
-        body = await read_body(request.stream(), settings.max_upload_bytes)
-        try:
-            parsed = ClassifyRequest.model_validate_json(body)
-        except ValidationError as err:
-            reasons = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in err.errors()[:3]
-            )
-            raise DltoolsError(f"not a classify request: {reasons}") from None
-        spectra = inference.check_spectra(parsed.spectra, model.bands)
-        folder = Path(tempfile.mkdtemp(dir=work_root))
-        job = functools.partial(
-            inference.classify, model, spectra, folder, parsed.unknown_below, parsed.features
-        )
-        try:
-            return await gate.run(_in_folder(folder, {}, job))
-        except HTTPException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
+        def work(model, spectra, folder, parsed: ClassifyRequest) -> dict:
+            return inference.classify(model, spectra, folder, parsed.unknown_below, parsed.features)
+
+        return await spectra_job(name, request, SPECTRAL_CLASSIFIER, ClassifyRequest, work)
+
+    @app.post(
+        "/models/{name}/encode", dependencies=protected, openapi_extra=body_schema(EncodeRequest)
+    )
+    async def encode(name: str, request: Request) -> dict:
+        """Encode spectra with a spectral autoencoder: the latent vector of each spectrum."""
+        from dltools.server.registry import SPECTRAL_AUTOENCODER
+
+        def work(model, spectra, folder, parsed: EncodeRequest) -> dict:
+            return inference.encode(model, spectra, folder)
+
+        return await spectra_job(name, request, SPECTRAL_AUTOENCODER, EncodeRequest, work)
 
     return app
 

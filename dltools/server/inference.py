@@ -5,7 +5,8 @@ Segmentation runs the windowed file functions of steps 6 and 8
 :func:`~dltools.pipeline.fcn.infer_file_crf`) on the uploaded file, so a result equals what
 ``dltools segment`` / ``dltools fcn infer`` write for the same image and settings, and big
 rasters run in bounded memory. Spectra are classified by
-:func:`dltools.spectral.inference.predict_cube` on a one-row cube. Everything is written
+:func:`dltools.spectral.inference.predict_cube` and encoded by
+:func:`~dltools.spectral.inference.encode_cube`, on a one-row cube. Everything is written
 under a per-request folder that the caller removes.
 """
 
@@ -20,7 +21,13 @@ from dltools.errors import DltoolsError
 from dltools.io.geo import is_georeferenced, read_profile, read_raster
 from dltools.io.images import write_image
 from dltools.raster.windows import iter_windows
-from dltools.server.registry import FCN, SPECTRAL_CLASSIFIER, TILE, ServedModel
+from dltools.server.registry import (
+    FCN,
+    SPECTRAL_AUTOENCODER,
+    SPECTRAL_CLASSIFIER,
+    TILE,
+    ServedModel,
+)
 
 SUMMARY_BLOCK = 2048  # pixels per side of the windows the confidence raster is read in
 MAX_SPECTRA = 100_000  # spectra per classify request
@@ -214,3 +221,16 @@ def classify(
     if wanted is not None:
         result["features"] = read_raster(wanted[1])[0].tolist()
     return result
+
+
+def encode(served: ServedModel, spectra: np.ndarray, workdir: Path) -> dict:
+    """Encode (n, B) spectra with a spectral autoencoder: ``latent`` (n, Z) as lists."""
+    from dltools.spectral.cube import open_cube
+    from dltools.spectral.inference import encode_cube
+
+    if served.kind != SPECTRAL_AUTOENCODER:
+        raise DltoolsError(f"{served.name} is a {served.kind} model, not a spectral autoencoder")
+    cube_path = workdir / "spectra.npy"
+    np.save(cube_path, spectra[None])
+    encode_cube(served.model, open_cube(cube_path), workdir / "latent.tif")
+    return {"latent": read_raster(workdir / "latent.tif")[0].tolist()}
