@@ -338,6 +338,9 @@ def test_token_is_needed_everywhere_but_health(secured):
         post = client.post("/models/tiles/segment", content=PHOTO.read_bytes(), headers=headers)
         assert post.status_code == 401
     assert client.get("/models", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    for route in ("/", "/docs", "/openapi.json"):  # the page and the docs too
+        assert client.get(route).status_code == 401
+        assert client.get(route, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     secured.alive_and_clean()
 
 

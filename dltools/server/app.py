@@ -12,8 +12,9 @@ Routes (JSON errors everywhere; OpenAPI docs at ``/docs``):
   vectors;
 - ``GET /``: the web page (static; it asks for the token when the server needs one).
 
-With a token, every route but ``/health``, ``/``, ``/docs`` and ``/openapi.json`` (which
-show no model or data) needs ``Authorization: Bearer <token>``. Inference runs on ``workers``
+With a token, every route but ``/health`` (the page and the API docs too) needs
+``Authorization: Bearer <token>``: browsers reach the page through a reverse proxy that adds
+the header (README). Inference runs on ``workers``
 threads with at most ``queue`` requests waiting; beyond that, 503 with ``Retry-After``.
 Bodies over the limit get 413 (by Content-Length, or while streaming). Each request works in
 its own folder under the server's temporary folder, removed when the request is done.
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
@@ -181,6 +183,8 @@ def create_app(models: dict[str, ServedModel], settings: ServerSettings) -> Fast
         title="dltools serve",
         description="Segment images and classify spectra with trained dltools models.",
         lifespan=lifespan,
+        docs_url=None,  # served below, behind the token like every route but /health
+        openapi_url=None,
     )
     app.state.work_root, app.state.gate = work_root, gate
     bearer = HTTPBearer(auto_error=False)
@@ -228,7 +232,15 @@ def create_app(models: dict[str, ServedModel], settings: ServerSettings) -> Fast
 
     protected = [Depends(authorised)]
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/openapi.json", dependencies=protected, include_in_schema=False)
+    def openapi() -> dict:
+        return app.openapi()
+
+    @app.get("/docs", dependencies=protected, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="dltools serve: API")
+
+    @app.get("/", response_class=HTMLResponse, dependencies=protected, include_in_schema=False)
     def page() -> str:
         return resources.files("dltools.server").joinpath("static/index.html").read_text("utf-8")
 
