@@ -58,8 +58,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def staging_dir(final: str | os.PathLike) -> Path:
-    """A new hidden folder beside ``final`` to build it in, then rename onto it.
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new hidden folder beside ``final`` to build it in; it replaces ``final`` only if
+    the block exits without an exception, and is removed otherwise (the folder counterpart of
+    :func:`atomic_path`).
 
     Its mode follows the umask, as folders made by ``mkdir`` do (``tempfile.mkdtemp`` makes
     0700 folders, which colleagues could not read once renamed into place).
@@ -68,12 +71,19 @@ def staging_dir(final: str | os.PathLike) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", dir=final.parent))
     os.chmod(tmp, 0o777 & ~_umask())
-    return tmp
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def remove_stale(folder: str | os.PathLike, name: str | None) -> list[Path]:
     """Remove the staging files and folders of ``name`` (``.<name>.<pid>.*``, see
-    :func:`atomic_path` and :func:`staging_dir`; None: of any name) in ``folder`` left by
+    :func:`atomic_path` and :func:`atomic_dir`; None: of any name) in ``folder`` left by
     processes that no longer run; return them. Those of live processes (another run at work)
     are left alone."""
     folder = Path(folder)

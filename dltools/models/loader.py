@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import tf_keras
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from dltools.errors import DltoolsError
-from dltools.io.outputs import atomic_path, remove_stale, staging_dir
+from dltools.io.outputs import atomic_dir, atomic_path, remove_stale
 from dltools.models.metadata import METADATA, read_metadata
 from dltools.raster.bands import RGB8, BandChoice
 
@@ -229,8 +228,7 @@ def save_model(
     if path.exists() and not force:
         raise DltoolsError(f"{path} already exists; move it away or pass --force to replace it")
     remove_stale(path.parent, path.name)
-    tmp = staging_dir(path)
-    try:
+    with atomic_dir(path) as tmp:
         holder = tf.Module()
         holder.model = model
         holder.serve = _serving_function(model, image_size, "images", "probabilities")
@@ -242,9 +240,3 @@ def save_model(
             "bands": bands.to_dict(),
         }
         (tmp / METADATA).write_text(json.dumps(meta, indent=1))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -12,7 +12,6 @@ loaded whole.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from dltools.errors import DltoolsError
 from dltools.io.geo import has_nodata, open_raster, read_nodata_mask, read_raster
 from dltools.io.images import image_shape, training_bands
 from dltools.io.label_maps import LabelMap
-from dltools.io.outputs import remove_stale, staging_dir
+from dltools.io.outputs import atomic_dir, remove_stale
 from dltools.io.results import read_result
 from dltools.io.tile_library import (
     MANIFEST,
@@ -221,8 +220,7 @@ def retile(
             failures[image] = err
     tiles = thin(found, keep, seed)
     stale = remove_stale(final.parent, final.name)
-    tmp = staging_dir(final)
-    try:
+    with atomic_dir(final) as tmp:
         for name in {names[t.label - 1] for t in tiles}:
             (tmp / name).mkdir()
         unreadable = cut_tiles(
@@ -240,10 +238,4 @@ def retile(
         failures.update(unreadable)
         write_manifest(tmp / MANIFEST, tiles, names)
         write_band_choice(tmp, choice)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return Library(final, tiles, names, choice, failures, stale)
