@@ -18,7 +18,7 @@ ALLOWED = {
     "figures": {"io"},
     "gui": {"io", "figures"},
     "synthetic": {"io", "raster"},
-    "spectral": {"io", "raster", "engines", "figures"},
+    "spectral": {"io", "raster", "engines", "models", "figures"},
     "pipeline": {"io", "raster", "engines", "models", "figures", "gui", "spectral"},
     "server": {"io", "raster", "engines", "models", "figures", "spectral", "pipeline"},
 }

@@ -173,9 +173,16 @@ def test_map_pixels_keeps_the_grid_and_fills_nodata(tmp_path, scene):
     write_raster(tmp_path / "cube.tif", data, GRID, nodata=0)
     cube = open_cube(tmp_path / "cube.tif")
     out = {"mean": RasterOutput(tmp_path / "mean.tif", 1, "float32", np.nan)}
-    done = []
-    map_pixels(cube, lambda s: {"mean": s.mean(axis=1)}, out, block=16, progress=done.append)
-    assert sum(done) == 30 * 40
+    done, totals = [], []
+
+    def progress(items, *, total=None, desc="", unit="item", count=None):
+        totals.append(total)
+        for item in items:
+            yield item
+            done.append(count(item))
+
+    map_pixels(cube, lambda s: {"mean": s.mean(axis=1)}, out, block=16, progress=progress)
+    assert sum(done) == 30 * 40 == totals[0] and len(done) == 6
     mean = read_raster(tmp_path / "mean.tif")[..., 0]
     assert np.isnan(mean[0, 0])
     np.testing.assert_allclose(mean[1:], scene.cube[1:].mean(axis=2), rtol=1e-6)

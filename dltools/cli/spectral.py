@@ -13,7 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-from dltools.cli._common import DefaultsHelpFormatter, add_force, add_seed, reports_errors
+from dltools.cli._common import (
+    DefaultsHelpFormatter,
+    add_force,
+    add_seed,
+    reports_errors,
+    show_progress,
+)
 from dltools.errors import DltoolsError
 from dltools.io.outputs import ensure_new
 from dltools.spectral.options import (
@@ -467,7 +473,8 @@ def _training(args: argparse.Namespace) -> Training:
 
 def _train_outputs(folder: Path, args: argparse.Namespace) -> None:
     """Refuse to replace a model folder's files unless --force (which clears old checkpoints)."""
-    from dltools.spectral.folder import CONFIG, HISTORY, MODEL, checkpoint_path
+    from dltools.models.runs import CONFIG
+    from dltools.spectral.folder import HISTORY, MODEL, checkpoint_path
 
     later = [checkpoint_path(folder, e) for e in args.save_epochs if e > (args.resume_epoch or 0)]
     if args.resume_epoch is not None:
@@ -567,12 +574,6 @@ def _cross_validate(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
-def _progress(cube, what: str):
-    from tqdm import tqdm
-
-    return tqdm(total=cube.shape[0] * cube.shape[1], unit="px", unit_scale=True, desc=what)
-
-
 def _outputs(args: argparse.Namespace, *suffixes: str) -> list[Path]:
     source = Path(args.input)
     folder = Path(args.out_dir) if args.out_dir else source.parent
@@ -622,8 +623,7 @@ def _apply(args: argparse.Namespace) -> None:
         "decode": inference.decode_raster,
         "reconstruct": inference.reconstruct_cube,
     }[args.verb]
-    with _progress(cube, args.verb) as bar:
-        errors = apply(model, cube, paths[0], args.block, bar.update, args.batch_size)
+    errors = apply(model, cube, paths[0], args.block, show_progress, args.batch_size)
     if args.verb == "reconstruct":
         print(f"mean SSE {errors['sse']:.5g}, mean spectral angle {errors['sa']:.5g} rad")
     if len(paths) > 1 and args.verb == "encode":
@@ -663,18 +663,17 @@ def _predict(args: argparse.Namespace) -> None:
     ensure_new(written, args.force)
     model = load_model(args.model)
     classes = model.config["classes"]
-    with _progress(cube, "predict") as bar:
-        counts = inference.predict_cube(
-            model,
-            cube,
-            paths[0],
-            paths[3] if args.scores else None,
-            (args.features, paths[4]) if args.features else None,
-            args.unknown_below,
-            args.block,
-            bar.update,
-            args.batch_size,
-        )
+    counts = inference.predict_cube(
+        model,
+        cube,
+        paths[0],
+        paths[3] if args.scores else None,
+        (args.features, paths[4]) if args.features else None,
+        args.unknown_below,
+        args.block,
+        show_progress,
+        args.batch_size,
+    )
     class_map = read_raster(paths[0])[..., 0]
     write_image(paths[1], class_map)
     if picture:

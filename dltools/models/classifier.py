@@ -23,6 +23,7 @@ import tf_keras
 from dltools.engines.metrics import confusion_matrix
 from dltools.figures.panels import confusion_figure
 from dltools.models.loader import prepare_images
+from dltools.models.training import KeepBest
 
 MAX_PER_CLASS = 2**27 - 1  # as the original: the split of a file never changes as classes grow
 SPLITS = ("training", "validation", "testing")
@@ -214,11 +215,14 @@ def fit(
     rng = np.random.default_rng(seed)
     draw = sampling_probabilities(train_labels, balance)
     history: list[dict] = []
-    best, best_weights, waited = -1.0, None, 0
+    weights = (
+        lambda: [v.numpy() for v in phase.variables],
+        lambda values: [v.assign(x) for v, x in zip(phase.variables, values, strict=True)],
+    )
+    keep = KeepBest(patience, weights if patience else None)
 
     def score(step: int, train: tuple[float, float]) -> bool:
         """Evaluate, log, remember the best; True when patience has run out."""
-        nonlocal best, best_weights, waited
         validation = evaluate(phase.predict_validation(), validation_labels)
         values = (*train, validation.loss, validation.accuracy)
         history.append(
@@ -235,13 +239,7 @@ def fit(
         )
         if summaries is not None:
             summaries.write(step, train, validation)
-        if validation.accuracy > best:
-            best, waited = validation.accuracy, 0
-            if patience:
-                best_weights = [v.numpy() for v in phase.variables]
-        else:
-            waited += 1
-        return bool(patience) and waited >= patience
+        return keep.update(validation.accuracy)
 
     if patience:
         score(first_step, (float("nan"), float("nan")))
@@ -252,10 +250,11 @@ def fit(
             if score(first_step + i, train):
                 log(f"{phase.name}: no better validation accuracy in {patience} evaluations; stop")
                 break
-    if best_weights is not None:
-        for variable, value in zip(phase.variables, best_weights, strict=True):
-            variable.assign(value)
-        log(f"{phase.name}: kept the weights of the best validation accuracy ({100 * best:.1f}%)")
+    if keep.restore():
+        log(
+            f"{phase.name}: kept the weights of the best validation accuracy "
+            f"({100 * keep.best:.1f}%)"
+        )
     return history
 
 

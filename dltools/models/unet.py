@@ -14,9 +14,7 @@ pixels, which the loss (:class:`MaskedCrossEntropy`) leaves out.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -26,7 +24,6 @@ from keras import layers, ops
 
 from dltools.engines.metrics import confusion_matrix
 from dltools.errors import DltoolsError
-from dltools.io.outputs import atomic_path
 
 STRIDE = 32  # input sides must be multiples of this (the encoder's total downsampling)
 IGNORE = -1  # label of unlabelled pixels
@@ -290,11 +287,6 @@ def tensorboard(log_dir: str | os.PathLike) -> keras.callbacks.TensorBoard:
     return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0)
 
 
-def early_stopping(patience: int) -> keras.callbacks.EarlyStopping:
-    """Stop after ``patience`` epochs without a better ``val_mean_iou``."""
-    return keras.callbacks.EarlyStopping(monitor="val_mean_iou", mode="max", patience=patience)
-
-
 class CropBatches(keras.utils.PyDataset):
     """``steps`` batches per epoch from ``make_batch(epoch, index) -> (x, y)``.
 
@@ -314,61 +306,6 @@ class CropBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
-
-
-@dataclass(frozen=True)
-class Phase:
-    """Epochs ``start`` to ``end`` (0-based, end excluded), with the encoder trained or frozen,
-    at ``learning_rate`` (Adam)."""
-
-    start: int
-    end: int
-    train_encoder: bool
-    learning_rate: float
-
-
-def fit(
-    model: keras.Model,
-    make_batch: Callable[[int, int], tuple],
-    steps: int,
-    phases: Sequence[Phase],
-    loss: keras.losses.Loss,
-    callbacks: Sequence[keras.callbacks.Callback],
-    epochs_done: int = 0,
-    verbose: int = 0,
-) -> int:
-    """Train ``model`` phase by phase from epoch ``epochs_done``; return the epochs done.
-
-    A model loaded from a checkpoint in the middle of a phase keeps its optimiser state;
-    each new phase starts with a fresh optimiser. Early stopping ends all phases.
-    """
-    for phase in phases:
-        if phase.end <= epochs_done:
-            continue
-        start = max(phase.start, epochs_done)
-        set_encoder_trainable(model, phase.train_encoder)
-        if start == phase.start or getattr(model, "optimizer", None) is None:
-            model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate), loss=loss)
-        with warnings.catch_warnings():
-            # Keras 3.15 turns its learning-rate variable into numpy the NumPy 1 way
-            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-            history = model.fit(
-                CropBatches(make_batch, steps, start),
-                epochs=phase.end,
-                initial_epoch=start,
-                callbacks=list(callbacks),
-                verbose=verbose,
-            )
-        epochs_done = start + len(history.epoch)
-        if epochs_done < phase.end:  # stopped early
-            break
-    return epochs_done
-
-
-def save(model: keras.Model, path: str | os.PathLike) -> None:
-    """Write ``model`` (with its optimiser state) as a ``.keras`` file, atomically."""
-    with atomic_path(path) as tmp:
-        model.save(tmp)
 
 
 def load(path: str | os.PathLike, compile: bool = False) -> keras.Model:

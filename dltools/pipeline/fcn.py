@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -57,8 +56,9 @@ from dltools.io.geo import (
 from dltools.io.images import list_images, read_image, write_image
 from dltools.io.label_maps import read_label_map
 from dltools.io.labels import Classes, read_labeldefs, write_labeldefs
-from dltools.io.outputs import atomic_path, ensure_new
+from dltools.io.outputs import ensure_new
 from dltools.io.results import LabelResult, write_result
+from dltools.models import runs
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import RGB8, BandChoice
 from dltools.raster.windows import blend_blocks
@@ -67,12 +67,11 @@ from dltools.raster.windows import blend_blocks
 STRIDE = 32  # window sides and steps are multiples of the network's downsampling
 IGNORE = -1  # training label of unlabelled pixels (class k is k - 1)
 RUN_FORMAT = "dltools-fcn-run"
-CONFIG = "config.json"
 LABELDEFS = "labeldefs.txt"
 MODEL = "model.keras"
 CHECKPOINT = "checkpoint.keras"
 LOGS = "logs"
-RUN_FILES = (CONFIG, LABELDEFS, MODEL, CHECKPOINT, LOGS)
+RUN_FILES = (runs.CONFIG, LABELDEFS, MODEL, CHECKPOINT, LOGS)
 ANCHOR_STEP = 8  # crops are placed around labelled pixels sampled on a grid of this step
 MAP_SIZE = 768  # the validation map drawn after each epoch is at most this big
 GDAL_CACHE_MB = 64  # GDAL block cache while streaming rasters (its default is 5% of the RAM)
@@ -342,22 +341,8 @@ class TrainSettings:
 
 
 def read_config(run_dir: str | os.PathLike) -> dict:
-    """The ``config.json`` of a run folder, checked to be one."""
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        raise DltoolsError(f"{run_dir}: not an FCN run folder (no {CONFIG}); train one first")
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise DltoolsError(f"{path}: cannot read it ({err})") from err
-    if config.get("format") != RUN_FORMAT:
-        raise DltoolsError(f"{path}: not the config of a dltools FCN run")
-    return config
-
-
-def _write_config(run_dir: Path, config: dict) -> None:
-    with atomic_path(run_dir / CONFIG) as tmp:
-        tmp.write_text(json.dumps(config, indent=1) + "\n")
+    """The ``config.json`` of an FCN run folder, checked to be one."""
+    return runs.read_config(run_dir, RUN_FORMAT, "an FCN run folder (train one first)")
 
 
 def _run_classes(run_dir: Path) -> Classes:
@@ -383,7 +368,10 @@ def train(
     ``settings.epochs`` (its other settings, classes and bands come from the run folder).
     Without validation pairs there is no early stopping and the last epoch's model is kept.
     """
-    from dltools.models import unet as network  # TensorFlow: only when training
+    import keras  # TensorFlow: only when training
+
+    from dltools.models import training
+    from dltools.models import unet as network
 
     run = Path(run_dir)
     network.encoder_weights_file(settings.encoder_weights)  # a bad file fails before any work
@@ -409,7 +397,6 @@ def train(
     steps = settings.steps(train_images)
     if not resume:
         config = {
-            "format": RUN_FORMAT,
             "classes": classes.names,
             "bands": bands.to_dict(),
             "settings": dataclasses.asdict(settings),
@@ -450,7 +437,7 @@ def train(
         callbacks.append(network.EpochMap(run / LOGS / "map", image, labels, classes.colors))
     callbacks.append(network.tensorboard(run / LOGS))
     if val_images and settings.patience:
-        callbacks.append(network.early_stopping(settings.patience))
+        callbacks.append(training.EarlyStopping("val_mean_iou", settings.patience))
 
     clock = [time.perf_counter()]
 
@@ -461,10 +448,10 @@ def train(
         best = config["best_val_mean_iou"]
         score = logs.get("val_mean_iou")
         if score is None or best is None or score > best:
-            network.save(model, run / MODEL)
+            training.save(model, run / MODEL)
             config["best_epoch"], config["best_val_mean_iou"] = epoch + 1, score
-        network.save(model, run / CHECKPOINT)
-        _write_config(run, config)
+        training.save(model, run / CHECKPOINT)
+        runs.write_config(run, config, RUN_FORMAT)
         seconds, clock[0] = time.perf_counter() - clock[0], time.perf_counter()
         line = f"epoch {epoch + 1}/{settings.epochs} ({seconds:.0f} s): loss {logs['loss']:.4f}"
         if score is not None:
@@ -475,14 +462,19 @@ def train(
     callbacks.append(network.EpochEnd(save))
     pretrained = settings.encoder_weights is not None
     freeze = min(settings.freeze_epochs, settings.epochs) if pretrained else 0
+    tune_rate = settings.fine_tune_learning_rate if pretrained else settings.learning_rate
+
+    def phase(start: int, end: int, train_encoder: bool, rate: float) -> training.Phase:
+        return training.Phase(
+            start,
+            end,
+            lambda: keras.optimizers.Adam(rate),
+            lambda model: network.set_encoder_trainable(model, train_encoder),
+        )
+
     phases = [
-        network.Phase(0, freeze, False, settings.learning_rate),
-        network.Phase(
-            freeze,
-            settings.epochs,
-            True,
-            settings.fine_tune_learning_rate if pretrained else settings.learning_rate,
-        ),
+        phase(0, freeze, False, settings.learning_rate),
+        phase(freeze, settings.epochs, True, tune_rate),
     ]
 
     def make_batch(epoch: int, index: int):
@@ -492,15 +484,15 @@ def train(
             train_images, settings.tile_size, settings.batch_size, rng, augmentation
         )
 
-    network.fit(
+    training.fit(
         model,
-        make_batch,
-        steps,
-        [p for p in phases if p.end > p.start],
+        lambda epoch: network.CropBatches(make_batch, steps, epoch),
+        phases,
         loss,
         callbacks,
         config["epochs_done"],
-        verbose,
+        shuffle=True,
+        verbose=verbose,
     )
     return config
 

@@ -28,6 +28,7 @@ from dltools.io.geo import (
     read_raster,
     write_window,
 )
+from dltools.progress import Progress, quiet
 from dltools.raster.windows import iter_windows
 from dltools.spectral.options import BLOCK, SCALINGS
 
@@ -322,14 +323,14 @@ def map_pixels(
     function: Callable[[np.ndarray], Mapping[str, np.ndarray]],
     outputs: Mapping[str, RasterOutput],
     block: int = 512,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress = quiet,
 ) -> None:
     """Apply ``function`` to the spectra of every window and write its results as GeoTIFFs.
 
     ``function`` maps (n, B) float32 spectra (unscaled) to ``{name: (n, bands) array}``; each
     name's values go to ``outputs[name]`` on the cube's grid (CRS and transform kept), with
-    ``fill`` (also the GeoTIFF nodata value) at nodata pixels. ``progress`` receives the
-    number of pixels done after each window. Files appear only when all are complete.
+    ``fill`` (also the GeoTIFF nodata value) at nodata pixels. ``progress`` follows the
+    pixels, window by window. Files appear only when all are complete.
     """
     with contextlib.ExitStack() as stack:
         writers = {
@@ -338,15 +339,19 @@ def map_pixels(
             )
             for name, out in outputs.items()
         }
-        for window in cube.windows(block):
+        pixels = cube.shape[0] * cube.shape[1]
+        windows = progress(cube.windows(block), total=pixels, desc="pixels", unit="px", count=_area)
+        for window in windows:
             spectra, mask = read_spectra(cube, window)
             results = function(spectra)
             for name, out in outputs.items():
                 image = np.full((*mask.shape, out.bands), out.fill, out.dtype)
                 image[mask] = np.asarray(results[name]).reshape(len(spectra), out.bands)
                 write_window(writers[name], image, window)
-            if progress is not None:
-                progress(mask.size)
+
+
+def _area(window: Window) -> int:
+    return window.width * window.height
 
 
 def read_overview(path: str | os.PathLike, longest: int = 1600) -> np.ndarray:

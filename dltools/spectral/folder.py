@@ -14,23 +14,19 @@ A model reloads from its folder alone (:func:`load_model`).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
 from dltools.errors import DltoolsError
-from dltools.io.outputs import atomic_path
+from dltools.models import runs
+from dltools.models.training import keras_numpy_warnings_ignored
 from dltools.spectral import autoencoder, classifier, losses  # noqa: F401  (Keras registrations)
 from dltools.spectral.cube import Scaling
 
 FORMAT = "dltools-spectral-model"
-CONFIG = "config.json"
 MODEL = "model.keras"
 HISTORY = "history.csv"
 LOGS = "logs"
@@ -63,37 +59,11 @@ class SpectralModel:
         return Scaling.from_dict(self.config["scaling"])
 
 
-def save_config(folder: str | os.PathLike, config: dict) -> None:
-    """Write ``config`` (JSON-serialisable) as ``folder/config.json``, atomically."""
-    with atomic_path(Path(folder) / CONFIG) as tmp:
-        tmp.write_text(json.dumps({"format": FORMAT, **config}, indent=2) + "\n")
-
-
-@contextlib.contextmanager
-def keras_numpy_warnings_ignored() -> Iterator[None]:
-    """Keras 3.15 saves and loads variables via np.array(x, copy=False): numpy 2.4 warns."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-        yield
-
-
-def save_model(path: str | os.PathLike, model: keras.Model) -> None:
-    """Write ``model`` (with its optimiser state) as a ``.keras`` file, atomically."""
-    with atomic_path(path) as tmp, keras_numpy_warnings_ignored():
-        model.save(tmp)
-
-
 def read_config(folder: str | os.PathLike) -> dict:
-    """The ``config.json`` of a model folder, checked to be one of ours."""
-    path = Path(folder) / CONFIG
-    if not path.is_file():
-        raise DltoolsError(f"{folder}: not a spectral model folder (no {CONFIG} in it)")
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise DltoolsError(f"{path}: cannot read it ({err})") from err
-    if config.get("format") != FORMAT or config.get("kind") not in KINDS:
-        raise DltoolsError(f"{path}: not the config of a dltools spectral model")
+    """The ``config.json`` of a spectral model folder, checked to be one."""
+    config = runs.read_config(folder, FORMAT, "a spectral model folder")
+    if config.get("kind") not in KINDS:
+        raise DltoolsError(f"{folder}: unknown spectral model kind {config.get('kind')!r}")
     return config
 
 

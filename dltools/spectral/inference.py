@@ -16,13 +16,12 @@ import tensorflow as tf
 
 from dltools.errors import DltoolsError
 from dltools.io.geo import Window
+from dltools.progress import Progress, quiet
 from dltools.spectral.classifier import with_features
 from dltools.spectral.cube import Cube, RasterOutput, map_pixels, read_spectra
 from dltools.spectral.folder import SpectralModel
 from dltools.spectral.losses import spectral_angle, sse
 from dltools.spectral.options import PREDICT_BATCH
-
-Progress = Callable[[int], None] | None  # called with the number of pixels done per window
 
 
 def check_bands(model: SpectralModel, cube: Cube) -> None:
@@ -73,7 +72,7 @@ def encode_cube(
     cube: Cube,
     path: str | os.PathLike,
     block: int = 512,
-    progress: Progress = None,
+    progress: Progress = quiet,
     batch_size: int = PREDICT_BATCH,
 ) -> None:
     """Write the ``(H, W, Z)`` float32 latent image of ``cube`` as a GeoTIFF at ``path``.
@@ -93,7 +92,7 @@ def decode_raster(
     latent: Cube,
     path: str | os.PathLike,
     block: int = 512,
-    progress: Progress = None,
+    progress: Progress = quiet,
     batch_size: int = PREDICT_BATCH,
 ) -> None:
     """Decode a latent image (one band per latent dimension) into B-band spectra at ``path``.
@@ -117,7 +116,7 @@ def reconstruct_cube(
     cube: Cube,
     path: str | os.PathLike,
     block: int = 512,
-    progress: Progress = None,
+    progress: Progress = quiet,
     batch_size: int = PREDICT_BATCH,
 ) -> dict[str, float]:
     """Write the reconstructions of ``cube``'s spectra (pre-processed units) at ``path``.
@@ -210,7 +209,7 @@ def predict_cube(
     features: tuple[str, str | os.PathLike] | None = None,
     unknown_below: float = 0.0,
     block: int = 512,
-    progress: Progress = None,
+    progress: Progress = quiet,
     batch_size: int = PREDICT_BATCH,
 ) -> dict[int, int]:
     """Classify every pixel of ``cube``; return {class value: pixel count} (0 = unknown).

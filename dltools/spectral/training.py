@@ -1,8 +1,9 @@
 """Training spectral models: optimisers, schedules, checkpoints.
 
-:func:`fit` drives ``keras.Model.fit`` with ``tf.data`` pipelines built from Python batch
-generators, saves checkpoints at chosen epochs, stops early on validation accuracy and writes
-the history beside the model. Autoencoders stream every pixel of a cube from disk
+The one training loop (:func:`dltools.models.training.fit`) runs on ``tf.data`` pipelines
+built from Python batch generators; checkpoints are saved at chosen epochs, training stops
+early on validation accuracy (keeping the best epoch's weights) and the history is written
+beside the model. Autoencoders stream every pixel of a cube from disk
 (:func:`dltools.spectral.cube.pixel_batches`); classifiers train on labelled spectra held in
 memory (:mod:`dltools.spectral.labelled`), oversampled and augmented
 (:mod:`dltools.spectral.augment`).
@@ -25,20 +26,20 @@ import tensorflow as tf
 from dltools.errors import DltoolsError
 from dltools.io.labels import default_colors
 from dltools.io.outputs import atomic_path
+from dltools.models.runs import write_config
+from dltools.models.training import EarlyStopping, Phase, fit, save
 from dltools.spectral.augment import epoch_batches
 from dltools.spectral.autoencoder import build_autoencoder
 from dltools.spectral.classifier import build_classifier
 from dltools.spectral.cube import Cube, Scaling, fit_scaling, pixel_batches
 from dltools.spectral.folder import (
+    FORMAT,
     HISTORY,
     LOGS,
     MODEL,
     SpectralModel,
     checkpoint_path,
-    keras_numpy_warnings_ignored,
     load_model,
-    save_config,
-    save_model,
 )
 from dltools.spectral.labelled import LabelledSpectra
 from dltools.spectral.losses import LOSSES
@@ -119,7 +120,7 @@ class _SaveEpochs(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 in self.epochs:
-            save_model(checkpoint_path(self.folder, epoch + 1), self.model)
+            save(self.model, checkpoint_path(self.folder, epoch + 1))
 
 
 class _RaiseDataErrors(keras.callbacks.Callback):
@@ -147,63 +148,6 @@ def _dataset(batches: Callable[[], Iterator], signature, errors: list) -> tf.dat
             errors.append(err)
 
     return tf.data.Dataset.from_generator(guarded, output_signature=signature).prefetch(2)
-
-
-def fit(
-    model: keras.Model,
-    train: Callable[[int], Iterator[tuple]],
-    signature: tuple[tf.TensorSpec, ...],
-    folder: str | os.PathLike,
-    epochs: int,
-    initial_epoch: int = 0,
-    validation: Callable[[], Iterator[tuple]] | None = None,
-    save_epochs: Sequence[int] = (),
-    patience: int = 0,
-    tensorboard: bool = False,
-    verbose: int = 2,
-) -> dict[str, list[float]]:
-    """Train a compiled ``model`` from epoch ``initial_epoch`` to ``epochs``; return its history.
-
-    ``train(epoch)`` yields the batches of one epoch as Keras tuples (``(x, y)`` or
-    ``(x, y, sample_weight)``) matching ``signature``; ``validation()`` yields held-out
-    batches. With ``patience`` > 0 and ``validation``, training stops when validation accuracy
-    has not improved for ``patience`` epochs and the best epoch's weights are kept.
-    ``history.csv`` in ``folder`` gains one row per epoch (rows after ``initial_epoch`` from an
-    earlier run are replaced).
-    """
-    folder = Path(folder)
-    epoch_numbers = itertools.count(initial_epoch)
-    errors: list[DltoolsError] = []
-    callbacks = [_RaiseDataErrors(errors), _SaveEpochs(folder, save_epochs)]
-    if patience > 0 and validation is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
-            )
-        )
-    if tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / LOGS)))
-    with keras_numpy_warnings_ignored(), warnings.catch_warnings():
-        # Keras learns the number of batches per epoch when the first epoch's generator ends
-        warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
-        try:
-            history = model.fit(
-                _dataset(lambda: train(next(epoch_numbers)), signature, errors),
-                validation_data=None
-                if validation is None
-                else _dataset(validation, signature, errors),
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                callbacks=callbacks,
-                shuffle=False,  # pixel_batches shuffles
-                verbose=verbose,
-            )
-        except Exception:
-            if errors:  # bad data (NaN, ...) ended an epoch early, upsetting Keras: report it
-                raise errors[0] from None
-            raise
-    _write_history(folder / HISTORY, history.epoch, history.history)
-    return history.history
 
 
 def _write_history(path: Path, epochs: list[int], history: dict[str, list[float]]) -> None:
@@ -268,7 +212,6 @@ def train_autoencoder(
     seed_everything(training.seed)
     scaler = fit_scaling(cube, scaling, training.block)
     model = build_autoencoder(kind, cube.bands, **(architecture or {}))
-    model.compile(optimizer=_optimizer(training), loss=LOSSES[training.loss])
     architecture = {k: v for k, v in model.get_config().items() if k not in {"name", "bands"}}
     source = {"cube": str(cube.path)}
     config = _config(kind, cube.bands, source, scaler, architecture, training)
@@ -311,11 +254,6 @@ def train_classifier(
     scaler = fit_scaling(data.spectra[~data.held], scaling)
     options = {**dataclasses.asdict(ClassifierOptions()), **(architecture or {})}
     model = build_classifier(data.bands, len(values), **options)
-    model.compile(
-        optimizer=_optimizer(training),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
     config = _config("classifier", data.bands, data.source, scaler, options, training)
     config["classes"] = {
         "values": values.tolist(),
@@ -394,11 +332,12 @@ def _train(model, config, training, data, folder, initial_epoch, verbose):
     """
     scaling = Scaling.from_dict(config["scaling"])
     folder.mkdir(parents=True, exist_ok=True)
-    save_config(folder, config)
+    write_config(folder, config, FORMAT)
     x_spec = tf.TensorSpec((None, data.bands), tf.float32)
     if isinstance(data, LabelledSpectra):
         train, validation = _classifier_batches(config, training, data, scaling)
         signature = (x_spec, tf.TensorSpec((None,), tf.int32))
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
     else:
         common = {"cube": data, "scaling": scaling, "batch_size": training.batch_size}
         common |= {"seed": training.seed, "block": training.block}
@@ -407,24 +346,39 @@ def _train(model, config, training, data, folder, initial_epoch, verbose):
             return ((x, x) for x in pixel_batches(**common, epoch=epoch))
 
         validation, signature = None, (x_spec, x_spec)
-    history = fit(
-        model,
-        train,
-        signature,
-        folder,
-        training.epochs,
-        initial_epoch,
-        validation,
-        training.save_epochs,
-        training.patience,
-        training.tensorboard,
-        verbose,
-    )
-    config["epochs_done"] = initial_epoch + len(history["loss"])
+        loss, metrics = LOSSES[training.loss], []
+    errors: list[DltoolsError] = []
+    callbacks = [_RaiseDataErrors(errors), _SaveEpochs(folder, training.save_epochs)]
+    if training.patience > 0 and validation is not None:
+        callbacks.append(EarlyStopping("val_accuracy", training.patience, restore=True))
+    if training.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / LOGS)))
+    epoch_numbers = itertools.count(initial_epoch)
+    with warnings.catch_warnings():
+        # Keras learns the number of batches per epoch when the first epoch's generator ends
+        warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+        try:
+            history = fit(
+                model,
+                lambda _: _dataset(lambda: train(next(epoch_numbers)), signature, errors),
+                [Phase(0, training.epochs, lambda: _optimizer(training))],
+                loss,
+                callbacks,
+                initial_epoch,
+                validation and (lambda: _dataset(validation, signature, errors)),
+                metrics,
+                verbose=verbose,
+            )
+        except Exception:
+            if errors:  # bad data (NaN, ...) ended an epoch early, upsetting Keras: report it
+                raise errors[0] from None
+            raise
+    epochs = history.pop("epoch")
+    _write_history(folder / HISTORY, epochs, history)
+    config["epochs_done"] = initial_epoch + len(epochs)
     if "val_accuracy" in history:
         accuracy = history["val_accuracy"]
         config["best_epoch"] = initial_epoch + int(np.argmax(accuracy)) + 1
         config["validation_accuracy"] = float(np.max(accuracy))
-    save_model(folder / MODEL, model)
-    save_config(folder, config)
-    return SpectralModel(model, config, folder)
+    save(model, folder / MODEL)
+    return SpectralModel(model, write_config(folder, config, FORMAT), folder)
