@@ -17,7 +17,7 @@ from dltools.errors import DltoolsError
 from dltools.io.geo import read_profile, write_raster
 from dltools.io.images import write_image
 from dltools.io.labels import read_labels
-from dltools.io.strokes import read_doodles, sparse_dtype, write_stroke_layer
+from dltools.io.strokes import read_strokes, stroke_dtype, write_stroke_layer
 from dltools.io.vectors import read_layer, write_layer
 
 NAMES = ["water", "sand", "veg"]
@@ -29,30 +29,30 @@ def blocks(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return np.repeat(np.repeat(small, 10, axis=0), 10, axis=1)
 
 
-def test_sparse_dtype_widens_above_254_classes():
-    assert sparse_dtype(254) == np.uint8 and sparse_dtype(255) == np.uint16
+def test_stroke_dtype_widens_above_254_classes():
+    assert stroke_dtype(254) == np.uint8 and stroke_dtype(255) == np.uint16
 
 
 def test_label_image_of_the_same_size_is_read_as_is(tmp_path):
     labels = blocks(np.random.default_rng(0), (200, 300))
     write_image(tmp_path / "a_doodles.png", labels)
-    sparse = read_doodles(tmp_path / "a_doodles.png", (200, 300), NAMES)
+    sparse = read_strokes(tmp_path / "a_doodles.png", (200, 300), NAMES)
     assert sparse.dtype == np.uint8 and (sparse == labels).all()
 
 
 def test_label_image_of_another_size_is_resized_by_nearest_neighbour(tmp_path):
     labels = blocks(np.random.default_rng(1), (100, 150))
     write_image(tmp_path / "half.png", labels)
-    sparse = read_doodles(tmp_path / "half.png", (200, 300), NAMES)
+    sparse = read_strokes(tmp_path / "half.png", (200, 300), NAMES)
     assert (sparse == np.repeat(np.repeat(labels, 2, axis=0), 2, axis=1)).all()  # no new values
     write_image(tmp_path / "near.tif", labels[:, :149].astype(np.uint16))  # 0.7 % off: accepted
-    assert read_doodles(tmp_path / "near.tif", (200, 300), NAMES).shape == (200, 300)
+    assert read_strokes(tmp_path / "near.tif", (200, 300), NAMES).shape == (200, 300)
 
 
 def test_label_image_of_another_aspect_ratio_is_refused(tmp_path):
     write_image(tmp_path / "square.png", np.zeros((100, 100), np.uint8))
     with pytest.raises(DltoolsError, match=r"square.png is 100x100 .* image is 300x200"):
-        read_doodles(tmp_path / "square.png", (200, 300), NAMES)
+        read_strokes(tmp_path / "square.png", (200, 300), NAMES)
 
 
 def test_class_numbers_beyond_the_class_list_are_refused(tmp_path):
@@ -60,7 +60,7 @@ def test_class_numbers_beyond_the_class_list_are_refused(tmp_path):
     labels[3, 4], labels[5, 6] = 5, 7
     write_image(tmp_path / "bad.png", labels)
     with pytest.raises(DltoolsError, match=r"class value\(s\) \[5, 7\] but only 3 classes"):
-        read_doodles(tmp_path / "bad.png", (20, 30), NAMES)
+        read_strokes(tmp_path / "bad.png", (20, 30), NAMES)
 
 
 def test_colour_label_images_and_unknown_formats_are_refused(tmp_path):
@@ -69,10 +69,10 @@ def test_colour_label_images_and_unknown_formats_are_refused(tmp_path):
         np.dstack([np.zeros((20, 30), np.uint8)] * 2 + [np.ones((20, 30), np.uint8)]),
     )
     with pytest.raises(DltoolsError, match="3 different bands"):
-        read_doodles(tmp_path / "rgb.png", (20, 30), NAMES)
+        read_strokes(tmp_path / "rgb.png", (20, 30), NAMES)
     (tmp_path / "strokes.csv").write_text("x,y\n")
     with pytest.raises(DltoolsError, match=r"cannot read strokes from a '\.csv' file"):
-        read_doodles(tmp_path / "strokes.csv", (20, 30), NAMES)
+        read_strokes(tmp_path / "strokes.csv", (20, 30), NAMES)
 
 
 def test_real_float_label_raster_reads_as_strokes(shared_dir):
@@ -81,13 +81,13 @@ def test_real_float_label_raster_reads_as_strokes(shared_dir):
     names = ["water", "sediment", "green vegetation"]
     with rasterio.open(path) as src:
         raw = src.read(1)
-    sparse = read_doodles(path, (1960, 3008), names)
+    sparse = read_strokes(path, (1960, 3008), names)
     assert sparse.dtype == np.uint8 and (sparse == raw).all()
-    half = read_doodles(path, (980, 1504), names)
+    half = read_strokes(path, (980, 1504), names)
     for k in range(4):  # nearest neighbour keeps each class's share of the image
         assert abs((half == k).mean() - (raw == k).mean()) < 0.005
     with pytest.raises(DltoolsError, match=r"class value\(s\) \[3\] but only 2 classes"):
-        read_doodles(path, (1960, 3008), names[:2])
+        read_strokes(path, (1960, 3008), names[:2])
 
 
 # -- _mres.mat -------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def test_mres_strokes_are_matched_to_the_class_list_by_name(shared_dir):
     for (path, (raw, own)), (_, other) in zip(
         zip(files, raws, strict=True), raws[::-1], strict=True
     ):
-        sparse = read_doodles(path, raw.shape, other)  # read with the *other* file's order
+        sparse = read_strokes(path, raw.shape, other)  # read with the *other* file's order
         assert sparse.dtype == np.uint8 and sparse.shape == (4912, 7360)
         assert ((sparse == 0) == (raw == 0)).all()
         for name in own:  # every stroke pixel keeps its class *name*
@@ -118,14 +118,14 @@ def test_mres_strokes_are_matched_to_the_class_list_by_name(shared_dir):
 def test_mres_with_classes_missing_from_the_list_is_refused(shared_dir):
     path = shared_dir / "data" / "dltools_formats" / "gt" / "D800_20160308_221737-0_mres.mat"
     with pytest.raises(DltoolsError, match="wetsand"):
-        read_doodles(path, (4912, 7360), ["agricultural", "anthro", "water"])
+        read_strokes(path, (4912, 7360), ["agricultural", "anthro", "water"])
 
 
 def test_mres_without_strokes_is_refused(shared_dir):
     path = shared_dir / "data" / "dltools_formats" / "gt" / "D800_20160308_221741-0_mres.mat"
     names = read_labels(shared_dir / "data" / "dltools_formats" / "labels" / "monterey_labels.txt")
     with pytest.raises(DltoolsError, match="no strokes"):
-        read_doodles(path, (4912, 7360), names)
+        read_strokes(path, (4912, 7360), names)
 
 
 # -- GeoJSON -----------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def expected_strokes() -> np.ndarray:
 def test_geojson_strokes_land_on_their_pixels(tmp_path, georef, crs, legacy):
     path = tmp_path / "strokes.geojson"
     path.write_text(json.dumps(collection(crs, legacy)))
-    sparse = read_doodles(path, SHAPE, NAMES, georef=georef)
+    sparse = read_strokes(path, SHAPE, NAMES, georef=georef)
     assert sparse.dtype == np.uint8
     assert (sparse == expected_strokes()).all()
 
@@ -201,18 +201,18 @@ def test_geojson_class_field_and_unknown_names(tmp_path, georef):
     path = tmp_path / "strokes.geojson"
     path.write_text(json.dumps(data))
     with pytest.raises(DltoolsError, match=r"gravel, mud \(property 'label'\) are not among"):
-        read_doodles(path, SHAPE, NAMES, georef=georef, class_field="label")
+        read_strokes(path, SHAPE, NAMES, georef=georef, class_field="label")
     with pytest.raises(DltoolsError, match="feature 0 has no 'class' property"):
-        read_doodles(path, SHAPE, NAMES, georef=georef)
+        read_strokes(path, SHAPE, NAMES, georef=georef)
 
 
 def test_geojson_needs_a_georeferenced_image(tmp_path):
     path = tmp_path / "strokes.geojson"
     path.write_text(json.dumps(collection("EPSG:4326")))
     with pytest.raises(DltoolsError, match="need a georeferenced image"):
-        read_doodles(path, SHAPE, NAMES)
+        read_strokes(path, SHAPE, NAMES)
     with pytest.raises(DltoolsError, match="need a georeferenced image"):
-        read_doodles(path, SHAPE, NAMES, georef={"crs": None, "transform": TRANSFORM})
+        read_strokes(path, SHAPE, NAMES, georef={"crs": None, "transform": TRANSFORM})
 
 
 # -- GeoPackage ----------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def test_geopackage_strokes_drawn_in_another_crs_land_on_their_pixels(tmp_path, 
     path = tmp_path / "qgis_strokes.gpkg"
     schema = {"class": np.dtype(object)}
     write_layer(path, [(geometry, {"class": names})], CRS.from_epsg(4326), "s", "Unknown", schema)
-    sparse = read_doodles(path, SHAPE, NAMES, georef=georef)
+    sparse = read_strokes(path, SHAPE, NAMES, georef=georef)
     assert (sparse == expected_strokes()).all()
 
 
@@ -237,6 +237,6 @@ def test_strokes_written_as_a_geopackage_replay_pixel_for_pixel(tmp_path, georef
     assert write_stroke_layer(path, strokes, NAMES, georef) == 5
     _, fields, crs = read_layer(path)
     assert crs == CRS.from_user_input(UTM) and sorted(set(fields["class"])) == sorted(NAMES[:3])
-    assert (read_doodles(path, SHAPE, NAMES, georef=georef) == strokes).all()
+    assert (read_strokes(path, SHAPE, NAMES, georef=georef) == strokes).all()
     with pytest.raises(DltoolsError, match="georeferenced"):
         write_stroke_layer(tmp_path / "x.gpkg", strokes, NAMES, {"crs": None})

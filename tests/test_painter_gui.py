@@ -170,12 +170,12 @@ PAINT_SCRIPT = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     from dltools.gui.painter import paint_strokes
-    from dltools.io.strokes import read_doodles
+    from dltools.io.strokes import read_strokes
 
     image, autosave, result = np.load(sys.argv[1]), sys.argv[2], sys.argv[3]
     scale, window = float(sys.argv[4]), int(sys.argv[5])
     names = ["water", "sand"]
-    initial = read_doodles(sys.argv[6], image.shape[:2], names) if len(sys.argv) > 6 else None
+    initial = read_strokes(sys.argv[6], image.shape[:2], names) if len(sys.argv) > 6 else None
     colors = np.array([[0, 0, 255], [255, 200, 0]], np.uint8)
     sparse = paint_strokes(image, names, colors, scale=scale, window=window,
                            initial=initial, autosave_path=Path(autosave), brush=5)

@@ -99,16 +99,16 @@ class CRFParams:
 # ----------------------------------------------------------------------------- unaries
 
 
-def unary_from_strokes(sparse: np.ndarray, n_classes: int, gt_prob: float) -> np.ndarray:
+def unary_from_strokes(strokes: np.ndarray, n_classes: int, gt_prob: float) -> np.ndarray:
     """Unary energies (negative log probabilities) from strokes, as the original dl_tools made them.
 
-    ``sparse``: (h, w) int, 0 = no stroke, k = class k (1-based). A stroke pixel of class k has
+    ``strokes``: (h, w) int, 0 = no stroke, k = class k (1-based). A stroke pixel of class k has
     probability ``gt_prob`` for class k-1 and ``(1 - gt_prob) / n_classes`` for each other class
     (pydensecrf's ``unary_from_labels`` with ``n_classes + 1`` labels, as dl_tools called it, so
     a stroke keeps its weight with two classes at the default ``gt_prob`` of 0.5); a pixel
     without a stroke is uniform. Returns (n_classes, h * w) float32.
     """
-    return _unary(np.asarray(sparse), n_classes, gt_prob)
+    return _unary(np.asarray(strokes), n_classes, gt_prob)
 
 
 def _unary(
@@ -387,7 +387,7 @@ class _Runner:
 
 def label_from_strokes(
     image: np.ndarray,
-    sparse: np.ndarray,
+    strokes: np.ndarray,
     n_classes: int,
     scale: float = 0.2,
     params: CRFParams = CRFParams(),
@@ -397,21 +397,21 @@ def label_from_strokes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label every pixel of ``image`` from a few strokes.
 
-    ``image``: (H, W, C) or (H, W), any dtype, all bands used. ``sparse``: (H, W) int, 0 = no
+    ``image``: (H, W, C) or (H, W), any dtype, all bands used. ``strokes``: (H, W) int, 0 = no
     stroke, k = class k (1-based, <= ``n_classes``). ``scale``: working scale in (0, 1]; theta is
     in working pixels. ``nodata``: (H, W) bool, True = no data. Returns (class map (H, W) uint8,
     0-based, :data:`NODATA` at nodata; posteriors (h, w, K) float32 at working scale).
     """
     image = _as_hwc(image)
-    _check_evidence(np.asarray(sparse), image.shape[:2], n_classes, "strokes")
-    if not np.any(sparse):
+    _check_evidence(np.asarray(strokes), image.shape[:2], n_classes, "strokes")
+    if not np.any(strokes):
         raise DltoolsError("there are no strokes to label from: draw at least one")
-    return _label(image, np.asarray(sparse), n_classes, scale, params, nodata, workers, progress)
+    return _label(image, np.asarray(strokes), n_classes, scale, params, nodata, workers, progress)
 
 
 def label_from_probs(
     image: np.ndarray,
-    probs: np.ndarray,
+    probabilities: np.ndarray,
     n_classes: int,
     scale: float = 0.2,
     params: CRFParams = CRFParams(),
@@ -421,20 +421,20 @@ def label_from_probs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label every pixel of ``image`` from soft labels (e.g. tile-classifier probabilities).
 
-    ``probs``: (h', w', K) float at any resolution (resampled to the working grid); rows that
-    are NaN or all zero are unknown. Trusted with confidence ``params.gt_prob``. Other arguments
-    and the result as in :func:`label_from_strokes`.
+    ``probabilities``: (h', w', K) float at any resolution (resampled to the working grid);
+    rows that are NaN or all zero are unknown. Trusted with confidence ``params.gt_prob``.
+    Other arguments and the result as in :func:`label_from_strokes`.
     """
     image = _as_hwc(image)
-    probs = np.asarray(probs, dtype=np.float32)
-    if probs.ndim != 3 or probs.shape[2] != n_classes:
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    if probabilities.ndim != 3 or probabilities.shape[2] != n_classes:
         raise DltoolsError(
             f"probabilities must be (h, w, {n_classes}) for {n_classes} classes, "
-            f"got shape {probs.shape}"
+            f"got shape {probabilities.shape}"
         )
-    if np.nanmin(probs, initial=0.0) < 0:
+    if np.nanmin(probabilities, initial=0.0) < 0:
         raise DltoolsError("probabilities must not be negative")
-    return _label(image, probs, n_classes, scale, params, nodata, workers, progress)
+    return _label(image, probabilities, n_classes, scale, params, nodata, workers, progress)
 
 
 def _label(image, evidence, n_classes, scale, params, nodata, workers, progress):
@@ -483,15 +483,16 @@ def upsample_labels(posteriors: np.ndarray, valid: np.ndarray, radius: int) -> n
 # ----------------------------------------------------------------------------- resampling
 
 
-def confidence_map(preds: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def confidence_map(posteriors: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(H, W) float32: the largest posterior of each pixel, upsampled from the working scale.
 
     Nodata pixels (all posteriors 0) do not pull their neighbours' confidence down: the
     interpolation is normalised by the interpolated share of valid pixels.
     """
     size = (shape[1], shape[0])
-    best = cv2.resize(preds.max(axis=2).astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-    valid = (preds.sum(axis=2) > 0).astype(np.float32)
+    best = posteriors.max(axis=2).astype(np.float32)
+    best = cv2.resize(best, size, interpolation=cv2.INTER_LINEAR)
+    valid = (posteriors.sum(axis=2) > 0).astype(np.float32)
     weight = cv2.resize(valid, size, interpolation=cv2.INTER_LINEAR)
     return np.clip(best / np.maximum(weight, 1e-6), 0.0, 1.0)
 

@@ -102,16 +102,16 @@ def decimated(shape: tuple[int, int], decim: int) -> np.ndarray:
     return (cols + rows * shift) % decim == 0
 
 
-def tile_classes(probs: np.ndarray, prob_thres: float) -> np.ndarray:
+def tile_classes(probabilities: np.ndarray, prob_thres: float) -> np.ndarray:
     """(ny, nx) uint8: class + 1 of the tiles whose top probability reaches ``prob_thres``."""
-    top = np.nan_to_num(probs, nan=-1.0)
+    top = np.nan_to_num(probabilities, nan=-1.0)
     return np.where(top.max(axis=2) >= prob_thres, top.argmax(axis=2) + 1, 0).astype(np.uint8)
 
 
-def fill_unclassified(probs: np.ndarray) -> np.ndarray:
-    """``probs`` (ny, nx, K) with each unclassified (NaN) tile given its nearest tile's."""
-    missing = ~np.isfinite(probs).all(axis=2)
+def fill_unclassified(probabilities: np.ndarray) -> np.ndarray:
+    """``probabilities`` (ny, nx, K) with each unclassified (NaN) tile given its nearest tile's."""
+    missing = ~np.isfinite(probabilities).all(axis=2)
     if not missing.any() or missing.all():
-        return probs
+        return probabilities
     nearest = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
-    return probs[nearest[0], nearest[1]]
+    return probabilities[nearest[0], nearest[1]]

@@ -40,12 +40,12 @@ def shrink(array: np.ndarray, longest: int = MAX_FIGURE_PIXELS, labels: bool = F
     return cv2.resize(array, size, interpolation=interpolation)
 
 
-def thicken_strokes(sparse: np.ndarray, longest: int = MAX_FIGURE_PIXELS) -> np.ndarray:
+def thicken_strokes(strokes: np.ndarray, longest: int = MAX_FIGURE_PIXELS) -> np.ndarray:
     """Grow (H, W) stroke labels so they stay about 3 figure pixels wide after :func:`shrink`."""
-    factor = max(sparse.shape[:2]) / longest
+    factor = max(strokes.shape[:2]) / longest
     radius = max(1, int(np.ceil(1.5 * factor)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.dilate(np.asarray(sparse, np.uint16), kernel)
+    return cv2.dilate(np.asarray(strokes, np.uint16), kernel)
 
 
 def class_legend(fig: Figure, class_names: Sequence[str], colors: np.ndarray) -> None:
@@ -81,7 +81,7 @@ def panel_figure(
 
 def groundtruth_figure(
     image: np.ndarray,
-    sparse: np.ndarray,
+    strokes: np.ndarray,
     class_map: np.ndarray,
     class_names: Sequence[str],
     colors: np.ndarray,
@@ -89,17 +89,17 @@ def groundtruth_figure(
 ) -> Figure:
     """Three panels: the image; the image with strokes; the image with the dense labels.
 
-    image: (H, W, C) any dtype; sparse: (H, W) int, 0 = no stroke, k = class k;
+    image: (H, W, C) any dtype; strokes: (H, W) int, 0 = no stroke, k = class k;
     class_map: (H, W) uint8, 0-based classes, values >= len(class_names) (nodata) not drawn;
     colors: (K, 3) uint8 RGB.
     """
     rgb = shrink(to_display(image))
-    strokes = shrink(thicken_strokes(sparse), labels=True)
+    thick = shrink(thicken_strokes(strokes), labels=True)
     labels = shrink(class_map, labels=True).astype(np.uint16) + 1
     labels[labels > len(class_names)] = 0
     panels = [
         ("image", rgb),
-        ("strokes", overlay(rgb, strokes, colors, alpha=1.0)),
+        ("strokes", overlay(rgb, thick, colors, alpha=1.0)),
         ("labels", overlay(rgb, labels, colors)),
     ]
     return panel_figure(panels, class_names, colors, title)

@@ -2,8 +2,8 @@
 
 The image is shown at ``scale`` and worked through in ``window`` x ``window`` pieces (displayed
 pixels); every piece gets one pass per class. Strokes are painted on the displayed pixels and
-recorded at full resolution in a *sparse* raster: (H, W) uint8 (uint16 above 254 classes),
-0 = no stroke, k = class k (1-based). The sparse raster is saved after every stroke and undo, so
+recorded at full resolution in a *stroke raster*: (H, W) uint8 (uint16 above 254 classes),
+0 = no stroke, k = class k (1-based). The stroke raster is saved after every stroke and undo, so
 a crash or a closed window loses nothing, and painting resumes from a previous save.
 
 The pure parts (:class:`View`, :class:`Stroke`, :func:`render_strokes`, :func:`apply_key`) need
@@ -23,7 +23,7 @@ import numpy as np
 from dltools.errors import DltoolsError
 from dltools.figures.display import overlay, to_display
 from dltools.io.images import write_image
-from dltools.io.strokes import sparse_dtype
+from dltools.io.strokes import stroke_dtype
 
 MAIN_WINDOW = "dltools doodle"
 OVERVIEW_WINDOW = "dltools doodle overview"
@@ -89,18 +89,18 @@ class Stroke:
     points: tuple[tuple[int, int], ...]
 
 
-def draw_stroke(sparse: np.ndarray, stroke: Stroke) -> None:
-    """Paint ``stroke`` into ``sparse`` in place: round brush, straight segments between
-    successive points, so a fast drag leaves no gaps."""
+def draw_stroke(strokes: np.ndarray, stroke: Stroke) -> None:
+    """Paint ``stroke`` into the stroke raster ``strokes`` in place: round brush, straight
+    segments between successive points, so a fast drag leaves no gaps."""
     pts = np.asarray(stroke.points, np.int32)
-    cv2.circle(sparse, stroke.points[0], stroke.radius, stroke.label, -1)  # a click paints too
-    cv2.polylines(sparse, [pts], False, stroke.label, 2 * stroke.radius + 1)
+    cv2.circle(strokes, stroke.points[0], stroke.radius, stroke.label, -1)  # a click paints too
+    cv2.polylines(strokes, [pts], False, stroke.label, 2 * stroke.radius + 1)
 
 
-def render_strokes(base: np.ndarray, strokes: Sequence[Stroke]) -> np.ndarray:
-    """A copy of the sparse raster ``base`` with ``strokes`` painted over it in order."""
+def render_strokes(base: np.ndarray, drawn: Sequence[Stroke]) -> np.ndarray:
+    """A copy of the stroke raster ``base`` with the ``drawn`` strokes painted over it in order."""
     out = base.copy()
-    for stroke in strokes:
+    for stroke in drawn:
         draw_stroke(out, stroke)
     return out
 
@@ -152,8 +152,8 @@ class _Painter:
         self.names = list(class_names)
         self.colors = colors
         self.initial = initial
-        self.sparse = initial.copy()
-        self.strokes: list[Stroke] = []
+        self.strokes = initial.copy()
+        self.drawn: list[Stroke] = []
         self.autosave_path = autosave_path
         self.boxes = view.windows()
         self.state = PaintState(len(self.boxes), len(self.names), brush=brush)
@@ -188,7 +188,7 @@ class _Painter:
     def show(self) -> None:
         box = self.boxes[self.state.window]
         y0, y1, x0, x1 = box
-        img = overlay(self.display[y0:y1, x0:x1], self.view.sample(self.sparse, box), self.colors)
+        img = overlay(self.display[y0:y1, x0:x1], self.view.sample(self.strokes, box), self.colors)
         color = tuple(int(c) for c in self.colors[self.state.label - 1])
         if self.cursor is not None:
             cv2.circle(img, self.cursor, self.state.brush, color, 1, cv2.LINE_AA)
@@ -203,7 +203,7 @@ class _Painter:
 
     def show_overview(self) -> None:
         rows, cols = self.ov_view.shape
-        labels = self.ov_view.sample(self.sparse, (0, rows, 0, cols))
+        labels = self.ov_view.sample(self.strokes, (0, rows, 0, cols))
         img = overlay(self.ov_base, labels, self.colors)
         y0, y1, x0, x1 = (round(v * self.ov_factor) for v in self.boxes[self.state.window])
         cv2.rectangle(img, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), (255, 255, 0), 2)
@@ -222,13 +222,13 @@ class _Painter:
             self.finish_stroke()
             self.points = [self.to_full(x, y)]
             self.radius = self.view.full_radius(self.state.brush)
-            draw_stroke(self.sparse, Stroke(self.state.label, self.radius, tuple(self.points)))
+            draw_stroke(self.strokes, Stroke(self.state.label, self.radius, tuple(self.points)))
         elif event == cv2.EVENT_MOUSEMOVE and self.points is not None:
             point = self.to_full(x, y)
             if point != self.points[-1]:
                 self.points.append(point)
                 segment = Stroke(self.state.label, self.radius, tuple(self.points[-2:]))
-                draw_stroke(self.sparse, segment)
+                draw_stroke(self.strokes, segment)
         elif event == cv2.EVENT_LBUTTONUP and self.finish_stroke():
             self.show_overview()
         self.show()
@@ -237,20 +237,20 @@ class _Painter:
         """Commit and save the stroke being dragged; False when there is none."""
         if self.points is None:
             return False
-        self.strokes.append(Stroke(self.state.label, self.radius, tuple(self.points)))
+        self.drawn.append(Stroke(self.state.label, self.radius, tuple(self.points)))
         self.points = None
         self.save()
         return True
 
     def undo(self) -> None:
-        if self.strokes:
-            self.strokes.pop()
-            self.sparse = render_strokes(self.initial, self.strokes)
+        if self.drawn:
+            self.drawn.pop()
+            self.strokes = render_strokes(self.initial, self.drawn)
             self.save()
 
     def save(self) -> None:
         if self.autosave_path is not None:
-            write_image(self.autosave_path, self.sparse)
+            write_image(self.autosave_path, self.strokes)
 
     # -- main loop -----------------------------------------------------------------------
     def run(self) -> np.ndarray:
@@ -280,7 +280,7 @@ class _Painter:
                 if _visible(name):  # not closed by hand
                     cv2.destroyWindow(name)
             cv2.waitKey(1)
-        return self.sparse
+        return self.strokes
 
 
 def _visible(name: str) -> bool:
@@ -311,7 +311,7 @@ def paint_strokes(
     autosave_path: Path | None = None,
     brush: int = 5,
 ) -> np.ndarray:
-    """Paint strokes for ``class_names`` on ``image`` interactively; return the sparse raster.
+    """Paint strokes for ``class_names`` on ``image`` interactively; return the stroke raster.
 
     ``image`` is (H, W) or (H, W, C) of any dtype (the first three bands are shown, stretched to
     uint8); ``colors`` is (K, 3) uint8 RGB, one row per class. The image is shown at ``scale`` in
@@ -334,14 +334,14 @@ def paint_strokes(
         )
     shape = image.shape[:2]
     if initial is None:
-        initial = np.zeros(shape, sparse_dtype(n))
+        initial = np.zeros(shape, stroke_dtype(n))
     elif initial.shape != shape:
         raise DltoolsError(
-            f"previous doodles are {initial.shape[1]}x{initial.shape[0]} pixels but the image is "
-            f"{shape[1]}x{shape[0]}: read them with read_doodles to resize them"
+            f"previous strokes are {initial.shape[1]}x{initial.shape[0]} pixels but the image is "
+            f"{shape[1]}x{shape[0]}: read them with read_strokes to resize them"
         )
     elif initial.size and int(initial.max()) > n:
-        raise DltoolsError(f"previous doodles hold class {int(initial.max())} but there are {n}")
+        raise DltoolsError(f"previous strokes hold class {int(initial.max())} but there are {n}")
     view = View(shape, scale, window)
     display = cv2.resize(to_display(image), view.shape[::-1], interpolation=cv2.INTER_AREA)
     painter = _Painter(
@@ -349,7 +349,7 @@ def paint_strokes(
         view,
         class_names,
         colors[:n].astype(np.uint8),
-        initial.astype(sparse_dtype(n)),
+        initial.astype(stroke_dtype(n)),
         autosave_path,
         brush,
     )

@@ -1,6 +1,6 @@
 """Reading class strokes from files, for labelling without the painting window.
 
-Every reader returns a *sparse* raster on the image's grid: (H, W) uint8 (uint16 above 254
+Every reader returns a *stroke raster* on the image's grid: (H, W) uint8 (uint16 above 254
 classes), 0 = no stroke, k = class k (1-based, ``class_names[k - 1]``). Strokes come from
 
 - a label image (PNG/TIFF) with the same values, such as a saved ``<name>_doodles.png``,
@@ -11,7 +11,7 @@ classes), 0 = no stroke, k = class k (1-based, ``class_names[k - 1]``). Strokes 
   carrying a class name, drawn onto a georeferenced image.
 
 :func:`write_stroke_layer` writes strokes the other way, as a GeoPackage layer of polygons
-(one per stroke region) that QGIS can edit and :func:`read_doodles` replays pixel for pixel.
+(one per stroke region) that QGIS can edit and :func:`read_strokes` replays pixel for pixel.
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ GEOPACKAGE_SUFFIX = ".gpkg"
 AREA_TYPES = ("Polygon", "MultiPolygon")  # filled by pixel centres; the rest burns every touched
 
 
-def sparse_dtype(n_classes: int) -> np.dtype:
-    """The dtype of a sparse raster holding classes 1..``n_classes``: uint8, or uint16 above 254."""
+def stroke_dtype(n_classes: int) -> np.dtype:
+    """The dtype of a stroke raster holding classes 1..``n_classes``: uint8, or uint16 above 254."""
     return np.dtype(np.uint8 if n_classes <= 254 else np.uint16)
 
 
-def read_doodles(
+def read_strokes(
     path: str | os.PathLike,
     image_shape: tuple[int, int],
     class_names: Sequence[str],
@@ -71,11 +71,11 @@ def read_doodles(
                 f"{path} holds no strokes (no 'sparse' array): only files made with the "
                 "painting tool can be replayed"
             )
-        sparse = result.sparse
+        strokes = result.sparse
     elif is_image_file(path):
-        sparse = _label_values(read_image(path), path)
-        if sparse.size and sparse.max() > n:
-            found = sorted(int(v) for v in np.unique(sparse[sparse > n]))
+        strokes = _label_values(read_image(path), path)
+        if strokes.size and strokes.max() > n:
+            found = sorted(int(v) for v in np.unique(strokes[strokes > n]))
             raise DltoolsError(
                 f"{path} holds class value(s) {found} but only {n} classes are given "
                 f"({', '.join(class_names)}): values must lie in 0..{n} (0 = no stroke)"
@@ -85,7 +85,7 @@ def read_doodles(
             f"{path}: cannot read strokes from a {path.suffix!r} file; give a label image "
             "(.png/.tif), a _mres.mat, a .geojson or a .gpkg"
         )
-    return _fit_to_shape(sparse.astype(sparse_dtype(n)), image_shape, path)
+    return _fit_to_shape(strokes.astype(stroke_dtype(n)), image_shape, path)
 
 
 def _label_values(pixels: np.ndarray, path: Path) -> np.ndarray:
@@ -104,22 +104,22 @@ def _label_values(pixels: np.ndarray, path: Path) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _fit_to_shape(sparse: np.ndarray, image_shape: tuple[int, int], source) -> np.ndarray:
-    """Resize a (h, w) sparse raster to ``image_shape`` (H, W) by nearest neighbour.
+def _fit_to_shape(strokes: np.ndarray, image_shape: tuple[int, int], source) -> np.ndarray:
+    """Resize a (h, w) stroke raster to ``image_shape`` (H, W) by nearest neighbour.
 
     The aspect ratios must agree within 1 %: anything else means the strokes belong to
     another image.
     """
     height, width = image_shape
-    if sparse.shape == (height, width):
-        return sparse
-    h, w = sparse.shape
+    if strokes.shape == (height, width):
+        return strokes
+    h, w = strokes.shape
     if abs((h / w) / (height / width) - 1) > ASPECT_TOLERANCE:
         raise DltoolsError(
             f"{source} is {w}x{h} pixels but the image is {width}x{height}: the aspect ratios "
             "differ, so these strokes were not drawn on this image"
         )
-    return cv2.resize(sparse, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+    return cv2.resize(strokes, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def _geojson_features(path: Path) -> tuple[list[dict], CRS]:
@@ -198,24 +198,24 @@ def _rasterize_vectors(
             f"{path}: class name(s) {', '.join(sorted(unknown))} (property {class_field!r}) are "
             f"not among the labels {', '.join(class_names)}"
         )
-    sparse = np.zeros(image_shape, sparse_dtype(len(class_names)))
+    strokes = np.zeros(image_shape, stroke_dtype(len(class_names)))
     for shapes, all_touched in ((areas, False), (lines, True)):
         if shapes:
             rasterio.features.rasterize(
-                shapes, out=sparse, transform=georef["transform"], all_touched=all_touched
+                shapes, out=strokes, transform=georef["transform"], all_touched=all_touched
             )
-    if (areas or lines) and not sparse.any():
+    if (areas or lines) and not strokes.any():
         raise DltoolsError(
             f"{path}: none of its {len(areas) + len(lines)} stroke(s) falls on the image (they "
             f"lie outside its bounds once placed in its CRS, {georef['crs']}); are they drawn "
             "on this image, and is the GeoJSON's CRS right (EPSG:4326 unless it names one)?"
         )
-    return sparse
+    return strokes
 
 
 def write_stroke_layer(
     path: str | os.PathLike,
-    sparse: np.ndarray,
+    strokes: np.ndarray,
     class_names: Sequence[str],
     georef: dict,
     class_field: str = "class",
@@ -223,13 +223,14 @@ def write_stroke_layer(
     """Write (H, W) strokes (0 = none, k = ``class_names[k - 1]``) of a georeferenced image
     (``georef``: its profile) as a new GeoPackage layer ``strokes``: one polygon per
     4-connected stroke region with its class name in ``class_field``, in the image's CRS.
-    Returns the polygon count; :func:`read_doodles` gives the same strokes back.
+    Returns the polygon count; :func:`read_strokes` gives the same strokes back.
     """
     if georef.get("crs") is None:
         raise DltoolsError(
             f"{path}: strokes are written as a vector layer only for georeferenced images"
         )
-    shapes = list(rasterio.features.shapes(sparse, mask=sparse > 0, transform=georef["transform"]))
+    transform = georef["transform"]
+    shapes = list(rasterio.features.shapes(strokes, mask=strokes > 0, transform=transform))
     geometry = np.array([shapely.geometry.shape(shape) for shape, _ in shapes], dtype=object)
     names = np.array([class_names[int(value) - 1] for _, value in shapes], dtype=object)
     schema = {class_field: np.dtype(object)}

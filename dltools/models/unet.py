@@ -148,10 +148,10 @@ class MaskedCrossEntropy(keras.losses.Loss):
     def call(self, y_true, y_pred):
         n_classes = ops.shape(y_pred)[-1]
         labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-        probs = ops.reshape(y_pred, (-1, n_classes))
+        probabilities = ops.reshape(y_pred, (-1, n_classes))
         labelled = labels >= 0
         safe = ops.where(labelled, labels, 0)
-        picked = ops.take_along_axis(probs, ops.expand_dims(safe, -1), axis=-1)[:, 0]
+        picked = ops.take_along_axis(probabilities, ops.expand_dims(safe, -1), axis=-1)[:, 0]
         nll = -ops.log(ops.clip(picked, 1e-7, 1.0))
         weight = ops.cast(labelled, nll.dtype)
         if self.class_weights is not None:
@@ -224,10 +224,10 @@ class ValidationIoU(keras.callbacks.Callback):
         cm = np.zeros((k, k), np.int64)
         losses, weights = [], []
         for i in range(0, len(self.images), self.batch_size):
-            probs = self.predict(self.images[i : i + self.batch_size])
+            probabilities = self.predict(self.images[i : i + self.batch_size])
             truth = self.labels[i : i + self.batch_size]
-            cm += confusion_matrix(truth, probs.argmax(axis=-1), k)
-            losses.append(float(self.loss(truth, probs)))
+            cm += confusion_matrix(truth, probabilities.argmax(axis=-1), k)
+            losses.append(float(self.loss(truth, probabilities)))
             weights.append(int(np.count_nonzero(truth >= 0)))
         iou = iou_scores(cm)
         scores = {
@@ -257,8 +257,8 @@ class EpochMap(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.predict = self.predict or compiled_predictor(self.model)
-        probs = self.predict(self.image[None].astype(np.float32))[0]
-        picture = np.concatenate([self.image, self.truth, self.lut[probs.argmax(axis=-1)]], axis=1)
+        predicted = self.predict(self.image[None].astype(np.float32))[0].argmax(axis=-1)
+        picture = np.concatenate([self.image, self.truth, self.lut[predicted]], axis=1)
         if self.writer is None:
             self.writer = tf.summary.create_file_writer(self.log_dir)
         with self.writer.as_default():

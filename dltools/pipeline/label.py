@@ -1,9 +1,9 @@
-"""Step 2: a dense label image from sparse strokes, and the files that hold it.
+"""Step 2: a dense label image from strokes, and the files that hold it.
 
-Array conventions: ``sparse`` (H, W) uint8, 0 = no stroke, k = class k (1-based);
+Array conventions: ``strokes`` (H, W) uint8, 0 = no stroke, k = class k (1-based);
 ``class_map`` (H, W) uint8, 0-based classes, :data:`dltools.engines.crf.NODATA` where the
 image has nodata (-1 in the ``.mat`` file's ``class``);
-``preds`` (h, w, K) float32 CRF posteriors at the working scale.
+``posteriors`` (h, w, K) float32 CRF posteriors at the working scale (the ``.mat``'s ``preds``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dltools.io.labels import Classes
 from dltools.io.outputs import atomic_path, ensure_new
 from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, write_result
-from dltools.io.strokes import read_doodles, write_stroke_layer
+from dltools.io.strokes import read_strokes, write_stroke_layer
 from dltools.progress import Progress, quiet
 
 
@@ -87,9 +87,9 @@ class GroundTruth:
 
     image_path: Path
     image: np.ndarray  # (H, W, C)
-    sparse: np.ndarray  # (H, W) uint8
+    strokes: np.ndarray  # (H, W) uint8
     class_map: np.ndarray  # (H, W) uint8
-    preds: np.ndarray  # (h, w, K) float32
+    posteriors: np.ndarray  # (h, w, K) float32
     class_names: Sequence[str]
     colors: np.ndarray  # (K, 3) uint8
     params: CRFParams
@@ -131,15 +131,15 @@ def write_groundtruth(gt: GroundTruth, paths: GroundTruthPaths) -> None:
         LabelResult(
             class_map=class_index,
             labels=list(gt.class_names),
-            sparse=gt.sparse,
-            preds=gt.preds.astype(np.float16),
+            sparse=gt.strokes,
+            preds=gt.posteriors.astype(np.float16),
         ),
     )
     label_values = np.where(valid, gt.class_map.astype(np.uint16) + 1, 0)
     label_values = label_values.astype(np.uint8 if n_classes < 255 else np.uint16)
     write_image(paths.label_png, label_values)
     fig = groundtruth_figure(
-        gt.image, gt.sparse, gt.class_map, gt.class_names, gt.colors, title=gt.image_path.name
+        gt.image, gt.strokes, gt.class_map, gt.class_names, gt.colors, title=gt.image_path.name
     )
     save_figure(fig, paths.figure)
     if paths.geotiff is not None:
@@ -148,7 +148,7 @@ def write_groundtruth(gt: GroundTruth, paths: GroundTruthPaths) -> None:
         classes = Classes(list(gt.class_names), gt.colors)
         write_cog(paths.geotiff, label_values, gt.profile, nodata=0, classes=classes)
     if paths.confidence is not None:
-        confidence = confidence_map(gt.preds, gt.class_map.shape)
+        confidence = confidence_map(gt.posteriors, gt.class_map.shape)
         confidence[~valid] = np.nan if gt.profile is not None else 0.0
         if gt.profile is not None:
             write_cog(paths.confidence, confidence, gt.profile, nodata=np.nan)
@@ -213,7 +213,7 @@ def label_image(
     has_nodata = profile and profile.get("nodata") is not None
     nodata = read_nodata_mask(image_path) if has_nodata else None
     strokes = (
-        read_doodles(
+        read_strokes(
             options.doodles,
             image.shape[:2],
             classes.names,
@@ -247,7 +247,7 @@ def label_image(
             options.save_strokes, strokes, classes.names, profile, options.class_field
         )
     start = time.perf_counter()
-    class_map, preds = label_from_strokes(
+    class_map, posteriors = label_from_strokes(
         image,
         strokes,
         len(classes.names),
@@ -261,9 +261,9 @@ def label_image(
     gt = GroundTruth(
         image_path=image_path,
         image=image,
-        sparse=strokes,
+        strokes=strokes,
         class_map=class_map,
-        preds=preds,
+        posteriors=posteriors,
         class_names=classes.names,
         colors=classes.colors,
         params=params,

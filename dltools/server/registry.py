@@ -13,7 +13,6 @@ The model's name in URLs is the last component of PATH without its suffix.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from dltools.errors import DltoolsError
 from dltools.io.labels import Classes, default_colors, read_labeldefs
+from dltools.models.runs import run_format
 
 TILE, FCN, SPECTRAL_CLASSIFIER, SPECTRAL_AUTOENCODER = (
     "tile",
@@ -76,17 +76,6 @@ def parse_spec(spec: str) -> tuple[Path, Path | None]:
     return Path(path), Path(labeldefs) if labeldefs else None
 
 
-def _config_format(path: Path) -> str | None:
-    """The ``format`` of ``path/config.json``, or None when there is none."""
-    config = path / "config.json"
-    if not (path.is_dir() and config.is_file()):
-        return None
-    try:
-        return json.loads(config.read_text()).get("format")
-    except (OSError, ValueError) as err:
-        raise DltoolsError(f"{config}: cannot read it ({err})") from err
-
-
 def _tile_classes(model, labeldefs: Path | None) -> Classes:
     names = model.class_names
     if labeldefs is None:
@@ -114,7 +103,7 @@ def load_served(spec: str) -> ServedModel:
     name = path.name[: -len(path.suffix)] if path.suffix in {".keras", ".pb"} else path.name
     if not path.exists():
         raise DltoolsError(f"{path}: model not found")
-    found = _config_format(path)
+    found = run_format(path)
     if found == RUN_FORMAT:
         from dltools.pipeline.fcn import load_run
 
