@@ -27,7 +27,6 @@ from dltools.spectral.options import (
     DECAYS,
     HEADS,
     LOSSES,
-    MAX_FIGURE_ASPECT,
     OPTIMIZERS,
     PREDICT_BATCH,
     SCALINGS,
@@ -580,27 +579,9 @@ def _outputs(args: argparse.Namespace, *suffixes: str) -> list[Path]:
     return [folder / f"{source.stem}{suffix}" for suffix in suffixes]
 
 
-def _is_picture(shape: tuple[int, ...]) -> bool:
-    """Whether a ``(rows, cols, ...)`` raster can be drawn as a picture.
-
-    A figure keeps the raster's aspect ratio, so a strip such as a 175 x 1 table of spectra
-    stored as a cube would become a figure 1,200 inches tall (over 10 GB of pixels).
-    """
-    return max(shape[:2]) <= MAX_FIGURE_ASPECT * min(shape[:2])
-
-
-def _no_figure_note(cube) -> None:
-    rows, cols = cube.shape[:2]
-    print(
-        f"no figure: a {rows} x {cols} raster is more than {MAX_FIGURE_ASPECT} times longer "
-        "than wide (for spectra without a grid, see --table)"
-    )
-
-
 def _apply(args: argparse.Namespace) -> None:
-    from dltools.figures.panels import latent_figure, save_figure, spectra_figure
-    from dltools.spectral import inference
-    from dltools.spectral.cube import open_cube, read_overview
+    from dltools.spectral import inference, reports
+    from dltools.spectral.cube import open_cube
     from dltools.spectral.folder import load_model
 
     suffixes = {
@@ -611,8 +592,9 @@ def _apply(args: argparse.Namespace) -> None:
     paths = _outputs(args, *suffixes)
     cube = open_cube(args.input, args.variable)
     figure = getattr(args, "figure", False)  # decode draws none
-    if figure and args.verb == "encode" and not _is_picture(cube.shape):
-        _no_figure_note(cube)
+    no_figure = figure and args.verb == "encode" and reports.no_figure_reason(cube)
+    if no_figure:
+        print(no_figure)
         figure = False
     if not figure:
         paths = paths[:1]
@@ -627,27 +609,15 @@ def _apply(args: argparse.Namespace) -> None:
     if args.verb == "reconstruct":
         print(f"mean SSE {errors['sse']:.5g}, mean spectral angle {errors['sa']:.5g} rad")
     if len(paths) > 1 and args.verb == "encode":
-        latent = read_overview(paths[0])
-        save_figure(latent_figure(latent, f"{cube.path.name}: latent bands"), paths[1])
+        reports.write_latent_figure(paths[0], f"{cube.path.name}: latent bands", paths[1])
     elif len(paths) > 1:
-        positions, spectra = inference.sample_spectra(cube, args.pixels, seed=0)
-        scaled = model.scaling(spectra)
-        rebuilt = inference.compiled(model.model, cube.bands, args.batch_size)(scaled)
-        names = [f"row {r}, col {c}" for r, c in positions]
-        title = f"{cube.path.name}: pre-processed spectra and reconstructions"
-        blind = model.config["training"]["loss"] in {"sa", "csa", "sid"}  # to brightness
-        save_figure(spectra_figure(scaled, rebuilt, names, title, fit_scale=blind), paths[1])
+        reports.write_reconstruction_figure(model, cube, args.pixels, args.batch_size, paths[1])
     for path in paths:
         print(f"wrote {path}")
 
 
 def _predict(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from dltools.figures.panels import class_map_figure, save_figure
-    from dltools.io.geo import read_raster
-    from dltools.io.images import write_image
-    from dltools.spectral import inference
+    from dltools.spectral import inference, reports
     from dltools.spectral.cube import open_cube
     from dltools.spectral.folder import load_model
 
@@ -656,9 +626,10 @@ def _predict(args: argparse.Namespace) -> None:
         suffixes.append(f"_features_{args.features}.tif")
     paths = _outputs(args, *suffixes)
     cube = open_cube(args.input, args.variable)
-    picture = _is_picture(cube.shape)
-    if not picture:
-        _no_figure_note(cube)
+    no_figure = reports.no_figure_reason(cube)
+    picture = no_figure is None
+    if no_figure:
+        print(no_figure)
     written = [p for p in paths if (args.scores or p != paths[3]) and (picture or p != paths[2])]
     ensure_new(written, args.force)
     model = load_model(args.model)
@@ -674,13 +645,8 @@ def _predict(args: argparse.Namespace) -> None:
         show_progress,
         args.batch_size,
     )
-    class_map = read_raster(paths[0])[..., 0]
-    write_image(paths[1], class_map)
-    if picture:
-        colors = np.array(classes["colors"], np.uint8)
-        title = f"{cube.path.name}: classes"
-        figure = class_map_figure(class_map, classes["values"], classes["names"], colors, title)
-        save_figure(figure, paths[2])
+    figure = paths[2] if picture else None
+    reports.write_class_pictures(model, paths[0], paths[1], figure, f"{cube.path.name}: classes")
     total = max(sum(counts.values()), 1)
     for value, name in zip([0, *classes["values"]], ["unknown", *classes["names"]], strict=True):
         print(f"{value:5d} {name:<24} {counts[value]:12d} px  {100 * counts[value] / total:6.2f}%")
@@ -689,15 +655,9 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _predict_table(args: argparse.Namespace) -> None:
-    import csv
-
-    import numpy as np
-
-    from dltools.engines.metrics import score
-    from dltools.io.outputs import atomic_path
-    from dltools.spectral import inference
     from dltools.spectral.folder import load_model
     from dltools.spectral.labelled import read_table
+    from dltools.spectral.reports import predict_table
 
     if args.features:
         raise DltoolsError("--features writes a raster: it needs a cube (-i), not a --table")
@@ -707,39 +667,14 @@ def _predict_table(args: argparse.Namespace) -> None:
     ensure_new([path], args.force)
     table = read_table(source, args.label_column)
     model = load_model(args.model)
+    found = predict_table(model, table, path, args.unknown_below, args.batch_size)
     classes = model.config["classes"]
-    classify = inference.Classify(
-        model, table.spectra.shape[1], unknown_below=args.unknown_below, batch_size=args.batch_size
-    )
-    found = classify(table.spectra)
-    named = dict(zip(classes["values"], classes["names"], strict=True))
-    truth = None
-    if table.labels is not None:
-        names = [named.get(v, f"class {v}") for v in range(1, max(classes["values"]) + 1)]
-        truth = table.classes(names if table.labels.dtype.kind != "i" else None)[0]
-    header = ["row", "value", "class", *(f"p_{name}" for name in classes["names"])]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header + ([] if truth is None else ["true_value"]))
-        for i, (value, scores) in enumerate(zip(found["classes"], found["scores"], strict=True)):
-            row = [i + 1, int(value), named.get(int(value), "unknown")]
-            row += [f"{p:.6g}" for p in scores]
-            writer.writerow(row + ([] if truth is None else [int(truth[i])]))
-    counts = classify.summary()
     for value, name in zip([0, *classes["values"]], ["unknown", *classes["names"]], strict=True):
-        print(f"{value:5d} {name:<24} {counts[value]:8d} spectra")
-    if truth is not None:  # labels the model does not know count as wrong
-        labelled = truth > 0
-        known = np.union1d([0, *classes["values"]], truth[labelled])
-        result = score(
-            np.searchsorted(known, truth[labelled]),
-            np.searchsorted(known, found["classes"][labelled]),
-            [{0: "unknown", **named}.get(v, f"class {v}") for v in known.tolist()],
-        )
+        print(f"{value:5d} {name:<24} {found.counts[value]:8d} spectra")
+    if found.score is not None:
         print(
-            f"accuracy {result.accuracy:.4f}, macro F1 {result.macro_f1:.4f} on "
-            f"{labelled.sum()} labelled spectra"
+            f"accuracy {found.score.accuracy:.4f}, macro F1 {found.score.macro_f1:.4f} on "
+            f"{found.labelled} labelled spectra"
         )
     print(f"wrote {path}")
 

@@ -18,6 +18,16 @@ from dltools.figures.display import overlay, to_display
 from dltools.io.outputs import atomic_path
 
 MAX_FIGURE_PIXELS = 1600  # longest side of images drawn in figures
+MAX_FIGURE_ASPECT = 20  # rasters more elongated than this are not drawn
+
+
+def drawable(shape: tuple[int, ...]) -> bool:
+    """Whether a ``(rows, cols, ...)`` raster can be drawn as a picture.
+
+    A figure keeps the raster's aspect ratio, so a strip such as a 175 x 1 table of spectra
+    stored as a cube would become a figure 1,200 inches tall (over 10 GB of pixels).
+    """
+    return max(shape[:2]) <= MAX_FIGURE_ASPECT * min(shape[:2])
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> None:

@@ -13,7 +13,6 @@ from dltools.spectral.augment import Augmentation
 
 BLOCK = 256  # rows and columns per window read from disk
 PREDICT_BATCH = 1024  # spectra per network call when applying a model (bounds its memory)
-MAX_FIGURE_ASPECT = 20  # class maps and latent images more elongated than this get no figure
 SCALINGS = ("minmax", "standard", "none")  # see dltools.spectral.cube.Scaling
 LOSSES = ("sse", "sa", "csa", "sid")
 OPTIMIZERS = ("adam", "sgd")
