@@ -285,7 +285,7 @@ def tiled_crf(
     workers = max(1, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     ys, xs = spread_spans(shape[0], window, overlap), spread_spans(shape[1], window, overlap)
     n_tasks = len(ys) * len(xs)
-    with _Runner(min(workers, n_tasks)) as run:
+    with Runner(min(workers, n_tasks)) as run:
         coarse = _coarse_inputs(image, evidence, n_classes, params, valid, bands)
         prior = run.one(dense_crf, *coarse)
         del coarse
@@ -336,7 +336,7 @@ def _coarse_inputs(
     )
 
 
-class _Runner:
+class Runner:
     """Runs CRF jobs in this process (one worker) or in a pool of worker processes.
 
     Workers are forked on Linux (instant, and the caller's script needs no ``__main__`` guard);
@@ -351,7 +351,7 @@ class _Runner:
             context = multiprocessing.get_context(method)
             self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
 
-    def __enter__(self) -> _Runner:
+    def __enter__(self) -> Runner:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from dltools.engines.crf import NODATA, CRFParams, confidence_map, label_from_strokes
+from dltools.engines.stroke_check import StrokeCheck, check_strokes
 from dltools.errors import DltoolsError
 from dltools.figures.panels import groundtruth_figure, save_figure
 from dltools.gui.painter import paint_strokes
@@ -29,6 +30,8 @@ from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, write_result
 from dltools.io.strokes import read_strokes, write_stroke_layer
 from dltools.progress import Progress, quiet
+
+CHECK_SCALE = 0.2  # the stroke check's working scale at most (six CRF runs instead of one)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class GroundTruth:
     scale: float
     profile: dict | None = None  # rasterio profile of a GeoTIFF input
     seconds: dict[str, float] = field(default_factory=dict)  # "painting", "computing"
+    check: StrokeCheck | None = None  # the cross-validation over the strokes, when asked for
 
 
 def report_text(gt: GroundTruth) -> str:
@@ -117,6 +121,8 @@ def report_text(gt: GroundTruth) -> str:
     ]
     for activity in ("painting", "computing"):
         lines.append(f"minutes {activity}: {gt.seconds.get(activity, 0.0) / 60:.2f}")
+    if gt.check is not None:
+        lines += gt.check.lines(gt.class_names)
     return "\n".join(lines) + "\n"
 
 
@@ -165,7 +171,10 @@ class LabelOptions:
     whether to ``paint`` (in ``window`` x ``window`` displayed pixels, brush radius ``brush``),
     whether to write the ``confidence`` raster, whether the image must be georeferenced, where
     to write the strokes as a GeoPackage layer (``save_strokes``, georeferenced images only),
-    CRF ``workers`` (default: all cores), and whether to replace existing outputs (``force``)."""
+    CRF ``workers`` (default: all cores), whether to replace existing outputs (``force``), and
+    ``check``: the folds of a cross-validation over the strokes (0: none; see
+    :mod:`dltools.engines.stroke_check`), run at the working scale, at most
+    :data:`CHECK_SCALE`."""
 
     out_dir: str | os.PathLike | None = None
     doodles: str | os.PathLike | None = None
@@ -178,6 +187,7 @@ class LabelOptions:
     save_strokes: str | os.PathLike | None = None
     workers: int | None = None
     force: bool = False
+    check: int = 0
 
 
 def label_image(
@@ -188,12 +198,14 @@ def label_image(
     options: LabelOptions = LabelOptions(),
     progress: Progress = quiet,
     also_new: Sequence[Path] = (),
+    log: Callable[[str], None] = lambda _: None,
 ) -> GroundTruthPaths:
     """Step 2 for one image: strokes (painted, or replayed from ``options.doodles``) -> a dense
     CRF label image at working ``scale`` (0 < scale <= 1), written as :class:`GroundTruthPaths`.
 
     Every input is checked and every output conflict (``also_new``: outputs the caller writes
-    afterwards) found before any window opens or any file is written. Returns the paths written.
+    afterwards) found before any window opens or any file is written. The stroke check's report
+    goes to ``log`` line by line (and to the report file). Returns the paths written.
     """
     if not 0 < scale <= 1:
         raise DltoolsError(f"-s must be in (0, 1], got {scale}")
@@ -258,6 +270,21 @@ def label_image(
         progress=progress,
     )
     seconds["computing"] = time.perf_counter() - start
+    check = None
+    if options.check:
+        check = check_strokes(
+            image,
+            strokes,
+            len(classes.names),
+            folds=options.check,
+            scale=min(scale, CHECK_SCALE),
+            params=params,
+            nodata=nodata,
+            workers=options.workers or os.cpu_count() or 1,
+            progress=progress,
+        )
+        for line in check.lines(classes.names):
+            log(line)
     gt = GroundTruth(
         image_path=image_path,
         image=image,
@@ -270,6 +297,7 @@ def label_image(
         scale=scale,
         profile=profile,
         seconds=seconds,
+        check=check,
     )
     write_groundtruth(gt, paths)
     return paths
