@@ -3,6 +3,7 @@
 - :func:`write_layer` streams batches of features into a new GeoPackage layer, atomically,
   so a layer of any size is written without holding it in memory.
 - :func:`read_layer` reads a layer's geometries, attributes and CRS.
+- :func:`write_window_ranking` writes ranked image windows as CSV and GeoJSON.
 
 Geometries are ``(N,)`` object arrays of shapely geometries; attributes are dicts of ``(N,)``
 arrays, one per field, in field order.
@@ -10,13 +11,16 @@ arrays, one per field, in field order.
 
 from __future__ import annotations
 
+import csv
 import os
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyogrio
 import pyogrio.errors
+import rasterio
 import shapely
 from rasterio.crs import CRS
 
@@ -88,3 +92,48 @@ def read_layer(
     crs = CRS.from_user_input(meta["crs"]) if meta.get("crs") else None
     fields = dict(zip(meta["fields"], values, strict=True))
     return shapely.from_wkb(wkb), fields, crs
+
+
+def write_window_ranking(
+    windows: Sequence[dict],
+    profile: dict | None,
+    csv_path: str | os.PathLike,
+    geojson_path: str | os.PathLike,
+) -> None:
+    """Write ranked image windows as a CSV table and a GeoJSON layer of their outlines.
+
+    Each window is a dict of ``row``, ``col``, ``height``, ``width`` (pixels), a score
+    ``mean_uncertainty`` and ``doubt`` (class names); they are written in the given order,
+    with their ``rank`` (1 = first). Outlines are in the CRS of the georeferenced image of
+    ``profile`` (its ``crs`` and ``transform``), else in pixel coordinates (x right, y down).
+    """
+    fields = ["rank", "row", "col", "height", "width", "mean_uncertainty", "doubt"]
+    rows = [{**w, "rank": i + 1, "doubt": " / ".join(w["doubt"])} for i, w in enumerate(windows)]
+    with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({k: row[k] for k in fields} for row in rows)
+    transform = profile["transform"] if profile is not None else rasterio.Affine.identity()
+    a, b, c, d, e, f = transform[:6]
+    outlines = []
+    for w in rows:
+        x0, y0, x1, y1 = w["col"], w["row"], w["col"] + w["width"], w["row"] + w["height"]
+        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+        map_corners = [(a * x + b * y + c, d * x + e * y + f) for x, y in corners]
+        outlines.append(shapely.Polygon(map_corners))
+    values = [
+        np.array([row[k] for row in rows], dtype=object if k == "doubt" else None) for k in fields
+    ]
+    crs = profile.get("crs") if profile is not None else None
+    with atomic_path(geojson_path) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)  # pixel units
+        tmp.unlink()
+        pyogrio.raw.write(
+            tmp,
+            shapely.to_wkb(np.array(outlines, dtype=object)),
+            values,
+            fields,
+            driver="GeoJSON",
+            geometry_type="Polygon",
+            crs=None if crs is None else CRS.from_user_input(crs).to_wkt(),
+        )

@@ -18,6 +18,7 @@ import numpy as np
 
 from dltools.engines.crf import NODATA, CRFParams, confidence_map, label_from_strokes
 from dltools.engines.stroke_check import StrokeCheck, check_strokes
+from dltools.engines.uncertainty import rank_windows, uncertainty_map, upsample
 from dltools.errors import DltoolsError
 from dltools.figures.panels import groundtruth_figure, save_figure
 from dltools.gui.painter import paint_strokes
@@ -29,9 +30,11 @@ from dltools.io.outputs import atomic_path, ensure_new
 from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, write_result
 from dltools.io.strokes import read_strokes, write_stroke_layer
+from dltools.io.vectors import write_window_ranking
 from dltools.progress import Progress, quiet
 
 CHECK_SCALE = 0.2  # the stroke check's working scale at most (six CRF runs instead of one)
+NEXT_WINDOW = 512  # side in image pixels of the windows ranked by "where to paint next"
 
 
 @dataclass(frozen=True)
@@ -45,15 +48,18 @@ class GroundTruthPaths:
     report: Path
     geotiff: Path | None = None
     confidence: Path | None = None
+    uncertainty: Path | None = None
+    next_csv: Path | None = None
+    next_geojson: Path | None = None
 
     def outputs(self) -> list[Path]:
         """The result files (not the doodles, which are the input being painted), with the
         ``.qml`` styles of the GeoTIFFs."""
         paths = [self.mat, self.figure, self.label_png, self.report]
-        for raster in (self.geotiff, self.confidence):
+        for raster in (self.geotiff, self.confidence, self.uncertainty):
             if raster is not None:
                 paths += cog_outputs(raster) if raster.suffix == ".tif" else [raster]
-        return paths
+        return paths + [p for p in (self.next_csv, self.next_geojson) if p is not None]
 
 
 def groundtruth_paths(
@@ -61,8 +67,11 @@ def groundtruth_paths(
     out_dir: str | os.PathLike | None = None,
     geotiff: bool = False,
     confidence: bool = False,
+    uncertainty: bool = False,
 ) -> GroundTruthPaths:
-    """Output names for ``image_path``: ``<name>_mres.mat`` etc. in ``out_dir`` or beside it."""
+    """Output names for ``image_path``: ``<name>_mres.mat`` etc. in ``out_dir`` or beside it;
+    with ``uncertainty``, ``<name>_uncertainty.tif`` (``.png`` for plain images) and the
+    ranked windows ``<name>_next.csv`` / ``<name>_next.geojson``."""
     image_path = Path(image_path)
     folder = Path(out_dir) if out_dir is not None else image_path.parent
     base = folder / image_path.stem
@@ -75,6 +84,9 @@ def groundtruth_paths(
         report=Path(f"{base}_report.txt"),
         geotiff=Path(f"{base}_mres_geo.tif") if geotiff else None,
         confidence=Path(f"{base}_mres_confidence{confidence_suffix}") if confidence else None,
+        uncertainty=Path(f"{base}_uncertainty{confidence_suffix}") if uncertainty else None,
+        next_csv=Path(f"{base}_next.csv") if uncertainty else None,
+        next_geojson=Path(f"{base}_next.geojson") if uncertainty else None,
     )
 
 
@@ -100,6 +112,7 @@ class GroundTruth:
     profile: dict | None = None  # rasterio profile of a GeoTIFF input
     seconds: dict[str, float] = field(default_factory=dict)  # "painting", "computing"
     check: StrokeCheck | None = None  # the cross-validation over the strokes, when asked for
+    uncertainty: str = "margin"  # the measure of the uncertainty raster (see engines.uncertainty)
 
 
 def report_text(gt: GroundTruth) -> str:
@@ -160,8 +173,36 @@ def write_groundtruth(gt: GroundTruth, paths: GroundTruthPaths) -> None:
             write_cog(paths.confidence, confidence, gt.profile, nodata=np.nan)
         else:
             write_image(paths.confidence, np.round(confidence * 255).astype(np.uint8))
+    if paths.uncertainty is not None:
+        write_next(gt, paths)
     with atomic_path(paths.report) as tmp:
         tmp.write_text(report_text(gt))
+
+
+def write_next(gt: GroundTruth, paths: GroundTruthPaths) -> None:
+    """Where to paint next: the uncertainty raster of ``gt``'s posteriors (``paths.uncertainty``,
+    a COG on the image's grid or an 8-bit PNG, 255 = a tie) and its windows ranked, most
+    uncertain first (``paths.next_csv`` and ``paths.next_geojson``)."""
+    valid = gt.class_map != NODATA
+    small = uncertainty_map(gt.posteriors, gt.uncertainty)
+    values = upsample(small, gt.class_map.shape)
+    if gt.profile is not None:
+        write_cog(paths.uncertainty, np.where(valid, values, np.nan), gt.profile, nodata=np.nan)
+    else:
+        write_image(paths.uncertainty, np.round(np.where(valid, values, 0) * 255).astype(np.uint8))
+    values[~valid] = np.nan
+    ranked = [
+        {
+            "row": w.row,
+            "col": w.col,
+            "height": w.height,
+            "width": w.width,
+            "mean_uncertainty": round(w.mean, 4),
+            "doubt": [gt.class_names[k] for k in w.doubt],
+        }
+        for w in rank_windows(values, gt.posteriors, NEXT_WINDOW)
+    ]
+    write_window_ranking(ranked, gt.profile, paths.next_csv, paths.next_geojson)
 
 
 @dataclass(frozen=True)
@@ -174,7 +215,8 @@ class LabelOptions:
     CRF ``workers`` (default: all cores), whether to replace existing outputs (``force``), and
     ``check``: the folds of a cross-validation over the strokes (0: none; see
     :mod:`dltools.engines.stroke_check`), run at the working scale, at most
-    :data:`CHECK_SCALE`."""
+    :data:`CHECK_SCALE`; ``uncertainty``: the measure of the uncertainty raster and the ranked
+    windows of "where to paint next" (None: not written)."""
 
     out_dir: str | os.PathLike | None = None
     doodles: str | os.PathLike | None = None
@@ -188,6 +230,7 @@ class LabelOptions:
     workers: int | None = None
     force: bool = False
     check: int = 0
+    uncertainty: str | None = None
 
 
 def label_image(
@@ -216,7 +259,13 @@ def label_image(
             f"{image_path} has no georeferencing: use label_1image_crf.py for plain images"
         )
     profile = read_profile(image_path) if georeferenced else None
-    paths = groundtruth_paths(image_path, options.out_dir, georeferenced, options.confidence)
+    paths = groundtruth_paths(
+        image_path,
+        options.out_dir,
+        georeferenced,
+        options.confidence,
+        options.uncertainty is not None,
+    )
     if options.save_strokes and profile is None:
         raise DltoolsError(f"--save-strokes: {image_path} is not georeferenced")
     saved = [Path(options.save_strokes)] if options.save_strokes else []
@@ -298,6 +347,7 @@ def label_image(
         profile=profile,
         seconds=seconds,
         check=check,
+        uncertainty=options.uncertainty or "margin",
     )
     write_groundtruth(gt, paths)
     return paths
