@@ -22,6 +22,8 @@ STEPS: dict[str, tuple[str, str]] = {
     "eval-pixels": ("eval_pixels", "step 7: score pixel labels against manual labels"),
     "fcn": ("fcn", "step 8: fully convolutional segmentation (make-labels, train, infer)"),
     "polygonize": ("polygonize", "class raster -> GeoPackage polygons (class, area, confidence)"),
+    "features": ("features", "embed tiles of a tile library or of images as feature vectors"),
+    "similar": ("similar", "the tiles most like a query tile, from a feature set"),
     "spectral": ("spectral", "autoencoders and 1-D CNN pixel classifiers for spectral cubes"),
     "serve": ("serve", "serve trained models over HTTP, with a web page to try them"),
 }

@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 import pydensecrf.densecrf as dcrf
 
+from dltools.engines.uncertainty import upsample
 from dltools.errors import DltoolsError
 from dltools.progress import Progress, quiet
 from dltools.raster.windows import span_weights, spread_spans
@@ -486,15 +487,11 @@ def upsample_labels(posteriors: np.ndarray, valid: np.ndarray, radius: int) -> n
 def confidence_map(posteriors: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(H, W) float32: the largest posterior of each pixel, upsampled from the working scale.
 
-    Nodata pixels (all posteriors 0) do not pull their neighbours' confidence down: the
-    interpolation is normalised by the interpolated share of valid pixels.
+    Nodata pixels (all posteriors 0) do not pull their neighbours' confidence down (see
+    :func:`dltools.engines.uncertainty.upsample`).
     """
-    size = (shape[1], shape[0])
     best = posteriors.max(axis=2).astype(np.float32)
-    best = cv2.resize(best, size, interpolation=cv2.INTER_LINEAR)
-    valid = (posteriors.sum(axis=2) > 0).astype(np.float32)
-    weight = cv2.resize(valid, size, interpolation=cv2.INTER_LINEAR)
-    return np.clip(best / np.maximum(weight, 1e-6), 0.0, 1.0)
+    return np.clip(upsample(np.where(posteriors.sum(axis=2) > 0, best, np.nan), shape), 0.0, 1.0)
 
 
 def _bilinear(grid: np.ndarray, shape: tuple[int, int], win: tuple[slice, slice]) -> np.ndarray:

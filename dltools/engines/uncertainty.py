@@ -40,7 +40,8 @@ def upsample(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     interpolated share of known pixels. Returns (H, W) float32 (0 far from any known pixel)."""
     size = (shape[1], shape[0])
     known = np.isfinite(values)
-    filled = cv2.resize(np.where(known, values, 0).astype(np.float32), size, cv2.INTER_LINEAR)
+    filled = np.where(known, values, 0).astype(np.float32)
+    filled = cv2.resize(filled, size, interpolation=cv2.INTER_LINEAR)
     weight = cv2.resize(known.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
     return filled / np.maximum(weight, 1e-6)
 

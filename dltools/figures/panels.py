@@ -284,3 +284,23 @@ def f1_distribution_figure(f1_by_class: dict[str, Sequence[float]], title: str =
     ax.set_ylabel("F1 per image")
     ax.set_title(title or "per-class F1 over images")
     return fig
+
+
+def contact_sheet(
+    query: np.ndarray, tiles: Sequence[np.ndarray], captions: Sequence[str], title: str = ""
+) -> Figure:
+    """The ``query`` tile then each of ``tiles`` ((h, w, 3) uint8) with its caption, in rows
+    of six."""
+    columns = 6
+    rows = 1 + -(-len(tiles) // columns)
+    fig = Figure(figsize=(2 * columns, 2.2 * rows))
+    pictures = [(query, "query"), *zip(tiles, captions, strict=True)]
+    for i, (picture, caption) in enumerate(pictures):
+        ax = fig.add_subplot(rows, columns, 1 + (0 if i == 0 else columns + i - 1))
+        ax.imshow(picture)
+        ax.set_title(caption, fontsize=8)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

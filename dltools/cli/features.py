@@ -1,0 +1,73 @@
+"""``dltools features``: embed tiles of a tile library or of images as feature vectors."""
+
+from __future__ import annotations
+
+import argparse
+
+from dltools.cli._common import DefaultsHelpFormatter, add_force, reports_errors, show_progress
+from dltools.pipeline.features import embed, feature_paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dltools features",
+        formatter_class=DefaultsHelpFormatter,
+        description="Embed tiles as feature vectors for `dltools similar`: the tiles of a tile "
+        "library (class folders made by retile), or a grid of windows over an image, a "
+        "GeoTIFF (read window by window) or a folder of images. Writes OUT.npy (unit vectors), "
+        "OUT.csv (the manifest: path, row, col, size, class of each vector) and OUT.json.",
+    )
+    parser.add_argument("source", metavar="DIR|IMAGE", help="tile library, image or image folder")
+    parser.add_argument(
+        "-m",
+        "--model",
+        required=True,
+        metavar="MODEL_OR_MODULE",
+        help="a TF-Hub module folder (its feature vectors) or a tile model trained by retrain "
+        "(its class probabilities)",
+    )
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="base name to write")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=224,
+        metavar="PX",
+        help="window size over images, and the module's input size (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        metavar="PX",
+        help="step between windows over images (default: the tile size, no overlap)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="tiles per network call (default: %(default)s)"
+    )
+    add_force(parser)
+    return parser
+
+
+@reports_errors
+def run(args: argparse.Namespace) -> None:
+    from dltools.errors import DltoolsError
+
+    if args.tile < 8 or (args.stride is not None and args.stride < 1) or args.batch_size < 1:
+        raise DltoolsError("--tile must be at least 8, --stride and --batch-size at least 1")
+    found = embed(
+        args.source,
+        args.model,
+        args.output,
+        args.tile,
+        args.stride,
+        args.batch_size,
+        args.force,
+        show_progress,
+    )
+    count, dimensions = found.vectors.shape
+    print(f"{count} tiles, {dimensions} features each ({found.info['kind']})")
+    for path in feature_paths(args.output):
+        print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))

@@ -1,0 +1,267 @@
+"""Find more examples like this one: embed tiles as feature vectors, and search them.
+
+:func:`embed` turns the tiles of a tile library (step 3's class folders) or a sliding grid
+over images and GeoTIFFs (read window by window) into one feature vector each, through a
+TF-Hub module (its feature vector) or a trained tile model (its class probabilities). The
+feature set is three files sharing a base name::
+
+    OUT.npy    (N, D) float32 feature vectors, each of unit length (cosine = dot product)
+    OUT.csv    the manifest: index, path, row, col, size, class (library tiles) per vector
+    OUT.json   the model, the tile size and the vector length it was made with
+
+:func:`nearest` returns the ``k`` vectors most similar to a query (exact cosine search, in
+chunks, for up to about a million vectors).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dltools.errors import DltoolsError
+from dltools.io.geo import Window, open_raster, read_raster
+from dltools.io.images import list_images
+from dltools.io.outputs import atomic_path, ensure_new
+from dltools.io.tile_library import list_tile_classes, read_tiles
+from dltools.models.metadata import read_metadata
+from dltools.progress import Progress, quiet
+from dltools.raster.bands import rgb8
+from dltools.raster.windows import edge_aligned_origins
+
+FORMAT = "dltools-features"
+SUFFIXES = (".npy", ".csv", ".json")
+FIELDS = ("index", "path", "row", "col", "size", "class")
+SEARCH_CHUNK = 65536  # vectors scored per matrix product
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Unit-length ``vectors`` (N, D) float32 and their ``manifest`` rows; ``info``: the model
+    (``model``, ``kind``), ``tile`` size and ``dimensions`` they were made with."""
+
+    vectors: np.ndarray
+    manifest: list[dict[str, str]]
+    info: dict
+
+
+def feature_paths(base: str | os.PathLike) -> list[Path]:
+    """``base.npy``, ``base.csv`` and ``base.json`` (a suffix of these on ``base`` is dropped)."""
+    base = Path(base)
+    if base.suffix in SUFFIXES:
+        base = base.with_suffix("")
+    return [Path(f"{base}{suffix}") for suffix in SUFFIXES]
+
+
+def embedder(model: str | os.PathLike, tile: int) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """``(embed, kind)``: (N, h, w, 3) uint8 tiles -> (N, D) float32 vectors through ``model``.
+
+    A SavedModel folder written by dltools (``dltools.json`` inside) or a ``.keras`` / ``.pb``
+    tile model gives its class probabilities (``kind`` "tile-model"); any other SavedModel
+    folder is read as a TF-Hub module giving its feature vector at ``tile`` px
+    ("module").
+    """
+    path = Path(model)
+    if not path.exists():
+        raise DltoolsError(f"{path}: model not found")
+    from dltools.models.loader import load_model, prepare_images  # TensorFlow: only here
+
+    if read_metadata(path) or path.is_file():
+        tile_model = load_model(path)
+        return tile_model.predict, "tile-model"
+    from dltools.models.hub import feature_layer
+
+    layer = feature_layer(str(path))
+    size = (tile, tile)
+    return (lambda tiles: layer(prepare_images(tiles, size)).numpy()), "module"
+
+
+def library_tiles(tile_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """Manifest rows of every tile of a tile library (class subfolders), class by class."""
+    rows = []
+    for name, paths in list_tile_classes(tile_dir).items():
+        rows += [{"path": str(p), "row": "", "col": "", "size": "", "class": name} for p in paths]
+    return rows
+
+
+def grid_tiles(images: Sequence[Path], tile: int, stride: int) -> list[dict[str, str]]:
+    """Manifest rows of a grid of ``tile`` px windows every ``stride`` px over each image
+    (the last row and column aligned with the edges); images smaller than a tile are skipped."""
+    rows = []
+    for path in images:
+        with open_raster(path) as src:
+            height, width = src.height, src.width
+        if min(height, width) < tile:
+            continue
+        for row in _origins(height, tile, stride):
+            for col in _origins(width, tile, stride):
+                rows.append(
+                    {"path": str(path), "row": str(row), "col": str(col), "size": str(tile)}
+                    | {"class": ""}
+                )
+    return rows
+
+
+def _origins(length: int, tile: int, stride: int) -> list[int]:
+    starts = set(range(0, length - tile + 1, stride)) | set(edge_aligned_origins(length, tile))
+    return sorted(int(s) for s in starts)
+
+
+def _read(rows: Sequence[dict[str, str]]) -> np.ndarray:
+    """(n, h, w, 3) uint8 tiles of manifest rows (whole files, or windows of images)."""
+    if not rows[0]["size"]:
+        return read_tiles([row["path"] for row in rows])
+    tiles = []
+    for row in rows:
+        size = int(row["size"])
+        window = Window(int(row["col"]), int(row["row"]), size, size)
+        tiles.append(rgb8(read_raster(row["path"], window), row["path"]))
+    return np.stack(tiles)
+
+
+def embed(
+    source: str | os.PathLike,
+    model: str | os.PathLike,
+    out: str | os.PathLike,
+    tile: int = 224,
+    stride: int | None = None,
+    batch_size: int = 64,
+    force: bool = False,
+    progress: Progress = quiet,
+) -> FeatureSet:
+    """Embed ``source`` (a tile library folder, an image or a folder of images) with
+    ``model`` (see :func:`embedder`) and write the feature set ``out`` (see the module
+    docstring). Images are cut into ``tile`` px windows every ``stride`` px (default: no
+    overlap); library tiles are used whole. Returns what was written.
+    """
+    paths = feature_paths(out)
+    ensure_new(paths, force)
+    source = Path(source)
+    if source.is_dir() and any(p.is_dir() for p in source.iterdir()):
+        rows = library_tiles(source)
+    else:
+        images = list_images(source) if source.is_dir() else [source]
+        rows = grid_tiles(images, tile, stride or tile)
+    if not rows:
+        raise DltoolsError(f"{source}: no tiles to embed (images smaller than {tile} px?)")
+    embed_tiles, kind = embedder(model, tile)
+    parts = []
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    for batch in progress(batches, total=len(rows), desc="tiles", unit="tile", count=len):
+        parts.append(np.asarray(embed_tiles(_read(batch)), np.float32))
+    vectors = _unit(np.concatenate(parts))
+    manifest = [{"index": str(i), **row} for i, row in enumerate(rows)]
+    info = {"format": FORMAT, "model": str(model), "kind": kind, "tile": tile}
+    info["dimensions"] = int(vectors.shape[1])
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(paths[0]) as tmp, tmp.open("wb") as f:
+        np.save(f, vectors)
+    with atomic_path(paths[1]) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(manifest)
+    with atomic_path(paths[2]) as tmp:
+        tmp.write_text(json.dumps(info, indent=1) + "\n")
+    return FeatureSet(vectors, manifest, info)
+
+
+def read_features(base: str | os.PathLike) -> FeatureSet:
+    """The feature set written by :func:`embed` at ``base``, checked to be whole."""
+    npy, manifest_path, info_path = feature_paths(base)
+    missing = [p for p in (npy, manifest_path, info_path) if not p.is_file()]
+    if missing:
+        raise DltoolsError(f"{base}: not a feature set (missing {', '.join(map(str, missing))})")
+    info = json.loads(info_path.read_text())
+    if info.get("format") != FORMAT:
+        raise DltoolsError(f"{info_path}: not a dltools feature set")
+    vectors = np.load(npy, mmap_mode="r")
+    with manifest_path.open(newline="") as f:
+        manifest = list(csv.DictReader(f))
+    if vectors.shape != (len(manifest), info["dimensions"]):
+        raise DltoolsError(
+            f"{base}: {vectors.shape[0]} vectors of {vectors.shape[1]} but the manifest lists "
+            f"{len(manifest)} tiles of {info['dimensions']}: the files do not belong together"
+        )
+    return FeatureSet(vectors, manifest, info)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def nearest(
+    vectors: np.ndarray, query: np.ndarray, k: int, exclude: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of ``vectors`` (N, D) most similar to ``query`` (D,) by cosine, best
+    first: ``(indices (k,) int64, similarities (k,) float32)``; ``exclude``: a row left out
+    (the query's own). Exact search in chunks of :data:`SEARCH_CHUNK` rows."""
+    query = _unit(np.asarray(query, np.float32)[None])[0]
+    best_index = np.zeros(0, np.int64)
+    best_score = np.zeros(0, np.float32)
+    for start in range(0, len(vectors), SEARCH_CHUNK):
+        scores = np.asarray(vectors[start : start + SEARCH_CHUNK]) @ query
+        if exclude is not None and start <= exclude < start + len(scores):
+            scores[exclude - start] = -np.inf
+        index = np.concatenate([best_index, np.arange(start, start + len(scores))])
+        score = np.concatenate([best_score, scores])
+        keep = np.argsort(-score, kind="stable")[:k]
+        best_index, best_score = index[keep], score[keep]
+    keep = np.isfinite(best_score)
+    return best_index[keep], best_score[keep]
+
+
+@dataclass(frozen=True)
+class Match:
+    """One tile found by :func:`similar`: its rank (1 = most similar), cosine similarity and
+    manifest row."""
+
+    rank: int
+    similarity: float
+    tile: dict[str, str]
+
+
+def similar(
+    features: FeatureSet, query: int | str | os.PathLike, k: int = 20
+) -> tuple[np.ndarray, list[Match]]:
+    """The ``k`` tiles of ``features`` most like ``query``: a manifest index (the tile itself
+    is left out) or an image file (embedded whole with the set's model, at its tile size).
+    Returns the query tile ((h, w, 3) uint8) and the matches, best first."""
+    if isinstance(query, int) or str(query).isdigit():
+        row = int(query)
+        if not 0 <= row < len(features.manifest):
+            raise DltoolsError(
+                f"tile {row} is not in the feature set (0..{len(features.manifest) - 1})"
+            )
+        picture, vector, exclude = _read([features.manifest[row]])[0], features.vectors[row], row
+    else:
+        picture = read_tiles([query])[0]
+        embed_tile, _ = embedder(features.info["model"], features.info["tile"])
+        vector, exclude = embed_tile(picture[None])[0], None
+        if len(vector) != features.info["dimensions"]:
+            raise DltoolsError(f"{query}: its vector does not match the feature set's")
+    indices, scores = nearest(features.vectors, vector, k, exclude)
+    matches = [
+        Match(rank + 1, float(score), features.manifest[int(i)])
+        for rank, (i, score) in enumerate(zip(indices, scores, strict=True))
+    ]
+    return picture, matches
+
+
+def match_pictures(matches: Sequence[Match]) -> list[np.ndarray]:
+    """The (h, w, 3) uint8 tile of each match, for a contact sheet."""
+    return [_read([m.tile])[0] for m in matches]
+
+
+def write_matches(path: str | os.PathLike, matches: Sequence[Match]) -> None:
+    """A CSV of the matches: rank, similarity and the manifest columns."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["rank", "similarity", *FIELDS])
+        writer.writeheader()
+        for m in matches:
+            writer.writerow({"rank": m.rank, "similarity": f"{m.similarity:.6f}", **m.tile})
