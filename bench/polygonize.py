@@ -111,8 +111,10 @@ def measure(raster: Path, out: Path, window: int) -> dict:
         [sys.executable, __file__, "--child", str(raster), str(out), str(window)],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if done.returncode:
+        raise SystemExit(f"the polygonisation of {raster} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
