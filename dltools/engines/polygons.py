@@ -245,8 +245,8 @@ def _traced_rings(
     at = np.searchsorted(keys, arriving)
     following = leaving[at]
     # a corner where the region touches itself diagonally: two ways on; the left turn goes
-    # round the other pixels' corner and keeps the rings apart (the right turn would make
-    # one ring that touches itself)
+    # round the corner of a pixel outside the region and keeps the rings apart (the right
+    # turn would make one ring that touches itself, which a valid polygon may not have)
     pinch = np.flatnonzero(keys[np.minimum(at + 1, n - 1)] == arriving)
     pinch = pinch[at[pinch] + 1 < n]
     step = np.sign(end - start)
@@ -395,7 +395,8 @@ def polygonize(
     Yields
     ------
     Polygons batches in pixel coordinates: the polygons inside each window, then the
-    polygons merged across window edges. Every region of the raster appears exactly once.
+    polygons merged across window edges, one batch per label value. Every region of the
+    raster appears exactly once.
     """
     height, width = shape
     if row_areas is None:
