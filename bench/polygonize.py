@@ -7,11 +7,11 @@ window by window. Two scenes (``--scene``):
 - ``patches`` (default): classes 1-4 from the signs of two smooth random fields, a patchwork
   of blobs in which no class spans the raster;
 - ``network``: one smooth field cut into 5 bands of values, so the middle band is a thin
-  network around every blob and one polygon spans the whole raster (at 20,000 px: about 2.6
-  million vertices and 11,000 holes), the worst case for merging pieces across windows.
+  network around every blob and one polygon spans the whole raster (at 20,000 px: about 2.7
+  million vertices and 11,400 holes), the worst case for merging pieces across windows.
 
- Each polygonisation runs in a child
-process, so its peak RSS (``resource.getrusage``) is its own:
+Each polygonisation runs in a child process, so its peak RSS (``resource.getrusage``) is its
+own:
 
 1. ``--size`` x ``--size`` (default 20,000 x 20,000) in windows of ``--window`` px;
 2. a ``--small`` x ``--small`` corner of the same field, whole (one window) and in windows of
@@ -111,8 +111,10 @@ def measure(raster: Path, out: Path, window: int) -> dict:
         [sys.executable, __file__, "--child", str(raster), str(out), str(window)],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if done.returncode:
+        raise SystemExit(f"the polygonisation of {raster} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

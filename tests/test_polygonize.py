@@ -96,6 +96,53 @@ def test_the_engine_keeps_diagonal_neighbours_apart_across_a_window_corner() -> 
     assert len(inside) == 2  # the two class-2 pixels touch only at a corner
 
 
+def engine_polygons(values: np.ndarray, window: int) -> tuple[np.ndarray, ...]:
+    """(geometry, value, pixels) of every polygon of the engine on ``values``."""
+    batches = list(polygonize(lambda w: values[w.toslices()], values.shape, window=window))
+    fields = ("geometry", "value", "pixels")
+    return tuple(np.concatenate([getattr(b, f) for b in batches]) for f in fields)
+
+
+def assert_windows_give_the_whole_raster_polygons(values: np.ndarray, window: int) -> None:
+    geometry, value, pixels = engine_polygons(values, window)
+    whole = engine_polygons(values, max(values.shape))
+    assert shapely.is_valid(geometry).all() and len(geometry) == len(whole[0])
+    tree = shapely.STRtree(geometry)
+    for polygon, v, n in zip(*whole, strict=True):
+        same = [i for i in tree.query(polygon, "covers") if shapely.equals(geometry[i], polygon)]
+        assert len(same) == 1 and value[same[0]] == v and pixels[same[0]] == n
+
+
+def test_a_region_spanning_every_window_comes_out_whole_with_all_its_holes() -> None:
+    values = np.ones((24, 32), np.uint8)  # one region of 1 across all 12 windows of 8 px
+    values[2:6, 2:6] = 2  # a hole inside one window
+    values[6:10, 6:10] = 2  # a hole across a window corner
+    values[10:13, 15:17] = 0  # a hole across a window edge
+    values[17:20, 5:8] = 2  # a hole that reaches a window edge from one side only
+    values[0:8, 16] = 3  # a slit from the raster's top down to the window corner (16, 8) ...
+    values[8, 15] = 3  # ... where a one-pixel hole touches it diagonally: region 1 touches
+    values[12:16, 24] = 3  # itself at that corner; and a slit along a window edge
+    geometry, value, pixels = engine_polygons(values, 8)
+    network = geometry[value == 1]
+    assert len(network) == 1 and shapely.is_valid(network[0])
+    assert shapely.bounds(network[0]).tolist() == [0, 0, 32, 24]
+    assert shapely.get_num_interior_rings(network[0]) == 6
+    assert pixels[value == 1] == (values == 1).sum() and network[0].area == (values == 1).sum()
+    assert_windows_give_the_whole_raster_polygons(values, 8)
+    assert_windows_give_the_whole_raster_polygons(values, 5)  # windows not at the same places
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_windows_give_the_whole_raster_polygons_on_random_speckle(seed) -> None:
+    """Random pixels of 2 classes and background: regions touching themselves and each
+    other at corners everywhere, cut by windows of 3 and 7 px."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 3, (29, 35)).astype(np.uint8)
+    values[rng.random(values.shape) < 0.3 + 0.2 * seed] = 1
+    for window in (3, 7):
+        assert_windows_give_the_whole_raster_polygons(values, window)
+
+
 def test_mean_confidence_comes_from_the_probability_raster(raster, tmp_path) -> None:
     values = class_raster()
     confidence = np.where(values == 3, 0.9, 0.6).astype(np.float32)
