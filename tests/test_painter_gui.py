@@ -30,6 +30,7 @@ from dltools.gui.painter import (
     apply_key,
     draw_stroke,
     paint_strokes,
+    rank_boxes,
     render_strokes,
 )
 from dltools.io.images import read_image, write_image
@@ -118,6 +119,16 @@ def test_keys_walk_classes_then_windows_and_set_the_brush():
     assert apply_key(PaintState(3, 2), ord("q"))[0].finished
 
 
+def test_boxes_rank_by_mean_uncertainty_and_nodata_boxes_come_last():
+    view = View((200, 300), 0.5, 50)  # displayed 100 x 150: six boxes of 50
+    values = np.zeros((200, 300), np.float32)
+    values[100:, 200:] = 0.9  # the last box
+    values[:100, 100:200] = 0.4  # the second
+    values[:100, :100] = np.nan  # the first: nodata
+    order = rank_boxes(view, view.windows(), values)
+    assert order[:2] == [5, 1] and order[-1] == 0
+
+
 def test_display_shows_three_bands_stretched_to_uint8():
     rng = np.random.default_rng(0)
     img = rng.integers(1000, 3000, (40, 50, 4)).astype(np.uint16)
@@ -177,8 +188,20 @@ PAINT_SCRIPT = textwrap.dedent(
     names = ["water", "sand"]
     initial = read_strokes(sys.argv[6], image.shape[:2], names) if len(sys.argv) > 6 else None
     colors = np.array([[0, 0, 255], [255, 200, 0]], np.uint8)
+    uncertainty = None
+    if Path(sys.argv[0]).name == "paint_uncertain.py":
+        def uncertainty(strokes):
+            # windows of 150 px: bottom right most uncertain, then top right, then top left;
+            # once the bottom right has strokes, top left before top right
+            values = np.zeros(strokes.shape, np.float32)
+            painted = strokes[150:, 150:].any()
+            values[150:, 150:] = 0.1 if painted else 0.9
+            values[:150, 150:] = 0.2 if painted else 0.6
+            values[:150, :150] = 0.8 if painted else 0.3
+            return values
     sparse = paint_strokes(image, names, colors, scale=scale, window=window,
-                           initial=initial, autosave_path=Path(autosave), brush=5)
+                           initial=initial, autosave_path=Path(autosave), brush=5,
+                           uncertainty=uncertainty)
     np.save(result, sparse)
     """
 )
@@ -233,8 +256,16 @@ class Driver:
         self.window = ""
         self.log = open(folder / "painter.log", "w")  # closed by stop()
 
-    def start(self, scale: float = 1.0, window: int = 300, initial: Path | None = None) -> None:
-        args = [str(self.folder / n) for n in ("paint.py", "image.npy")]
+    def start(
+        self,
+        scale: float = 1.0,
+        window: int = 300,
+        initial: Path | None = None,
+        script: str = "paint.py",
+    ) -> None:
+        if script != "paint.py":
+            (self.folder / script).write_text(PAINT_SCRIPT)
+        args = [str(self.folder / n) for n in (script, "image.npy")]
         args += [str(self.doodles), str(self.result), str(scale), str(window)]
         args += [str(initial)] if initial else []
         self.proc = subprocess.Popen(
@@ -476,3 +507,25 @@ def test_scaled_view_in_windows_records_strokes_at_full_resolution(session):
     assert not result[:40].any() and not result[61:].any()
     assert not result[:, :105].any() and not result[:, 196:].any()
     assert (session.saved() == result).all()
+
+
+def test_windows_are_visited_most_uncertain_first_and_r_re_ranks_them(session):
+    """Four 150-px windows ranked by an uncertainty function: the first is the bottom right;
+    after painting there, `u` shows the uncertainty and `r` re-ranks, so the second window is
+    the top left (without `r` it would be the top right)."""
+    session.start(window=150, script="paint_uncertain.py")
+    session.wait_for_class("water", 1, "1/4")
+    session.drag([(20, 25), (120, 25)])  # the bottom-right window is 150 x 50
+    session.wait_saved(lambda s: s[150:, 150:].any(), "a stroke in the bottom-right window")
+    session.key("u")
+    session.key("r")
+    session.key("Escape")
+    session.wait_for_class("sand", 2, "1/4")
+    session.key("Escape")
+    session.wait_for_class("water", 1, "2/4")
+    session.drag([(20, 75), (120, 75)])
+    session.wait_saved(lambda s: s[:150, :150].any(), "a stroke in the top-left window")
+    session.key("q")
+    result = session.finish()
+    assert result[150:, 150:].any() and result[:150, :150].any()
+    assert not result[:150, 150:].any() and not result[150:, :150].any()

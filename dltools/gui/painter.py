@@ -13,7 +13,7 @@ no display; :func:`paint_strokes` wires them to the windows.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +31,7 @@ OVERVIEW_SIZE = 400  # longest side of the overview, displayed pixels
 KEY_ESC = 27
 BRUSH_MAX = 200
 HELP = "+/- brush  z undo  Esc next class  s skip window  q finish"
+HELP_UNCERTAIN = "  u uncertainty  r re-rank"
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,18 @@ def render_strokes(base: np.ndarray, drawn: Sequence[Stroke]) -> np.ndarray:
     return out
 
 
+def rank_boxes(
+    view: View, boxes: Sequence[tuple[int, int, int, int]], uncertainty: np.ndarray
+) -> list[int]:
+    """Indices of displayed ``boxes`` (y0, y1, x0, x1), most uncertain first (ties keep their
+    order), by the mean of the full-resolution (H, W) ``uncertainty`` (NaN = nodata) over each."""
+    means = []
+    for box in boxes:
+        values = view.sample(uncertainty, box)
+        means.append(float(np.nanmean(values)) if np.isfinite(values).any() else -1.0)
+    return sorted(range(len(boxes)), key=lambda i: -means[i])
+
+
 @dataclass(frozen=True)
 class PaintState:
     """Where painting stands: the window (0-based), the class (1-based), the brush radius in
@@ -146,7 +159,9 @@ def apply_key(state: PaintState, key: int) -> tuple[PaintState, bool]:
 class _Painter:
     """The windows, the mouse and the strokes of one painting session."""
 
-    def __init__(self, display, view, class_names, colors, initial, autosave_path, brush):
+    def __init__(
+        self, display, view, class_names, colors, initial, autosave_path, brush, uncertainty
+    ):
         self.display = display  # (rows, cols, 3) uint8 RGB at display scale
         self.view = view
         self.names = list(class_names)
@@ -157,6 +172,10 @@ class _Painter:
         self.autosave_path = autosave_path
         self.boxes = view.windows()
         self.state = PaintState(len(self.boxes), len(self.names), brush=brush)
+        self.uncertainty = uncertainty  # strokes -> (H, W) uncertainty or None; see paint_strokes
+        self.values: np.ndarray | None = None
+        self.show_values = False
+        self.rerank(keep=0)
         self.points: list[tuple[int, int]] | None = None  # the stroke being dragged
         self.radius = 0  # its full-resolution brush radius
         self.shown_title = ""
@@ -188,13 +207,17 @@ class _Painter:
     def show(self) -> None:
         box = self.boxes[self.state.window]
         y0, y1, x0, x1 = box
-        img = overlay(self.display[y0:y1, x0:x1], self.view.sample(self.strokes, box), self.colors)
+        base = self.display[y0:y1, x0:x1]
+        if self.show_values and self.values is not None:
+            base = cv2.addWeighted(base, 0.5, self.heat(box), 0.5, 0)
+        img = overlay(base, self.view.sample(self.strokes, box), self.colors)
         color = tuple(int(c) for c in self.colors[self.state.label - 1])
         if self.cursor is not None:
             cv2.circle(img, self.cursor, self.state.brush, color, 1, cv2.LINE_AA)
         text = f"{self.names[self.state.label - 1]}  brush {self.state.brush}"
         _text(img, text, (8, 18), 0.5, color)
-        _text(img, HELP, (8, img.shape[0] - 8), 0.35, (255, 255, 255))
+        keys = HELP + (HELP_UNCERTAIN if self.uncertainty is not None else "")
+        _text(img, keys, (8, img.shape[0] - 8), 0.35, (255, 255, 255))
         cv2.imshow(MAIN_WINDOW, img[..., ::-1])
         title = self.title()
         if title != self.shown_title:
@@ -208,6 +231,25 @@ class _Painter:
         y0, y1, x0, x1 = (round(v * self.ov_factor) for v in self.boxes[self.state.window])
         cv2.rectangle(img, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), (255, 255, 0), 2)
         cv2.imshow(OVERVIEW_WINDOW, img[..., ::-1])
+
+    def rerank(self, keep: int) -> None:
+        """Recompute the uncertainty from the strokes so far; the windows after the first
+        ``keep`` are then visited most uncertain first (no-op without an uncertainty function
+        or while it cannot tell)."""
+        if self.uncertainty is None:
+            return
+        values = self.uncertainty(self.strokes)
+        if values is None:
+            return
+        self.values = values
+        rest = self.boxes[keep:]
+        self.boxes = self.boxes[:keep] + [rest[i] for i in rank_boxes(self.view, rest, values)]
+
+    def heat(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        """The uncertainty over ``box`` as an RGB heat map (dark blue = sure, red = a tie)."""
+        values = np.nan_to_num(self.view.sample(self.values, box), nan=0.0)
+        scaled = np.clip(values * 255, 0, 255).astype(np.uint8)
+        return cv2.applyColorMap(scaled, cv2.COLORMAP_JET)[..., ::-1]
 
     # -- strokes -------------------------------------------------------------------------
     def to_full(self, x: int, y: int) -> tuple[int, int]:
@@ -266,6 +308,14 @@ class _Painter:
                 if key == -1:
                     continue
                 changed = self.finish_stroke()
+                if key in (ord("u"), ord("r")) and self.uncertainty is not None:
+                    if key == ord("r"):
+                        self.rerank(keep=self.state.window + 1)
+                    else:
+                        self.show_values = not self.show_values
+                    self.show()
+                    self.show_overview()
+                    continue
                 old = self.state
                 self.state, undo = apply_key(self.state, key)
                 if undo:
@@ -310,6 +360,7 @@ def paint_strokes(
     initial: np.ndarray | None = None,
     autosave_path: Path | None = None,
     brush: int = 5,
+    uncertainty: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """Paint strokes for ``class_names`` on ``image`` interactively; return the stroke raster.
 
@@ -319,6 +370,11 @@ def paint_strokes(
     displayed pixels. ``initial`` (H, W) holds strokes to resume from. The result, (H, W) uint8
     (uint16 above 254 classes; 0 = no stroke, k = class k), is also written to ``autosave_path``
     (a PNG) after every stroke and undo. Closing a window ends painting with what was painted.
+
+    With ``uncertainty`` (the stroke raster so far -> (H, W) float uncertainty in [0, 1], NaN =
+    nodata, or None when it cannot tell yet), the windows are visited most uncertain first; key
+    ``u`` shows or hides the uncertainty over the window, key ``r`` recomputes it from the
+    strokes so far and re-ranks the windows not yet visited.
     """
     n = len(class_names)
     if n == 0:
@@ -352,5 +408,6 @@ def paint_strokes(
         initial.astype(stroke_dtype(n)),
         autosave_path,
         brush,
+        uncertainty,
     )
     return painter.run()
