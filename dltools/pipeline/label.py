@@ -35,6 +35,7 @@ from dltools.progress import Progress, quiet
 
 CHECK_SCALE = 0.2  # the stroke check's working scale at most (six CRF runs instead of one)
 NEXT_WINDOW = 512  # side in image pixels of the windows ranked by "where to paint next"
+ORDERS = ("rows", "uncertain")  # the orders in which the painter visits its windows
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,9 @@ class LabelOptions:
     ``check``: the folds of a cross-validation over the strokes (0: none; see
     :mod:`dltools.engines.stroke_check`), run at the working scale, at most
     :data:`CHECK_SCALE`; ``uncertainty``: the measure of the uncertainty raster and the ranked
-    windows of "where to paint next" (None: not written)."""
+    windows of "where to paint next" (None: not written); ``order``: the painter visits its
+    windows row by row (``"rows"``) or most uncertain first (``"uncertain"``, from the CRF
+    posteriors of the strokes so far; its ``r`` key re-ranks)."""
 
     out_dir: str | os.PathLike | None = None
     doodles: str | os.PathLike | None = None
@@ -231,6 +234,7 @@ class LabelOptions:
     force: bool = False
     check: int = 0
     uncertainty: str | None = None
+    order: str = "rows"
 
 
 def label_image(
@@ -252,6 +256,8 @@ def label_image(
     """
     if not 0 < scale <= 1:
         raise DltoolsError(f"-s must be in (0, 1], got {scale}")
+    if options.order not in ORDERS:
+        raise DltoolsError(f"--order must be one of {', '.join(ORDERS)}, got {options.order!r}")
     image_path = Path(image_path)
     georeferenced = is_georeferenced(image_path)
     if options.georeferenced_only and not georeferenced:
@@ -290,6 +296,16 @@ def label_image(
         if not resuming:
             ensure_new([paths.doodles], force=options.force)
         start = time.perf_counter()
+
+        def uncertainty(painted: np.ndarray) -> np.ndarray | None:
+            if not painted.any():
+                return None
+            _, posteriors = label_from_strokes(
+                image, painted, len(classes.names), scale, params, nodata, options.workers
+            )
+            return upsample(uncertainty_map(posteriors, options.uncertainty or "margin"), shape)
+
+        shape = image.shape[:2]
         strokes = paint_strokes(
             image,
             classes.names,
@@ -299,6 +315,7 @@ def label_image(
             initial=strokes,
             autosave_path=paths.doodles,
             brush=options.brush,
+            uncertainty=uncertainty if options.order == "uncertain" else None,
         )
         seconds["painting"] = time.perf_counter() - start
     if not strokes.any():
