@@ -7,6 +7,7 @@ import numpy as np
 import pydensecrf.densecrf as dcrf
 import pytest
 from pydensecrf.utils import create_pairwise_bilateral, unary_from_labels
+from stmarg_frames import read_frame
 
 from dltools.engines.crf import (
     NODATA,
@@ -18,7 +19,6 @@ from dltools.engines.crf import (
     unary_from_strokes,
 )
 from dltools.errors import DltoolsError
-from dltools.io.images import read_image
 from dltools.raster.windows import spread_spans
 from dltools.synthetic.scenes import coastal_scene, simulate_strokes
 
@@ -27,19 +27,11 @@ STMARG = [
 ]  # fmt: skip
 
 
-def _stmarg(shared_dir, number: str) -> tuple[np.ndarray, np.ndarray]:
-    """(rgb (H, W, 3) uint8, labels (H, W) uint8: 0 unlabelled, 1 water, 2 sediment, 3 green)."""
-    train = shared_dir / "data" / "stmarg" / "train"
-    rgb = read_image(train / f"StMarg_{number}.jpg")
-    labels = read_image(train / f"SCLS_StMarg{number}.tif")[..., 0].astype(np.uint8)
-    return rgb, labels
-
-
 def _replay(shared_dir, numbers, scale) -> float:
     """Label frames from strokes simulated inside their labels; pooled agreement with the labels."""
     hits = total = 0
     for number in numbers:
-        rgb, labels = _stmarg(shared_dir, number)
+        rgb, labels = read_frame(shared_dir, number)
         sparse = simulate_strokes(labels, fraction=0.02, width=3, margin=10, seed=0)
         assert 0.01 < np.count_nonzero(sparse) / np.count_nonzero(labels) < 0.03
         assert not np.any(sparse[labels == 0])  # strokes only inside labelled regions
@@ -112,7 +104,7 @@ def test_tiling_leaves_no_seams(tiled_scene):
 
 
 def test_windows_without_strokes_take_labels_from_neighbours(shared_dir):
-    rgb, labels = _stmarg(shared_dir, "27113")
+    rgb, labels = read_frame(shared_dir, "27113")
     size = (602, 392)
     rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
@@ -183,7 +175,7 @@ def test_all_bands_feed_the_appearance_kernel(dtype):
 
 
 def test_uint16_and_float_images_label_like_uint8(shared_dir):
-    rgb, labels = _stmarg(shared_dir, "26607")
+    rgb, labels = read_frame(shared_dir, "26607")
     sparse = simulate_strokes(labels, seed=0)
     base, _ = label_from_strokes(rgb, sparse, 3, 0.2)
     known = labels > 0

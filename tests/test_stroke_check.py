@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from stmarg_frames import read_frame
 
 from dltools.engines.crf import label_from_strokes
 from dltools.engines.stroke_check import assign_folds, check_strokes, stroke_groups
-from dltools.io.images import read_image
 from dltools.synthetic.scenes import coastal_scene, simulate_strokes
 
 STMARG = ("26607", "26626", "26722", "26734", "26758")
@@ -73,15 +73,8 @@ def test_contradicting_strokes_lower_the_agreement(scene):
 def test_check_estimates_the_true_accuracy_of_real_frames(shared_dir):
     """On five St Margaret's frames (halved), with strokes simulated as the CRF tests do, the
     estimate from the strokes alone is within 0.03 of the accuracy against the hand labels."""
-    import cv2
-
-    train = shared_dir / "data" / "stmarg" / "train"
     for number in STMARG:
-        rgb = read_image(train / f"StMarg_{number}.jpg")
-        labels = read_image(train / f"SCLS_StMarg{number}.tif")[..., 0].astype(np.uint8)
-        size = (rgb.shape[1] // 2, rgb.shape[0] // 2)
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+        rgb, labels = read_frame(shared_dir, number, shrink=2)
         strokes = simulate_strokes(labels, fraction=0.02, width=3, margin=5, seed=0)
         class_map, _ = label_from_strokes(rgb, strokes, 3, scale=0.2, workers=2)
         known = labels > 0

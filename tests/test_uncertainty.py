@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from stmarg_frames import read_frame
 
 from dltools.engines.crf import CRFParams, label_from_strokes
 from dltools.engines.uncertainty import rank_windows, uncertainty_map, upsample
@@ -70,17 +71,11 @@ def test_label_writes_the_uncertainty_raster_and_the_ranked_windows(tmp_path):
 def test_uncertainty_is_higher_where_the_crf_is_wrong_on_real_frames(shared_dir):
     """AUC of the uncertainty for telling wrong from right pixels, over the labelled pixels of
     five St Margaret's frames (halved, strokes simulated as the CRF tests do)."""
-    import cv2
     from sklearn.metrics import roc_auc_score
 
-    train = shared_dir / "data" / "stmarg" / "train"
     wrong, scores = [], {"margin": [], "entropy": []}
     for number in STMARG:
-        rgb = read_image(train / f"StMarg_{number}.jpg")
-        labels = read_image(train / f"SCLS_StMarg{number}.tif")[..., 0].astype(np.uint8)
-        size = (rgb.shape[1] // 2, rgb.shape[0] // 2)
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+        rgb, labels = read_frame(shared_dir, number, shrink=2)
         strokes = simulate_strokes(labels, fraction=0.02, width=3, margin=5, seed=0)
         class_map, posteriors = label_from_strokes(rgb, strokes, 3, scale=0.2, workers=2)
         known = labels > 0
