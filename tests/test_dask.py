@@ -274,3 +274,28 @@ def test_an_unreachable_scheduler_is_one_error_line_within_seconds(data, capsys)
     assert code == 2 and time.monotonic() - start < 15
     assert err.startswith("error: --dask tcp://127.0.0.1:9: no Dask scheduler answered")
     assert len(err.strip().splitlines()) == 1 and not (data["root"] / "x").exists()
+
+
+def test_eval_pixels_on_dask_equals_in_process(data, cluster, segmented, tmp_path) -> None:
+    args = ["eval-pixels", "-i", segmented, "--true-dir", DEMO / "labels"]
+    args += ["--true-glob", "*_label.png", "-l", DEMO / "labels.txt", "--allow-missing"]
+    assert run(*args, "-o", tmp_path / "here") == 0
+    assert run(*args, "-o", tmp_path / "dask", "--dask", cluster[0]) == 0
+    for name in ("pixel_metrics.csv", "pixel_summary.json"):
+        here = (tmp_path / "here" / name).read_text()
+        assert here == (tmp_path / "dask" / name).read_text()
+    assert here.count('"image"') == 0 and len(here) > 100
+
+
+def test_retile_on_dask_makes_the_same_library(data, cluster, tmp_path) -> None:
+    args = ["retile", "-i", data["photos"], "--label-dir", DEMO / "labels", "-l"]
+    args += [DEMO / "labels.txt", "-t", 32, "-a", 0.9, "-b", 0.5]
+    assert run(*args, "-o", tmp_path / "here") == 0
+    assert run(*args, "-o", tmp_path / "dask", "--dask", cluster[0]) == 0
+    here = sorted(p.relative_to(tmp_path / "here") for p in (tmp_path / "here").rglob("*"))
+    assert len(here) > 100
+    assert here == sorted(p.relative_to(tmp_path / "dask") for p in (tmp_path / "dask").rglob("*"))
+    for path in here:
+        if (tmp_path / "here" / path).is_file():
+            left, right = tmp_path / "here" / path, tmp_path / "dask" / path
+            assert left.read_bytes() == right.read_bytes()

@@ -97,6 +97,16 @@ def add_folder_options(
         parser.add_argument("--dask", metavar="ADDRESS|local[:N]", help=DASK_HELP)
 
 
+def dask_executor(args: argparse.Namespace) -> Executor:
+    """The executor of ``args.dask`` (in-process without it), its cluster and dashboard
+    printed; use it as a context manager (it stops a LocalCluster at the end)."""
+    executor = open_executor(getattr(args, "dask", None))
+    if executor.remote:
+        dashboard = f", dashboard {executor.dashboard}" if executor.dashboard else ""
+        print(f"Dask: {executor.name}{dashboard}", flush=True)
+    return executor
+
+
 def run_each(
     items: Sequence[T],
     outputs: Callable[[T], Sequence[Path]],
@@ -146,11 +156,8 @@ def run_each(
     ensure_new([p for _, paths in plan for p in paths], replaceable)
     if not plan:
         return _raise_failures(failures, items)
-    with open_executor(getattr(args, "dask", None)) as executor:
-        if executor.remote:
-            print(f"Dask: {executor.name}" + (f", dashboard {executor.dashboard}"
-                                              if executor.dashboard else ""))  # fmt: skip
-        else:
+    with dask_executor(args) as executor:
+        if not executor.remote:
             start()  # the slow set-up (loading a model), once the inputs are known to be good
         befores = [{p: p.stat().st_mtime_ns for p in paths if p.exists()} for _, paths in plan]
 
