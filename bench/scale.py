@@ -36,23 +36,28 @@ sys.path.insert(0, str(REPO / "tests"))  # the tile model of tests/test_segment.
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="speed,memory", help="speed, memory or both")
+    parser.add_argument(
+        "--parts", default="speed,memory,client", help="speed, memory, client (comma-separated)"
+    )
     parser.add_argument("--frames", type=int, default=24, help="frames for the speed part")
     parser.add_argument("--modes", default="in-process,local:1,local:2")
     parser.add_argument("--mp", type=int, default=400, help="megapixels of the memory raster")
     parser.add_argument("--block", type=int, default=4096, help="--block of the memory run")
+    parser.add_argument("--client-mp", type=int, default=64, help="megapixels, client part")
     parser.add_argument("--keep", help="work in this folder (kept) instead of a temporary one")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.keep or scratch)
         root.mkdir(parents=True, exist_ok=True)
-        model = _model(root)
         print(f"load average at start: {_load()}")
+        model = _model(root) if {"speed", "memory"} & set(parts) else None
         if "speed" in parts:
             frames = _frames(root / "frames", args.frames)
             rows = [_speed(mode, frames, model, root) for mode in args.modes.split(",")]
             print(_speed_table(rows, args.frames))
+        if "client" in parts:
+            print(_client_rate(root, args.client_mp))
         if "memory" in parts:
             print(_memory(root, model, args.mp, args.block))
         print(f"load average at end: {_load()}")
@@ -164,6 +169,45 @@ def _memory(root: Path, model: Path, mp: int, block: int) -> str:
         f"| {mp} MP GeoTIFF, --dask local:2, --block {block} | {windows} | wall {wall:.0f} s | "
         f"{mp / wall:.2f} MP/s | client peak RSS {peak / 2**20:.2f} GB | load {_load()} |"
     )
+
+
+def _client_rate(root: Path, mp: int) -> str:
+    """What the client alone can assemble: megapixels per second written into the label and
+    probability COGs (staging GeoTIFF window by window, then the COG copy), as segment's client
+    does with the windows coming back, from windows already in memory (no work, no network)."""
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    from dltools.io.cog import open_cog_writer
+    from dltools.io.geo import Window, write_window
+    from dltools.io.labels import Classes, default_colors
+    from dltools.synthetic.scenes import coastal_scene
+
+    block = 2048
+    side = max(1, round((mp * 1e6) ** 0.5 / block)) * block
+    _, labels = coastal_scene(block, block, seed=3)
+    values = labels.astype(np.uint8)
+    prob = (0.5 + 0.5 * np.cos(labels * 0.7 + np.arange(block)[None, :] / 300)).astype(np.float32)
+    like = {"width": side, "height": side, "crs": "EPSG:32610",
+            "transform": from_origin(600000, 4100000, 0.05, 0.05)}  # fmt: skip
+    classes = Classes([f"c{k}" for k in range(1, 7)], default_colors(6))
+    rates = []
+    for name, array, kind in (("labels", values, classes), ("probability", prob, None)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        nodata = 0 if kind else float("nan")
+        with open_cog_writer(root / f"client_{name}.tif", like, array.dtype, nodata, kind) as dst:
+            for row in range(0, side, block):
+                for col in range(0, side, block):
+                    write_window(dst, array, Window(col, row, block, block))
+            staged = (time.perf_counter() - wall, time.process_time() - cpu)
+        done = (time.perf_counter() - wall, time.process_time() - cpu)
+        total = side * side / 1e6
+        rates.append(
+            f"{name}: staging {total / staged[0]:.1f} MP/s ({total / staged[1]:.1f} MP per "
+            f"CPU-s), COG copy {total / (done[0] - staged[0]):.1f} MP/s "
+            f"({total / (done[1] - staged[1]):.1f} MP per CPU-s)"
+        )
+    return f"client alone, {side} x {side} px: " + "; ".join(rates)
 
 
 if __name__ == "__main__":

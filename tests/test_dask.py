@@ -140,16 +140,17 @@ def untrained_run(folder: Path) -> Path:
     return folder
 
 
-def test_fcn_infer_on_dask_equals_in_process(data, cluster, tmp_path) -> None:
+def test_fcn_infer_and_infer_crf_on_dask_equal_in_process(data, cluster, tmp_path) -> None:
     model = untrained_run(tmp_path / "fcn_run")
     samples = tmp_path / "samples"
     samples.mkdir()
     for source in (DEMO / "images" / "coast_01.jpg", ORTHO):
         (samples / source.name).write_bytes(source.read_bytes())
-    infer = ["fcn", "infer", "--name", model, "--samples-dir", samples, "--window", 256]
-    infer += ["--overlap", 64]
-    assert run(*infer, "--output-dir", tmp_path / "here") == 0
-    assert run(*infer, "--output-dir", tmp_path / "dask", "--dask", cluster[0]) == 0
+    for command in ("infer", "infer-crf"):
+        infer = ["fcn", command, "--name", model, "--samples-dir", samples, "--window", 256]
+        infer += ["--overlap", 64]
+        assert run(*infer, "--output-dir", tmp_path / "here") == 0
+        assert run(*infer, "--output-dir", tmp_path / "dask", "--dask", cluster[0]) == 0
     here = sorted((tmp_path / "here").iterdir())
     assert [p.name for p in here] == sorted(p.name for p in (tmp_path / "dask").iterdir())
     for path in here:

@@ -97,10 +97,7 @@ def remove_stale(folder: str | os.PathLike, name: str | None) -> list[Path]:
         found = pattern.match(entry.name)
         if found is None or _alive(int(found.group(1))):
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        _remove(entry)
         removed.append(entry)
     return removed
 
@@ -115,12 +112,17 @@ def remove_staging(paths: Iterable[str | os.PathLike]) -> list[Path]:
         if not path.parent.is_dir():
             continue
         for entry in sorted(path.parent.glob(f".{glob.escape(path.stem)}.*")):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+            _remove(entry)
             removed.append(entry)
     return removed
+
+
+def _remove(entry: Path) -> None:
+    """Remove a staging file or folder (a link as a file)."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
