@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import rasterio
 
 from dltools.engines.crf import NODATA, CRFParams, confidence_map
 from dltools.engines.refine import REFINERS, known_evidence, refine, working_shape
@@ -39,6 +40,7 @@ from dltools.figures.display import to_display
 from dltools.figures.panels import MAX_FIGURE_PIXELS, save_figure, segmentation_figure
 from dltools.io.cog import cog_outputs, open_cog_writer
 from dltools.io.geo import (
+    STREAM_CACHE_MB,
     Window,
     is_georeferenced,
     read_nodata_mask,
@@ -468,6 +470,7 @@ def segment_file(
         for core, outer in windows
     ]
     with contextlib.ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_MB))  # memory stays bounded
         geotiff = probability = None
         if paths.geotiff is not None:
             classes = Classes(class_names, colors)
