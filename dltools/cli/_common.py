@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import io
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -194,8 +196,12 @@ def run_each(
 
 
 def _unit(work: Callable[[T, Executor], str | None], item: T) -> str | None:
-    """One item as a unit of work on a Dask worker: its own windows run right there."""
-    return work(item, InProcess())
+    """One item as a unit of work on a Dask worker: its own windows run right there; what it
+    prints (``--vector``'s lines) comes back to the client with its text."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        text = work(item, InProcess())
+    return "\n".join(t for t in (text, printed.getvalue().rstrip("\n")) if t) or None
 
 
 def _raise_failures(failures: list[str], items: Sequence[object]) -> None:
