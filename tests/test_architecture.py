@@ -19,8 +19,9 @@ ALLOWED = {
     "gui": {"io", "figures"},
     "synthetic": {"io", "raster"},
     "spectral": {"io", "raster", "engines", "models", "figures"},
-    "pipeline": {"io", "raster", "engines", "models", "figures", "gui", "spectral"},
-    "server": {"io", "raster", "engines", "models", "figures", "spectral", "pipeline"},
+    "pipeline": {"io", "raster", "engines", "models", "figures", "gui", "spectral", "scale"},
+    "server": {"io", "raster", "engines", "models", "figures", "spectral", "pipeline", "scale"},
+    "scale": {"io", "raster"},
 }
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import io
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -12,8 +14,9 @@ from typing import TypeVar
 from tqdm import tqdm
 
 from dltools.errors import DltoolsError
-from dltools.io.outputs import ensure_new
+from dltools.io.outputs import ensure_new, remove_staging
 from dltools.raster.bands import BANDS_HELP, parse_bands, parse_range
+from dltools.scale.executor import DASK_HELP, Executor, InProcess, open_executor
 
 T = TypeVar("T")
 
@@ -71,8 +74,11 @@ def add_force(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_folder_options(parser: argparse.ArgumentParser, what: str = "image") -> None:
-    """``--keep-going`` and ``--skip-existing``: runs over many inputs (see :func:`run_each`)."""
+def add_folder_options(
+    parser: argparse.ArgumentParser, what: str = "image", dask: bool = False
+) -> None:
+    """``--keep-going``, ``--skip-existing`` / ``--resume`` and with ``dask`` ``--dask``: runs
+    over many inputs (see :func:`run_each`)."""
     parser.add_argument(
         "--keep-going",
         action="store_true",
@@ -82,28 +88,52 @@ def add_folder_options(parser: argparse.ArgumentParser, what: str = "image") -> 
     )
     parser.add_argument(
         "--skip-existing",
+        "--resume",
+        dest="skip_existing",
         action="store_true",
-        help=f"skip an {what} whose outputs all exist (a finished earlier run); one with only "
-        "some of them (a killed run) is done again and they are replaced",
+        help=f"resume an interrupted run: skip an {what} whose outputs all exist (outputs are "
+        "written atomically, so one that exists is complete); one with only some of them (a "
+        "killed run) is done again and they are replaced",
     )
+    if dask:
+        parser.add_argument("--dask", metavar="ADDRESS|local[:N]", help=DASK_HELP)
+
+
+def dask_executor(args: argparse.Namespace) -> Executor:
+    """The executor of ``args.dask`` (in-process without it), its cluster and dashboard
+    printed; use it as a context manager (it stops a LocalCluster at the end)."""
+    executor = open_executor(getattr(args, "dask", None))
+    if executor.remote:
+        dashboard = f", dashboard {executor.dashboard}" if executor.dashboard else ""
+        print(f"Dask: {executor.name}{dashboard}", flush=True)
+    return executor
 
 
 def run_each(
     items: Sequence[T],
     outputs: Callable[[T], Sequence[Path]],
-    work: Callable[[T], None],
+    work: Callable[[T, Executor], str | None],
     args: argparse.Namespace,
     start: Callable[[], None] = lambda: None,
+    in_client: Callable[[T], bool] = lambda item: False,
+    what: str = "images",
 ) -> None:
-    """Run ``work(item)`` for each item, whose files are ``outputs(item)``.
+    """Run ``work(item, executor)`` for each item, whose files are ``outputs(item)``; print
+    the text it returns.
 
     ``outputs`` also checks the item (a DltoolsError there: the item fails before any work).
     Then existing outputs are refused (unless ``args.force``), naming them all;
     with ``args.skip_existing`` items whose outputs all exist are skipped and a partial set is
-    replaced. ``start()`` runs once before the first item. An item that fails has the
-    outputs it wrote removed; with ``args.keep_going``
-    the others still run and the failures are raised together at the end as one
-    :class:`DltoolsError`.
+    replaced. ``start()`` runs once before the first item (in-process runs: the slow set-up,
+    such as loading a model, once the inputs are known to be good). An item that fails has the
+    outputs it wrote removed; with ``args.keep_going`` the others still run and the failures
+    are raised together at the end as one :class:`DltoolsError`.
+
+    ``args.dask`` (when the step has the option) picks the executor (see
+    :mod:`dltools.scale.executor`): each item is then one unit of work on the cluster, where
+    ``work`` gets the in-process executor; items for which ``in_client(item)`` is True (a
+    raster larger than a block) run ``work`` here instead, with the cluster's executor, to
+    hand out their windows. A client-side progress bar counts the finished items.
     """
     failures: list[str] = []
 
@@ -126,19 +156,55 @@ def run_each(
         plan.append((item, paths))
     replaceable = args.force or args.skip_existing
     ensure_new([p for _, paths in plan for p in paths], replaceable)
-    if plan:
-        start()  # the slow set-up (loading a model), once the inputs are known to be good
-    for item, paths in plan:
-        before = {p: p.stat().st_mtime_ns for p in paths if p.exists()}
-        try:
-            work(item)
-        except Exception as err:
+    if not plan:
+        return _raise_failures(failures, items)
+    with dask_executor(args) as executor:
+        if not executor.remote:
+            start()  # the slow set-up (loading a model), once the inputs are known to be good
+        befores = [{p: p.stat().st_mtime_ns for p in paths if p.exists()} for _, paths in plan]
+
+        def ended(index: int, error: BaseException | None, text: str | None) -> None:
+            item, paths = plan[index]
+            if error is None:
+                if text:
+                    print(text)
+                return
             for path in paths:  # what this item wrote goes; earlier files stay
-                if path.exists() and before.get(path) != path.stat().st_mtime_ns:
+                if path.exists() and befores[index].get(path) != path.stat().st_mtime_ns:
                     path.unlink()
             if not args.keep_going:
-                raise
-            failed(item, err if isinstance(err, DltoolsError) else repr(err))
+                raise error
+            failed(item, error if isinstance(error, DltoolsError) else repr(error))
+
+        here = [i for i, (item, _) in enumerate(plan) if not executor.remote or in_client(item)]
+        for index in here:
+            try:
+                text = work(plan[index][0], executor)
+            except Exception as err:
+                ended(index, err, None)
+            else:
+                ended(index, None, text)
+        units = sorted(set(range(len(plan))) - set(here))
+        if units:
+            outcomes = executor.outcomes(
+                functools.partial(_unit, work), [plan[i][0] for i in units]
+            )
+            for outcome in show_progress(outcomes, total=len(units), desc=what, unit="image"):
+                ended(units[outcome.index], outcome.error, outcome.value)
+            remove_staging([p for i in units for p in plan[i][1]])
+    _raise_failures(failures, items)
+
+
+def _unit(work: Callable[[T, Executor], str | None], item: T) -> str | None:
+    """One item as a unit of work on a Dask worker: its own windows run right there; what it
+    prints (``--vector``'s lines) comes back to the client with its text."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        text = work(item, InProcess())
+    return "\n".join(t for t in (text, printed.getvalue().rstrip("\n")) if t) or None
+
+
+def _raise_failures(failures: list[str], items: Sequence[object]) -> None:
     if failures:
         listed = "\n  ".join(failures)
         raise DltoolsError(f"{len(failures)} of {len(items)} failed:\n  {listed}")

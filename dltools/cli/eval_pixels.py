@@ -6,11 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from dltools.cli._common import add_force, reports_errors
+from dltools.cli._common import add_force, dask_executor, reports_errors
 from dltools.io.discovery import PRED_GLOB, TRUE_GLOB
 from dltools.io.labels import read_labels
 from dltools.io.outputs import atomic_path, ensure_new
 from dltools.pipeline.evaluate_pixels import POOLED
+from dltools.scale.executor import DASK_HELP
 
 METRICS = "pixel_metrics.csv"
 SUMMARY = "pixel_summary.json"
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model had no tiles for) as errors, instead of stopping: without it a class that occurs "
         "on one side but is not named on the other is an error, to catch mismatched names",
     )
+    parser.add_argument("--dask", metavar="ADDRESS|local[:N]", help=DASK_HELP)
     add_force(parser)
     return parser
 
@@ -106,7 +108,8 @@ def run(args: argparse.Namespace) -> None:
     labels = read_labels(args.labels) if args.labels else None
     for pred, true in pairs:
         print(f"{pred.name} <- {true.name}")
-    evaluation = evaluate_pixels(pairs, labels, args.allow_missing)
+    with dask_executor(args) as executor:
+        evaluation = evaluate_pixels(pairs, labels, args.allow_missing, executor)
     _print_table(evaluation)
     for image in evaluation.images:
         s = image.scores

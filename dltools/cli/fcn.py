@@ -43,7 +43,10 @@ from dltools.pipeline.fcn import (
     train,
 )
 from dltools.pipeline.polygonize import vector_path
+from dltools.progress import quiet
 from dltools.raster.bands import BandChoice
+from dltools.scale.cache import Cached
+from dltools.scale.executor import Executor
 
 DEFAULTS = TrainSettings()
 TILING = Tiling()
@@ -360,7 +363,7 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
     )
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlays")
     add_bands(parser, training=False)
-    add_folder_options(parser)
+    add_folder_options(parser, dask=True)
     if crf:
         group = parser.add_argument_group("CRF scale and processes")
         group.add_argument(
@@ -382,9 +385,11 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
     tag = "fcn_crf" if crf else "fcn"
     if crf:
         params = crf_params(args)
+        workers = args.workers if args.dask is None else args.workers or 1  # no pools in workers
     bands, _ = band_options(args)
     run_bands = BandChoice.from_dict(read_config(args.name).get("bands"))
-    outputs, choices, vectors, run = {}, {}, {}, []
+    run = Cached(load_run, (str(args.name),))  # once per process: once per Dask worker
+    outputs, choices, vectors = {}, {}, {}
 
     def plan(path: Path) -> list[Path]:
         choices.update(inference_bands(run_bands, [path], bands, args.name))
@@ -393,25 +398,26 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
             vectors[path] = vector_path(outputs[path].label)
         return [*outputs[path].files(), *([vectors[path]] if args.vector else [])]
 
-    def work(path: Path) -> None:
+    def work(path: Path, executor: Executor) -> str:
         start = time.perf_counter()
         out = outputs[path]
         if crf:
             counts = infer_file_crf(
-                run[0], path, out, params, args.crf_scale, tiling, args.workers, bands=choices[path]
+                run(), path, out, params, args.crf_scale, tiling, workers, bands=choices[path]
             )
         else:
-            counts = infer_file(run[0], path, out, tiling, show_progress, bands=choices[path])
+            progress = show_progress if args.dask is None else quiet
+            counts = infer_file(run(), path, out, tiling, progress, bands=choices[path])
         labelled = max(int(counts[1:].sum()), 1)
         shares = ", ".join(
             f"{name} {100 * n / labelled:.0f}%"
-            for name, n in zip(run[0].classes.names, counts[1:], strict=True)
+            for name, n in zip(run().classes.names, counts[1:], strict=True)
         )
-        print(f"{out.label} ({time.perf_counter() - start:.1f} s): {shares}")
         if args.vector:
-            write_vector(out.label, vectors[path], run[0].classes.names, vector_params(args))
+            write_vector(out.label, vectors[path], run().classes.names, vector_params(args))
+        return f"{out.label} ({time.perf_counter() - start:.1f} s): {shares}"
 
-    run_each(images, plan, work, args, lambda: run.append(load_run(args.name)))
+    run_each(images, plan, work, args, run)
 
 
 @reports_errors

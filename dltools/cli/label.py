@@ -9,17 +9,29 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from dltools.cli._common import add_force, reports_errors, require_input, show_progress
+from dltools.cli._common import (
+    add_folder_options,
+    add_force,
+    reports_errors,
+    require_input,
+    run_each,
+    show_progress,
+)
 from dltools.cli._crf_options import add_crf_options, crf_params
 from dltools.cli.polygonize import add_vector_options, vector_params, write_vector
 from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
+from dltools.io.discovery import find_images
 from dltools.io.geo import is_georeferenced
 from dltools.io.images import image_shape
 from dltools.io.labels import read_classes
+from dltools.io.pairs import find_label_files
 from dltools.pipeline.label import LabelOptions, groundtruth_paths, label_image
 from dltools.pipeline.polygonize import vector_path
+from dltools.progress import quiet
+from dltools.scale.executor import Executor
 
 DEFAULTS = CRFParams()  # the original dl_tools settings
 
@@ -47,7 +59,12 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         ),
     )
     dialog = "; required (the original asked for it in a file dialog)"
-    parser.add_argument("-i", "--image", help="image to label (JPG/PNG/TIFF/GeoTIFF)" + dialog)
+    parser.add_argument(
+        "-i",
+        "--image",
+        help="image to label (JPG/PNG/TIFF/GeoTIFF), or a folder of images to replay strokes "
+        "on in a batch (with --doodles FOLDER)" + dialog,
+    )
     parser.add_argument("-l", "--labels", help="labels.txt: one class per line" + dialog)
     parser.add_argument("-c", "--colors", help="colors.txt: one colour per class" + dialog)
     parser.add_argument(
@@ -70,7 +87,9 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         metavar="FILE",
         help="strokes to replay without opening a window: a label image (0 = none, "
         "k = class k), a _mres.mat (its `sparse`), or GeoJSON / GeoPackage (.gpkg, first "
-        "layer; e.g. drawn in QGIS) lines/polygons with a class-name attribute (GeoTIFFs only)",
+        "layer; e.g. drawn in QGIS) lines/polygons with a class-name attribute (GeoTIFFs only). "
+        "With -i FOLDER: a folder of such files, each paired with its image by the pairing "
+        "rule (its name contains the image's; README, step 3)",
     )
     parser.add_argument(
         "--save-strokes",
@@ -106,11 +125,17 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
     add_crf_options(parser, DEFAULTS)
     add_vector_options(parser)
+    batch = parser.add_argument_group("batch replay (-i FOLDER --doodles FOLDER)")
+    add_folder_options(batch, dask=True)
     add_force(parser)
     return parser
 
 
 def _run(args: argparse.Namespace, geotiff: bool) -> None:
+    if args.image is not None and Path(args.image).is_dir():
+        return _run_batch(args, geotiff)
+    if args.dask is not None or args.keep_going or args.skip_existing:
+        raise DltoolsError("--dask, --keep-going and --resume are for batches: -i FOLDER")
     for value, flag, what in ((args.image, "-i", "IMAGE"), (args.labels, "-l", "labels.txt"),
                               (args.colors, "-c", "colors.txt")):  # fmt: skip
         require_input(value, flag, what)
@@ -157,6 +182,67 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
     if vector is not None:
         confidence = paths.confidence if georeferenced else None  # PNG confidence is 0-255
         write_vector(label_raster, vector, classes.names, vector_params(args), confidence)
+
+
+def _run_batch(args: argparse.Namespace, geotiff: bool) -> None:
+    """Replay the strokes of a folder on the images of a folder, one image per unit of work."""
+    require_input(args.labels, "-l", "labels.txt")
+    require_input(args.colors, "-c", "colors.txt")
+    if args.doodles is None or not Path(args.doodles).is_dir():
+        raise DltoolsError(
+            "-i FOLDER replays strokes without a window: --doodles must name a folder of "
+            "stroke files (painting works one image at a time)"
+        )
+    if args.paint or args.save_strokes:
+        raise DltoolsError("--paint and --save-strokes work on one image (-i IMAGE), not a folder")
+    classes = read_classes(args.labels, args.colors)
+    images = find_images([args.image])
+    pairs, unpaired = find_label_files(args.doodles, images)
+    if not pairs:
+        raise DltoolsError(f"{args.doodles}: no stroke file's name contains an image's name")
+    if unpaired:
+        listed = ", ".join(p.name for p in unpaired)
+        print(f"{len(unpaired)} image(s) without strokes are left out: {listed}")
+    strokes = dict(pairs)
+    params = crf_params(args)
+    workers = args.workers if args.dask is None else args.workers or 1  # no pools in workers
+    rasters = {}
+
+    def outputs(image: Path) -> list[Path]:
+        georeferenced = is_georeferenced(image)
+        if geotiff and not georeferenced:
+            raise DltoolsError(f"{image} has no georeferencing: use label_1image_crf.py")
+        paths = groundtruth_paths(image, args.out_dir, georeferenced, args.confidence)
+        rasters[image] = (paths.geotiff or paths.label_png, paths.confidence, georeferenced)
+        vector = [vector_path(rasters[image][0])] if args.vector else []
+        return [*paths.outputs(), *vector]
+
+    def work(image: Path, executor: Executor) -> str:
+        options = LabelOptions(
+            out_dir=args.out_dir,
+            doodles=strokes[image],
+            class_field=args.class_field,
+            confidence=args.confidence,
+            georeferenced_only=geotiff,
+            workers=workers,
+            force=True,  # run_each has refused or allowed existing outputs
+        )
+        progress = show_progress if args.dask is None else quiet
+        paths = label_image(image, classes, params, args.working_scale, options, progress=progress)
+        lines = [f"{image}: strokes {strokes[image]}"]
+        lines += [f"  wrote {path}" for path in paths.outputs()]
+        if args.vector:
+            raster, confidence, georeferenced = rasters[image]
+            write_vector(
+                raster,
+                vector_path(raster),
+                classes.names,
+                vector_params(args),
+                confidence if georeferenced else None,
+            )
+        return "\n".join(lines)
+
+    run_each([image for image, _ in pairs], outputs, work, args)
 
 
 @reports_errors

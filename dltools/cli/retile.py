@@ -10,6 +10,7 @@ from dltools.cli._common import (
     add_force,
     add_seed,
     band_options,
+    dask_executor,
     reports_errors,
     require_input,
     show_progress,
@@ -18,6 +19,7 @@ from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images
 from dltools.io.labels import read_labels
 from dltools.pipeline.retile import MIN_TILES_TO_THIN, library_folder, retile
+from dltools.scale.executor import DASK_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="if OUT/tile_<t> exists (a finished earlier run; libraries appear whole or not at "
         "all), do nothing",
     )
+    parser.add_argument("--dask", metavar="ADDRESS|local[:N]", help=DASK_HELP)
     add_seed(parser)
     add_force(parser)
     return parser
@@ -118,21 +121,23 @@ def run(args: argparse.Namespace) -> None:
         print(f"{library_folder(out, args.tile)} exists, skipped")
         return
     print(f"tiling {len(pairs)} labelled image(s) into {library_folder(out, args.tile)}")
-    library = retile(
-        pairs,
-        out,
-        size=args.tile,
-        min_purity=args.purity,
-        keep=args.keep,
-        stride=args.stride,
-        class_names=class_names,
-        seed=args.seed,
-        force=args.force,
-        progress=show_progress,
-        bands=bands,
-        stretch=stretch,
-        keep_going=args.keep_going,
-    )
+    with dask_executor(args) as executor:
+        library = retile(
+            pairs,
+            out,
+            size=args.tile,
+            min_purity=args.purity,
+            keep=args.keep,
+            stride=args.stride,
+            class_names=class_names,
+            seed=args.seed,
+            force=args.force,
+            progress=show_progress,
+            bands=bands,
+            stretch=stretch,
+            keep_going=args.keep_going,
+            executor=executor,
+        )
     print(f"network input: {library.bands.describe()}")
     for folder in library.stale:
         print(f"removed {folder}, the staging folder of a run that was killed")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dltools.cli._common import (
     add_bands,
@@ -22,10 +23,17 @@ from dltools.cli._common import (
 from dltools.cli.polygonize import add_vector_options, vector_params, write_vector
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_images
+from dltools.io.geo import read_profile
 from dltools.io.images import inference_bands
 from dltools.io.labels import read_classes
 from dltools.models.metadata import model_bands
 from dltools.pipeline.polygonize import vector_path
+from dltools.progress import quiet
+from dltools.scale.cache import Cached
+from dltools.scale.executor import Executor
+
+if TYPE_CHECKING:
+    from dltools.models.loader import TileModel
 
 DEFAULT_REFINE = "crf"  # as the original; `mlp` scores higher and runs faster (README, step 6)
 
@@ -60,7 +68,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         "pixels (bounded memory; no .mat output then; default: %(default)s)",
     )
     add_bands(parser, training=False)
-    add_folder_options(parser)
+    add_folder_options(parser, dask=True)
     add_seed(parser)
     add_vector_options(parser)
     add_force(parser)
@@ -163,9 +171,19 @@ def build_original_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_checked_model(path: str, names: tuple[str, ...], labels_path: str) -> TileModel:
+    """The tile model at ``path``, checked against the classes of ``labels_path`` (loaded once
+    per process through :class:`~dltools.scale.cache.Cached`: once per Dask worker)."""
+    from dltools.models.loader import load_model  # TensorFlow: once the inputs are good
+
+    model = load_model(path)
+    model.check_labels(list(names), labels_path)
+    return model
+
+
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    from dltools.pipeline.segment import SegmentParams, segment_file, segment_paths
+    from dltools.pipeline.segment import SegmentParams, needs_windows, segment_file, segment_paths
 
     images = find_images(args.images)
     params = SegmentParams(
@@ -183,7 +201,8 @@ def run(args: argparse.Namespace) -> None:
     names, colors = read_classes(args.labels, args.colors)
     bands, _ = band_options(args)
     model_choice = model_bands(args.model)
-    paths, choices, vectors, model = {}, {}, {}, []
+    model = Cached(load_checked_model, (str(args.model), tuple(names), str(args.labels)))
+    paths, choices, vectors = {}, {}, {}
 
     def outputs(image: Path) -> list[Path]:
         choices.update(inference_bands(model_choice, [image], bands, args.model))
@@ -198,39 +217,40 @@ def run(args: argparse.Namespace) -> None:
         vectors[image] = vector_path(paths[image].geotiff)
         return [*paths[image].outputs(), vectors[image]]
 
-    def start() -> None:
-        from dltools.models.loader import load_model  # TensorFlow: once the inputs are good
+    def windowed(image: Path) -> bool:
+        profile = read_profile(image)
+        return needs_windows((profile["height"], profile["width"]), args.block)
 
-        model.append(load_model(args.model))
-        model[0].check_labels(names, args.labels)
-
-    def work(image: Path) -> None:
-        print(f"{image}: tiles of {args.tile} px, refined by {args.refine}")
+    def work(image: Path, executor: Executor) -> str:
+        out = paths[image]
         summary = segment_file(
             image,
-            model[0],
+            model,
             names,
             colors,
             params,
-            paths[image],
+            out,
             args.block,
-            args.workers,
-            show_progress,
+            args.workers if args.dask is None else args.workers or 1,  # no pools in workers
+            show_progress if args.dask is None or executor.remote else quiet,
             choices[image],
+            executor,
         )
         fractions = ", ".join(f"{name} {share:.3f}" for name, share in summary.fractions.items())
-        print(
-            f"  {summary.tiles} tiles, {summary.classified} classified, {summary.confident} "
-            f"confident (>= {args.prob_thres}); {summary.windows} window(s), "
-            f"{summary.seconds:.1f} s\n  class fractions: {fractions}"
-        )
-        for path in paths[image].outputs():
-            print(f"  wrote {path}")
         if args.vector:
-            out = paths[image]
             write_vector(out.geotiff, vectors[image], names, vector_params(args), out.probability)
+        return "\n".join(
+            [
+                f"{image}: tiles of {args.tile} px, refined by {args.refine}",
+                f"  {summary.tiles} tiles, {summary.classified} classified, {summary.confident} "
+                f"confident (>= {args.prob_thres}); {summary.windows} window(s), "
+                f"{summary.seconds:.1f} s",
+                f"  class fractions: {fractions}",
+                *(f"  wrote {path}" for path in out.outputs()),
+            ]
+        )
 
-    run_each(images, outputs, work, args, start)
+    run_each(images, outputs, work, args, model, windowed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,6 +92,7 @@ def read_profile(path: str | os.PathLike) -> dict:
         return dict(src.profile)
 
 
+STREAM_CACHE_MB = 64  # GDAL block cache while streaming rasters (its default is 5% of the RAM)
 EARTH_RADIUS_M = 6371007.2  # radius of the sphere of the Earth's area (GRS80 authalic)
 
 

@@ -8,6 +8,7 @@ behind, and :func:`remove_stale` lets the next run remove those whose process is
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import shutil
@@ -96,12 +97,32 @@ def remove_stale(folder: str | os.PathLike, name: str | None) -> list[Path]:
         found = pattern.match(entry.name)
         if found is None or _alive(int(found.group(1))):
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        _remove(entry)
         removed.append(entry)
     return removed
+
+
+def remove_staging(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Remove every staging entry (``.<stem>.*``, files or folders) beside ``paths``, whichever
+    process made it; return them. Only for a run whose units have all ended: a unit killed
+    while writing (a Dask worker that died) leaves them, and its rerun elsewhere does not know
+    them."""
+    removed = []
+    for path in map(Path, paths):
+        if not path.parent.is_dir():
+            continue
+        for entry in sorted(path.parent.glob(f".{glob.escape(path.stem)}.*")):
+            _remove(entry)
+            removed.append(entry)
+    return removed
+
+
+def _remove(entry: Path) -> None:
+    """Remove a staging file or folder (a link as a file)."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

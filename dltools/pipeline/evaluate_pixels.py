@@ -32,6 +32,7 @@ from dltools.io.discovery import image_name
 from dltools.io.geo import Window
 from dltools.io.label_maps import LabelMap
 from dltools.io.outputs import atomic_path
+from dltools.scale.executor import Executor, InProcess
 
 POOLED = "pooled"  # the image column of the pooled rows of the CSV
 CSV_COLUMNS = ["image", "class", "precision", "recall", "f1", "iou", "support", "predicted"]
@@ -160,17 +161,27 @@ class PixelEvaluation:
         return {"pooled": table(self.pooled), "images": images}
 
 
+def _pair_task(task: tuple[Path, Path, Sequence[str] | None, bool]):
+    """:func:`pair_confusion` of one ``(pred, true, labels, allow_missing)``: a unit of work."""
+    return pair_confusion(*task)
+
+
 def evaluate_pixels(
     pairs: Sequence[tuple[Path, Path]],
     labels: Sequence[str] | None = None,
     allow_missing: bool = False,
+    executor: Executor | None = None,
 ) -> PixelEvaluation:
     """Score every ``(prediction, manual label)`` pair and pool them (see
     :func:`pair_confusion`). Scores are over the union of the classes, in the order first seen.
+    ``executor`` scores the pairs (default: here, one after the other; or on a Dask cluster,
+    one pair per unit): the result is the same.
     """
-    found = [
-        (pred, true, *pair_confusion(pred, true, labels, allow_missing)) for pred, true in pairs
-    ]
+    executor = InProcess() if executor is None else executor
+    tasks = [(pred, true, labels, allow_missing) for pred, true in pairs]
+    found: list = [None] * len(pairs)
+    for index, result in executor.map_unordered(_pair_task, tasks):
+        found[index] = (*pairs[index], *result)
     all_names: list[str] = []
     for *_, names, _, _ in found:
         all_names += [name for name in names if name not in all_names]

@@ -46,6 +46,7 @@ from dltools.figures.display import overlay
 from dltools.io.cog import cog_outputs, open_cog_writer
 from dltools.io.discovery import find_labelled_images
 from dltools.io.geo import (
+    STREAM_CACHE_MB,
     Window,
     is_georeferenced,
     open_raster,
@@ -74,7 +75,6 @@ LOGS = "logs"
 RUN_FILES = (runs.CONFIG, LABELDEFS, MODEL, CHECKPOINT, LOGS)
 ANCHOR_STEP = 8  # crops are placed around labelled pixels sampled on a grid of this step
 MAP_SIZE = 768  # the validation map drawn after each epoch is at most this big
-GDAL_CACHE_MB = 64  # GDAL block cache while streaming rasters (its default is 5% of the RAM)
 CRF_GT_PROB = 0.8  # infer-crf trusts the network more than step 2 trusts strokes
 CRF_SCALE = 0.25  # working scale of infer-crf's CRF
 
@@ -679,7 +679,7 @@ def write_outputs(
     height, width = profile["height"], profile["width"]
     counts = np.zeros(len(classes.names) + 1, np.int64)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_MB))
         read = _reader(stack.enter_context(open_raster(image_path)), bands)
         label_dst = overlay_dst = whole = None
         if outputs.label.suffix.lower() == ".tif":
@@ -735,7 +735,7 @@ def infer_file(
     image_path = Path(image_path)
     bands = run.bands if bands is None else bands
     predict = run.predictor()
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(image_path) as src:
+    with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_MB), open_raster(image_path) as src:
         read = _reader(src, bands)
 
         def labels() -> Iterator[Block]:

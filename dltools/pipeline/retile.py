@@ -35,6 +35,7 @@ from dltools.io.tile_library import (
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import RGB8, BandChoice
 from dltools.raster.windows import block_index, block_of, block_windows
+from dltools.scale.executor import Executor, InProcess
 
 BLOCK = 2048  # windows are found and cut in blocks of about this many pixels per side
 MIN_TILES_TO_THIN = 60  # only classes with more tiles than this are thinned by ``keep``
@@ -128,6 +129,23 @@ def cut_tiles(
     return failed
 
 
+def _find_unit(task: tuple) -> list[Tile]:
+    """:func:`find_tiles` of one ``(image, label file, names, size, stride, min_purity)``."""
+    image, label_path, names, size, stride, min_purity = task
+    return find_tiles(image, LabelMap(label_path, names), size, stride, min_purity)
+
+
+def _cut_unit(task: tuple) -> dict[Path, DltoolsError]:
+    """:func:`cut_tiles` of one image's tiles into the library folder being built:
+    ``(tiles, size, stride, folder, names, bands, keep_going)``."""
+    tiles, size, stride, folder, names, bands, keep_going = task
+
+    def write(t: Tile, pixels: np.ndarray) -> None:
+        write_tile(folder / names[t.label - 1] / t.name(), pixels)
+
+    return cut_tiles(tiles, size, stride, write, bands, keep_going)
+
+
 @dataclass
 class Library:
     """What :func:`retile` made: the folder, its tiles and the class names (label order)."""
@@ -175,6 +193,7 @@ def retile(
     bands: Sequence[int] | None = None,
     stretch: tuple[float, float] | None = None,
     keep_going: bool = False,
+    executor: Executor | None = None,
 ) -> Library:
     """Cut the pure windows of the ``(image, label file)`` pairs into ``OUT/tile_<size>/``.
 
@@ -185,7 +204,9 @@ def retile(
     existing one is an error unless ``force``. ``class_names`` defaults to the names in the
     first ``.mat``. ``progress`` follows the loop over the pairs. With ``keep_going`` an
     image that cannot be read is left out of the library (none of its tiles) and reported in
-    :attr:`Library.failures`.
+    :attr:`Library.failures`. ``executor`` finds and cuts the tiles of each image (default:
+    here, one image after the other; or on a Dask cluster, one image per unit): the library is
+    the same.
     """
     stride = size // 2 if stride is None else stride
     if size < 8 or stride <= 0:
@@ -210,27 +231,30 @@ def retile(
             f"-t {size} is larger than every image (the biggest is {biggest[0]} x "
             f"{biggest[1]} pixels): no tile fits; choose a smaller -t"
         )
-    found, failures = [], {}
-    for image, label_path in progress(pairs, desc="images", unit="image"):
-        try:
-            found += find_tiles(image, LabelMap(label_path, names), size, stride, min_purity)
-        except DltoolsError as err:
-            if not keep_going:
-                raise
-            failures[image] = err
-    tiles = thin(found, keep, seed)
+    executor = InProcess() if executor is None else executor
+    per_image: list[list[Tile]] = [[] for _ in pairs]
+    failures: dict[Path, DltoolsError] = {}
+    finding = [(image, label, names, size, stride, min_purity) for image, label in pairs]
+    outcomes = executor.outcomes(_find_unit, finding)
+    for outcome in progress(outcomes, total=len(pairs), desc="images", unit="image"):
+        if isinstance(outcome.error, DltoolsError) and keep_going:
+            failures[pairs[outcome.index][0]] = outcome.error
+        elif outcome.error is not None:
+            raise outcome.error
+        else:
+            per_image[outcome.index] = outcome.value
+    tiles = thin([t for found in per_image for t in found], keep, seed)
     stale = remove_stale(final.parent, final.name)
     with atomic_dir(final) as tmp:
         for name in {names[t.label - 1] for t in tiles}:
             (tmp / name).mkdir()
-        unreadable = cut_tiles(
-            tiles,
-            size,
-            stride,
-            lambda t, px: write_tile(tmp / names[t.label - 1] / t.name(), px),
-            choice,
-            keep_going,
-        )
+        groups: dict[Path, list[Tile]] = {}
+        for t in tiles:
+            groups.setdefault(t.image, []).append(t)
+        cutting = [(g, size, stride, tmp, names, choice, keep_going) for g in groups.values()]
+        unreadable: dict[Path, DltoolsError] = {}
+        for _, failed in executor.map_unordered(_cut_unit, cutting):
+            unreadable.update(failed)
         for t in tiles:  # no half of an image in the library
             if t.image in unreadable:
                 (tmp / names[t.label - 1] / t.name()).unlink(missing_ok=True)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import rasterio
 
 from dltools.engines.crf import NODATA, CRFParams, confidence_map
 from dltools.engines.refine import REFINERS, known_evidence, refine, working_shape
@@ -39,6 +40,7 @@ from dltools.figures.display import to_display
 from dltools.figures.panels import MAX_FIGURE_PIXELS, save_figure, segmentation_figure
 from dltools.io.cog import cog_outputs, open_cog_writer
 from dltools.io.geo import (
+    STREAM_CACHE_MB,
     Window,
     is_georeferenced,
     read_nodata_mask,
@@ -52,6 +54,8 @@ from dltools.io.results import LabelResult, result_name, write_result
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import BandChoice
 from dltools.raster.windows import halo_windows
+from dltools.scale.cache import Cached
+from dltools.scale.executor import Executor, InProcess
 
 if TYPE_CHECKING:
     from dltools.models.loader import TileModel
@@ -286,17 +290,30 @@ class _Thumbnails:
         self.size = (max(1, round(shape[0] * self.factor)), max(1, round(shape[1] * self.factor)))
         self.arrays: dict[str, np.ndarray] = {}
 
-    def paste(self, name: str, core: Window, array: np.ndarray, labels: bool) -> None:
-        f = self.factor
-        r0, r1 = round(core.row_off * f), round((core.row_off + core.height) * f)
-        c0, c1 = round(core.col_off * f), round((core.col_off + core.width) * f)
-        if r1 <= r0 or c1 <= c0:
+    def paste(self, name: str, piece: Piece | None) -> None:
+        """Paste a :func:`thumbnail_piece` (None: nothing to paste) into thumbnail ``name``."""
+        if piece is None:
             return
-        method = cv2.INTER_NEAREST if labels else cv2.INTER_AREA
-        small = cv2.resize(array, (c1 - c0, r1 - r0), interpolation=method)
+        (r0, r1, c0, c1), small = piece
         if name not in self.arrays:
-            self.arrays[name] = np.zeros((*self.size, *array.shape[2:]), array.dtype)
-        self.arrays[name][r0:r1, c0:c1] = small.reshape(r1 - r0, c1 - c0, *array.shape[2:])
+            self.arrays[name] = np.zeros((*self.size, *small.shape[2:]), small.dtype)
+        self.arrays[name][r0:r1, c0:c1] = small
+
+
+Piece = tuple[tuple[int, int, int, int], np.ndarray]  # (r0, r1, c0, c1) in a thumbnail, pixels
+
+
+def thumbnail_piece(factor: float, core: Window, array: np.ndarray, labels: bool) -> Piece | None:
+    """The part of a thumbnail at scale ``factor`` that the ``core`` window's ``array`` (its
+    pixels, (h, w[, C])) makes: nearest-neighbour for ``labels``, area averages otherwise."""
+    f = factor
+    r0, r1 = round(core.row_off * f), round((core.row_off + core.height) * f)
+    c0, c1 = round(core.col_off * f), round((core.col_off + core.width) * f)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    method = cv2.INTER_NEAREST if labels else cv2.INTER_AREA
+    small = cv2.resize(array, (c1 - c0, r1 - r0), interpolation=method)
+    return (r0, r1, c0, c1), small.reshape(r1 - r0, c1 - c0, *array.shape[2:])
 
 
 @dataclass
@@ -317,9 +334,91 @@ def _read(path: Path, window: Window, whole: bool) -> tuple[np.ndarray, np.ndarr
     return image, (nodata if nodata.any() else None)
 
 
+@dataclass(frozen=True)
+class WindowTask:
+    """One unit of :func:`segment_file`: segment the ``outer`` window of the image (the whole
+    image if ``whole``) and keep its ``core``. ``model``: the tile model, or a
+    :class:`dltools.scale.cache.Cached` reference that loads it once per process (a Dask
+    worker); ``thumb_factor``: scale of the figure's thumbnails; ``probability``: also return
+    the probability of the chosen class; ``mat``: also return the ``.mat`` result."""
+
+    image_path: Path
+    core: Window
+    outer: Window
+    whole: bool
+    model: TileModel | Cached
+    class_names: tuple[str, ...]
+    params: SegmentParams
+    workers: int | None
+    bands: BandChoice | None
+    thumb_factor: float
+    probability: bool
+    mat: bool
+    progress: Progress = quiet
+
+
+@dataclass
+class WindowResult:
+    """What :func:`segment_window` returns for the core window ``core``: ``values`` (h, w)
+    uint8 class + 1 (0 = nodata), ``probability`` (h, w) float32 (NaN = nodata) or None,
+    the thumbnail ``pieces`` (name -> :data:`Piece`), ``counts`` (K,) int64 pixels per class,
+    ``tiles`` (tiles, classified, confident) of the core, and ``result`` (the ``.mat``) or
+    None."""
+
+    core: Window
+    values: np.ndarray
+    probability: np.ndarray | None
+    pieces: dict[str, Piece | None]
+    counts: np.ndarray
+    tiles: tuple[int, int, int]
+    result: LabelResult | None
+
+
+def segment_window(task: WindowTask) -> WindowResult:
+    """Segment one window of an image file (see :class:`WindowTask`); reads only that window."""
+    model = task.model() if isinstance(task.model, Cached) else task.model
+    core, outer = task.core, task.outer
+    image, nodata = _read(task.image_path, outer, task.whole)
+    seg = segment_image(image, model, task.params, nodata, task.workers, task.progress, task.bands)
+    inner = (
+        slice(core.row_off - outer.row_off, core.row_off - outer.row_off + core.height),
+        slice(core.col_off - outer.col_off, core.col_off - outer.col_off + core.width),
+    )
+    shape = image.shape[:2]
+    class_map = seg.class_map[inner]
+    sparse = seg.grid.expand(seg.tile_classes(), shape, shape)[inner]
+    confidence = seg.grid.expand(seg.tile_confidence(), shape, shape)[inner]
+    valid = class_map != NODATA
+    n_classes = len(task.class_names)
+    counts = np.bincount(class_map.ravel(), minlength=NODATA + 1)[:n_classes]
+    inside = _tiles_inside(seg.grid, inner)
+    tiles = (
+        int(inside.sum()),
+        int((np.isfinite(seg.tile_probs).all(axis=2) & inside).sum()),
+        int(((seg.tile_classes() > 0) & inside).sum()),
+    )
+    values = np.where(valid, class_map + 1, 0).astype(np.uint8)
+    probability = None
+    if task.probability:
+        prob = confidence_map(seg.posteriors, shape)[inner]
+        probability = np.where(valid, prob, np.nan).astype(np.float32)
+    f = task.thumb_factor
+    pieces = {
+        "image": thumbnail_piece(f, core, to_display(image[inner]), labels=False),
+        "sparse": thumbnail_piece(f, core, sparse, labels=True),
+        "confidence": thumbnail_piece(f, core, confidence, labels=True),
+        "class": thumbnail_piece(f, core, class_map, labels=True),
+    }
+    result = None
+    if task.mat:
+        result_class = np.where(valid, class_map.astype(np.int16), MAT_NODATA)
+        result = LabelResult(result_class, list(task.class_names), sparse, seg.posteriors)
+    return WindowResult(core, values, probability, pieces, counts, tiles, result)
+
+
 def segment_file(
     image_path: str | os.PathLike,
-    model: TileModel,
+    model: TileModel | Cached,
     class_names: list[str],
     colors: np.ndarray,
     params: SegmentParams,
@@ -328,12 +427,17 @@ def segment_file(
     workers: int | None = None,
     progress: Progress = quiet,
     bands: BandChoice | None = None,
+    executor: Executor | None = None,
 ) -> SegmentSummary:
     """Segment one image file and write ``paths`` (each file whole or not at all).
 
     ``bands``: which of its bands feed the model (default: the model's, see
     :func:`dltools.io.images.inference_bands`). Images with a side over ``block`` px are
     processed window by window (see the module docstring); ``paths.mat`` must then be None.
+    ``executor`` runs the windows (default: here, one after the other; on a Dask cluster
+    ``model`` must be a :class:`~dltools.scale.cache.Cached` reference): at most a fixed
+    number of windows are in flight, and each is written as it comes back, so the memory of
+    this process stays bounded whatever the raster's size. The files are the same either way.
     """
     start = time.perf_counter()
     image_path = Path(image_path)
@@ -343,10 +447,30 @@ def segment_file(
     whole = len(windows) == 1
     if paths.mat is not None and not whole:
         raise DltoolsError(f"{image_path} is processed in windows: it cannot have a .mat output")
+    executor = InProcess() if executor is None else executor
     thumbs = _Thumbnails((height, width))
     counts = np.zeros(len(class_names), np.int64)  # pixels of each class
-    tiles = [0, 0, 0]  # tiles, classified, confident (tiles of the windows' cores)
+    tiles = np.zeros(3, np.int64)  # tiles, classified, confident (tiles of the windows' cores)
+    tasks = [
+        WindowTask(
+            image_path,
+            core,
+            outer,
+            whole,
+            model,
+            tuple(class_names),
+            params,
+            workers,
+            bands,
+            thumbs.factor,
+            paths.probability is not None,
+            paths.mat is not None,
+            quiet if executor.remote else progress,
+        )
+        for core, outer in windows
+    ]
     with contextlib.ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_MB))  # memory stays bounded
         geotiff = probability = None
         if paths.geotiff is not None:
             classes = Classes(class_names, colors)
@@ -357,37 +481,21 @@ def segment_file(
             probability = stack.enter_context(
                 open_cog_writer(paths.probability, profile, "float32", float("nan"))
             )
-        for core, outer in windows:
-            image, nodata = _read(image_path, outer, whole)
-            seg = segment_image(image, model, params, nodata, workers, progress, bands)
-            inner = (
-                slice(core.row_off - outer.row_off, core.row_off - outer.row_off + core.height),
-                slice(core.col_off - outer.col_off, core.col_off - outer.col_off + core.width),
-            )
-            shape = image.shape[:2]
-            class_map = seg.class_map[inner]
-            sparse = seg.grid.expand(seg.tile_classes(), shape, shape)[inner]
-            confidence = seg.grid.expand(seg.tile_confidence(), shape, shape)[inner]
-            valid = class_map != NODATA
-            counts += np.bincount(class_map.ravel(), minlength=NODATA + 1)[: len(counts)]
-            inside = _tiles_inside(seg.grid, inner)
-            tiles[0] += int(inside.sum())
-            tiles[1] += int((np.isfinite(seg.tile_probs).all(axis=2) & inside).sum())
-            tiles[2] += int(((seg.tile_classes() > 0) & inside).sum())
-            values = np.where(valid, class_map + 1, 0).astype(np.uint8)
+        done = executor.map_unordered(segment_window, tasks)
+        if executor.remote:
+            done = progress(done, total=len(tasks), desc=image_path.name, unit="window")
+        for _, res in done:
+            counts += res.counts
+            tiles += res.tiles
             if geotiff is not None:
-                write_window(geotiff, values, core)
+                write_window(geotiff, res.values, res.core)
             if probability is not None:
-                prob = confidence_map(seg.posteriors, shape)[inner]
-                write_window(probability, np.where(valid, prob, np.nan).astype(np.float32), core)
-            thumbs.paste("image", core, to_display(image[inner]), labels=False)
-            thumbs.paste("sparse", core, sparse, labels=True)
-            thumbs.paste("confidence", core, confidence, labels=True)
-            thumbs.paste("class", core, class_map, labels=True)
-        if paths.mat is not None:
-            result_class = np.where(valid, class_map.astype(np.int16), MAT_NODATA)
-            result = LabelResult(result_class, list(class_names), sparse, seg.posteriors)
-            write_result(paths.mat, result)
+                write_window(probability, res.probability, res.core)
+            for name, piece in res.pieces.items():
+                thumbs.paste(name, piece)
+            if res.result is not None:
+                write_result(paths.mat, res.result)
+            del res
         fig = segmentation_figure(
             thumbs.arrays["image"],
             thumbs.arrays["sparse"],
@@ -400,9 +508,9 @@ def segment_file(
         save_figure(fig, paths.figure)
     labelled = max(int(counts.sum()), 1)
     return SegmentSummary(
-        tiles=tiles[0],
-        classified=tiles[1],
-        confident=tiles[2],
+        tiles=int(tiles[0]),
+        classified=int(tiles[1]),
+        confident=int(tiles[2]),
         fractions={name: counts[k] / labelled for k, name in enumerate(class_names)},
         seconds=time.perf_counter() - start,
         windows=len(windows),
