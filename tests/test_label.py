@@ -20,6 +20,7 @@ from dltools.cli.label import main, main_geotiff
 from dltools.io.images import read_image, write_image
 from dltools.io.labels import read_classes, read_labels
 from dltools.io.results import read_result
+from dltools.io.vectors import read_layer
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo_data"
@@ -100,6 +101,9 @@ def test_geotiff_in_geotiff_out_with_strokes_from_geojson(tmp_path: Path) -> Non
             str(tmp_path),
             "--confidence",
             "--vector",
+            "--uncertainty",
+            "--check",
+            "3",
         ],
         capture_output=True,
         text=True,
@@ -128,6 +132,22 @@ def test_geotiff_in_geotiff_out_with_strokes_from_geojson(tmp_path: Path) -> Non
     assert_vector_matches(gpkg, tmp_path / "coast_ortho_mres_geo.tif", confidence=True)
     result = read_result(tmp_path / "coast_ortho_mres.mat")
     assert (result.class_map[~valid] == -1).all()
+    # labelling guidance: the uncertainty COG on the same grid, windows in the map's CRS
+    uncertainty = tmp_path / "coast_ortho_uncertainty.tif"
+    assert_cog(uncertainty)
+    assert_continuous_style(uncertainty)
+    with rasterio.open(uncertainty) as unc:
+        assert (unc.crs, unc.transform, unc.shape) == (src.crs, src.transform, src.shape)
+        values = unc.read(1)
+    assert np.isnan(values[~valid]).all() and 0 <= np.nanmin(values) < np.nanmax(values) <= 1
+    outlines, fields, crs = read_layer(tmp_path / "coast_ortho_next.geojson")
+    assert crs == src.crs and list(fields["rank"]) == list(range(1, len(outlines) + 1))
+    left, bottom, right, top = src.bounds
+    for outline in outlines:
+        x0, y0, x1, y1 = outline.bounds
+        assert left <= x0 < x1 <= right and bottom <= y0 < y1 <= top
+    report = (tmp_path / "coast_ortho_report.txt").read_text()
+    assert "stroke cross-validation (3 folds" in report and "stroke cross-validation" in done.stdout
 
 
 def test_label_1geotiff_refuses_a_plain_photo(tmp_path: Path, capsys) -> None:

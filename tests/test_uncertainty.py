@@ -49,7 +49,7 @@ def test_windows_are_whole_ranked_by_uncertainty_and_name_the_classes_in_doubt()
 def test_label_writes_the_uncertainty_raster_and_the_ranked_windows(tmp_path):
     classes = read_classes(DEMO / "labels.txt", DEMO / "colors.txt")
     options = LabelOptions(
-        out_dir=tmp_path, doodles=DEMO / "doodles" / "coast_01_doodles.png", uncertainty="margin"
+        out_dir=tmp_path, strokes=DEMO / "doodles" / "coast_01_doodles.png", uncertainty="margin"
     )
     paths = label_image(DEMO / "images" / "coast_01.jpg", classes, CRFParams(), 0.25, options)
     image = read_image(DEMO / "images" / "coast_01.jpg")

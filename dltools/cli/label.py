@@ -22,13 +22,14 @@ from dltools.cli._common import (
 from dltools.cli._crf_options import add_crf_options, crf_params
 from dltools.cli.polygonize import add_vector_options, vector_params, write_vector
 from dltools.engines.crf import CRFParams
+from dltools.engines.uncertainty import MEASURES
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_images
 from dltools.io.geo import is_georeferenced
 from dltools.io.images import image_shape
 from dltools.io.labels import read_classes
 from dltools.io.pairs import find_label_files
-from dltools.pipeline.label import LabelOptions, groundtruth_paths, label_image
+from dltools.pipeline.label import ORDERS, LabelOptions, groundtruth_paths, label_image
 from dltools.pipeline.polygonize import vector_path
 from dltools.progress import quiet
 from dltools.scale.executor import Executor
@@ -124,6 +125,35 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
     )
     parser.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
     add_crf_options(parser, DEFAULTS)
+    guidance = parser.add_argument_group("labelling guidance")
+    guidance.add_argument(
+        "--check",
+        type=int,
+        nargs="?",
+        const=5,
+        default=0,
+        metavar="K",
+        help="cross-validate the labelling over the strokes in K folds (K = 5 when given "
+        "without a number): label without each fold's strokes, score them; agreement per class "
+        "with a 95%% interval on screen and in <name>_report.txt (default: no check)",
+    )
+    guidance.add_argument(
+        "--uncertainty",
+        nargs="?",
+        const="margin",
+        choices=MEASURES,
+        help="also write <name>_uncertainty.tif/.png (1 - the gap between the two largest "
+        "posteriors, or their entropy) and <name>_next.csv/.geojson, the 512-px windows most "
+        "worth painting next (margin when given without a measure; default: not written)",
+    )
+    guidance.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="rows",
+        help="the order in which the painter visits its windows: row by row, or most uncertain "
+        "first from the strokes so far (keys u: show the uncertainty, r: re-rank) "
+        "(default: %(default)s)",
+    )
     add_vector_options(parser)
     batch = parser.add_argument_group("batch replay (-i FOLDER --doodles FOLDER)")
     add_folder_options(batch, dask=True)
@@ -132,6 +162,8 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, geotiff: bool) -> None:
+    if args.check == 1 or args.check < 0:
+        raise DltoolsError(f"--check needs at least 2 folds, got {args.check}")
     if args.image is not None and Path(args.image).is_dir():
         return _run_batch(args, geotiff)
     if args.dask is not None or args.keep_going or args.skip_existing:
@@ -148,8 +180,12 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
             "painting opens a window but there is no display (DISPLAY is not set): run it on a "
             "desktop, or label without a window from strokes in a file with --doodles FILE"
         )
+    if args.order == "uncertain" and args.doodles and not args.paint:
+        raise DltoolsError("--order uncertain orders the painter's windows: add --paint")
     georeferenced = is_georeferenced(args.image)
-    paths = groundtruth_paths(args.image, args.out_dir, georeferenced, args.confidence)
+    paths = groundtruth_paths(
+        args.image, args.out_dir, georeferenced, args.confidence, args.uncertainty is not None
+    )
     label_raster = paths.geotiff or paths.label_png
     vector = vector_path(label_raster) if args.vector else None
     paths = label_image(
@@ -159,7 +195,7 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
         args.working_scale,
         LabelOptions(
             out_dir=args.out_dir,
-            doodles=args.doodles,
+            strokes=args.doodles,
             class_field=args.class_field,
             paint=args.paint,
             window=args.window,
@@ -169,12 +205,16 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
             save_strokes=args.save_strokes,
             workers=args.workers,
             force=args.force,
+            check=args.check,
+            uncertainty=args.uncertainty,
+            order=args.order,
         ),
         progress=show_progress,
         also_new=[vector] if vector else [],
+        log=print,
     )
     if args.paint or not args.doodles:
-        print(f"strokes saved to {paths.doodles}")
+        print(f"strokes saved to {paths.strokes}")
     if args.save_strokes:
         print(f"wrote {args.save_strokes}")
     for path in paths.outputs():
@@ -212,7 +252,9 @@ def _run_batch(args: argparse.Namespace, geotiff: bool) -> None:
         georeferenced = is_georeferenced(image)
         if geotiff and not georeferenced:
             raise DltoolsError(f"{image} has no georeferencing: use label_1image_crf.py")
-        paths = groundtruth_paths(image, args.out_dir, georeferenced, args.confidence)
+        paths = groundtruth_paths(
+            image, args.out_dir, georeferenced, args.confidence, args.uncertainty is not None
+        )
         rasters[image] = (paths.geotiff or paths.label_png, paths.confidence, georeferenced)
         vector = [vector_path(rasters[image][0])] if args.vector else []
         return [*paths.outputs(), *vector]
@@ -220,16 +262,20 @@ def _run_batch(args: argparse.Namespace, geotiff: bool) -> None:
     def work(image: Path, executor: Executor) -> str:
         options = LabelOptions(
             out_dir=args.out_dir,
-            doodles=strokes[image],
+            strokes=strokes[image],
             class_field=args.class_field,
             confidence=args.confidence,
             georeferenced_only=geotiff,
             workers=workers,
             force=True,  # run_each has refused or allowed existing outputs
+            check=args.check,
+            uncertainty=args.uncertainty,
         )
         progress = show_progress if args.dask is None else quiet
-        paths = label_image(image, classes, params, args.working_scale, options, progress=progress)
         lines = [f"{image}: strokes {strokes[image]}"]
+        paths = label_image(
+            image, classes, params, args.working_scale, options, progress, log=lines.append
+        )
         lines += [f"  wrote {path}" for path in paths.outputs()]
         if args.vector:
             raster, confidence, georeferenced = rasters[image]

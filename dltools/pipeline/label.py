@@ -42,7 +42,7 @@ ORDERS = ("rows", "uncertain")  # the orders in which the painter visits its win
 class GroundTruthPaths:
     """Every file step 2 writes for one image (``None``: not written for this run)."""
 
-    doodles: Path
+    strokes: Path  # <name>_doodles.png: the painted strokes, saved as they are drawn
     mat: Path
     figure: Path
     label_png: Path
@@ -54,7 +54,7 @@ class GroundTruthPaths:
     next_geojson: Path | None = None
 
     def outputs(self) -> list[Path]:
-        """The result files (not the doodles, which are the input being painted), with the
+        """The result files (not the strokes, which are the input being painted), with the
         ``.qml`` styles of the GeoTIFFs."""
         paths = [self.mat, self.figure, self.label_png, self.report]
         for raster in (self.geotiff, self.confidence, self.uncertainty):
@@ -78,7 +78,7 @@ def groundtruth_paths(
     base = folder / image_path.stem
     confidence_suffix = ".tif" if geotiff else ".png"
     return GroundTruthPaths(
-        doodles=Path(f"{base}_doodles.png"),
+        strokes=Path(f"{base}_doodles.png"),
         mat=Path(f"{base}_mres.mat"),
         figure=Path(f"{base}_mres.png"),
         label_png=Path(f"{base}_mres_label.png"),
@@ -209,7 +209,7 @@ def write_next(gt: GroundTruth, paths: GroundTruthPaths) -> None:
 @dataclass(frozen=True)
 class LabelOptions:
     """How step 2 runs: where outputs go (``out_dir``, default beside the image), the stroke
-    file to replay (``doodles``: label image, ``_mres.mat``, GeoJSON with ``class_field``),
+    file to replay (``strokes``: label image, ``_mres.mat``, GeoJSON with ``class_field``),
     whether to ``paint`` (in ``window`` x ``window`` displayed pixels, brush radius ``brush``),
     whether to write the ``confidence`` raster, whether the image must be georeferenced, where
     to write the strokes as a GeoPackage layer (``save_strokes``, georeferenced images only),
@@ -222,7 +222,7 @@ class LabelOptions:
     posteriors of the strokes so far; its ``r`` key re-ranks)."""
 
     out_dir: str | os.PathLike | None = None
-    doodles: str | os.PathLike | None = None
+    strokes: str | os.PathLike | None = None
     class_field: str = "class"
     paint: bool = False
     window: int = 500
@@ -247,7 +247,7 @@ def label_image(
     also_new: Sequence[Path] = (),
     log: Callable[[str], None] = lambda _: None,
 ) -> GroundTruthPaths:
-    """Step 2 for one image: strokes (painted, or replayed from ``options.doodles``) -> a dense
+    """Step 2 for one image: strokes (painted, or replayed from ``options.strokes``) -> a dense
     CRF label image at working ``scale`` (0 < scale <= 1), written as :class:`GroundTruthPaths`.
 
     Every input is checked and every output conflict (``also_new``: outputs the caller writes
@@ -281,20 +281,20 @@ def label_image(
     nodata = read_nodata_mask(image_path) if has_nodata else None
     strokes = (
         read_strokes(
-            options.doodles,
+            options.strokes,
             image.shape[:2],
             classes.names,
             georef=profile,
             class_field=options.class_field,
         )
-        if options.doodles
+        if options.strokes
         else None
     )
     seconds = {"painting": 0.0}
     if strokes is None or options.paint:
-        resuming = options.doodles and Path(options.doodles).resolve() == paths.doodles.resolve()
+        resuming = options.strokes and Path(options.strokes).resolve() == paths.strokes.resolve()
         if not resuming:
-            ensure_new([paths.doodles], force=options.force)
+            ensure_new([paths.strokes], force=options.force)
         start = time.perf_counter()
 
         def uncertainty(painted: np.ndarray) -> np.ndarray | None:
@@ -313,7 +313,7 @@ def label_image(
             scale=scale,
             window=options.window,
             initial=strokes,
-            autosave_path=paths.doodles,
+            autosave_path=paths.strokes,
             brush=options.brush,
             uncertainty=uncertainty if options.order == "uncertain" else None,
         )
