@@ -171,6 +171,8 @@ def write_doodles(path: Path, sparse: np.ndarray) -> Path:
         ("corrupt_image", "coast_01.jpg"),
         ("missing_image", "not found"),
         ("no_strokes", "no strokes"),
+        ("one_fold", "at least 2 folds"),
+        ("order_without_painting", "add --paint"),
     ],
 )
 def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, capsys, case, message) -> None:
@@ -194,6 +196,9 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, capsys, case, messa
     elif case == "no_strokes":
         doodles = write_doodles(tmp_path / "d.png", np.zeros((512, 768)))
     args = ["-i", str(image), *classes, "--doodles", str(doodles), "--out-dir", str(out_dir)]
+    args += {"one_fold": ["--check", "1"], "order_without_painting": ["--order", "uncertain"]}.get(
+        case, []
+    )
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err
