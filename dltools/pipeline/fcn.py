@@ -579,12 +579,12 @@ def predict_image(image: np.ndarray, predict: Predictor, tiling: Tiling = Tiling
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected (H, W, 3) uint8 pixels, got {image.shape} {image.dtype}")
     out = None
-    for row, col, probs in probability_blocks(
+    for row, col, probabilities in probability_blocks(
         lambda r0, r1, c0, c1: image[r0:r1, c0:c1], image.shape[:2], predict, tiling
     ):
         if out is None:
-            out = np.empty((*image.shape[:2], probs.shape[2]), np.float32)
-        out[row : row + probs.shape[0], col : col + probs.shape[1]] = probs
+            out = np.empty((*image.shape[:2], probabilities.shape[2]), np.float32)
+        out[row : row + probabilities.shape[0], col : col + probabilities.shape[1]] = probabilities
     return out
 
 
@@ -740,12 +740,12 @@ def infer_file(
 
         def labels() -> Iterator[Block]:
             blocks = probability_blocks(read, (src.height, src.width), predict, tiling)
-            for row, col, probs in blocks:
-                window = Window(col, row, probs.shape[1], probs.shape[0])
-                values = probs.argmax(axis=2).astype(np.uint8) + 1
+            for row, col, probabilities in blocks:
+                window = Window(col, row, probabilities.shape[1], probabilities.shape[0])
+                values = probabilities.argmax(axis=2).astype(np.uint8) + 1
                 values[src.dataset_mask(window=window) == 0] = 0
                 if confidence is not None:
-                    confidence(np.where(values > 0, probs.max(axis=2), np.nan))
+                    confidence(np.where(values > 0, probabilities.max(axis=2), np.nan))
                 yield row, col, values
 
         return write_outputs(image_path, labels(), run.classes, outputs, progress, bands)
@@ -774,13 +774,13 @@ def infer_file_crf(
     with open_raster(image_path) as src:
         image = _reader(src, bands)(0, src.height, 0, src.width)
         nodata = src.dataset_mask() == 0
-    probs = predict_image(image, run.predictor(), tiling)
+    probabilities = predict_image(image, run.predictor(), tiling)
     if confidence is not None:  # the network's, before the CRF
-        confidence(np.where(nodata, np.nan, probs.max(axis=2)))
+        confidence(np.where(nodata, np.nan, probabilities.max(axis=2)))
     class_map, _ = label_from_probs(
-        image, probs, len(run.classes.names), scale, params, nodata, workers
+        image, probabilities, len(run.classes.names), scale, params, nodata, workers
     )
-    del probs
+    del probabilities
     labels = np.where(class_map == CRF_NODATA, 0, class_map + 1).astype(np.uint8)
     return write_outputs(image_path, [(0, 0, labels)], run.classes, outputs, bands=bands)
 
