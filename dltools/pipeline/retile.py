@@ -169,6 +169,8 @@ def retile(
     keep: float = 1.0,
     stride: int | None = None,
     class_names: Sequence[str] | None = None,
+    colors: np.ndarray | None = None,
+    strict: bool = False,
     seed: int = 0,
     force: bool = False,
     progress: Progress = quiet,
@@ -183,7 +185,9 @@ def retile(
     how, made the 8-bit RGB tiles: ``bands`` and ``stretch``, see
     :func:`dltools.io.images.training_bands`). The folder appears complete or not at all; an
     existing one is an error unless ``force``. ``class_names`` defaults to the names in the
-    first ``.mat``. ``progress`` follows the loop over the pairs. With ``keep_going`` an
+    first ``.mat``. ``colors`` ((K, 3) uint8, class ``k`` in ``colors[k - 1]``) make colour
+    masks labels, read by :class:`dltools.io.label_maps.LabelMap` (``strict``: a colour of no
+    class is an error). ``progress`` follows the loop over the pairs. With ``keep_going`` an
     image that cannot be read is left out of the library (none of its tiles) and reported in
     :attr:`Library.failures`.
     """
@@ -213,7 +217,9 @@ def retile(
     found, failures = [], {}
     for image, label_path in progress(pairs, desc="images", unit="image"):
         try:
-            found += find_tiles(image, LabelMap(label_path, names), size, stride, min_purity)
+            found += find_tiles(
+                image, LabelMap(label_path, names, colors, strict), size, stride, min_purity
+            )
         except DltoolsError as err:
             if not keep_going:
                 raise
