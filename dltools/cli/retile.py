@@ -21,6 +21,21 @@ from dltools.io.discovery import find_labelled_images
 from dltools.pipeline.retile import MIN_TILES_TO_THIN, library_folder, retile
 
 
+def _class_purity(text: str) -> dict[str, float]:
+    found = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            found[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=A pairs separated by commas, got {text!r}"
+            ) from None
+    return found
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dltools retile",
@@ -67,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
             f"keep a random fraction B of the tiles of each class that has more than "
             f"{MIN_TILES_TO_THIN} (default: %(default)s, all)"
         ),
+    )
+    parser.add_argument(
+        "--class-purity",
+        metavar="NAME=A,...",
+        type=_class_purity,
+        help="class-aware purity: thresholds of the named classes, in place of -a (e.g. "
+        "road=0.3 for a thin class that never fills 90%% of a tile); a window goes to the class "
+        "that exceeds its threshold by the largest ratio",
+    )
+    parser.add_argument(
+        "--max-ratio",
+        type=float,
+        metavar="R",
+        help="class-aware thinning: keep at most R times as many tiles of a class as the rarest "
+        f"class has (at least {MIN_TILES_TO_THIN}), so common classes are thinned and rare ones "
+        "kept whole (default: no such thinning)",
     )
     parser.add_argument(
         "--stride", type=int, metavar="S", help="pixels between windows (default: half the tile)"
@@ -119,6 +150,8 @@ def run(args: argparse.Namespace) -> None:
         min_purity=args.purity,
         keep=args.keep,
         stride=args.stride,
+        class_purity=args.class_purity,
+        max_ratio=args.max_ratio,
         class_names=class_names,
         colors=colors,
         strict=args.strict,
