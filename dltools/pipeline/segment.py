@@ -69,7 +69,9 @@ class SegmentParams:
     ``tile``: tile side in pixels; ``prob_thres``: tiles below this top probability are left
     unknown; ``prob``: the CRF's confidence in the tile labels (gt_prob); ``decim``: classify
     every decim-th tile; ``fct``: working scale of the refiner; ``refine``: one of
-    :data:`METHODS`; ``crf``: the other CRF settings.
+    :data:`METHODS`; ``crf``: the other CRF settings; ``soft``: ``mlp`` / ``rf`` learn from
+    targets drawn from the posteriors of every tile (``prob_thres`` unused) instead of the
+    argmax of the confident ones.
     """
 
     tile: int = 96
@@ -81,6 +83,7 @@ class SegmentParams:
     seed: int = 0
     batch_size: int = 64
     crf: CRFParams = field(default_factory=CRFParams)
+    soft: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -204,7 +207,8 @@ def segment_image(
         posteriors = grid.expand(filled, small, shape)
     else:
         evidence = grid.expand(probs, small, shape)
-        evidence[~(np.nan_to_num(evidence).max(axis=2) >= params.prob_thres)] = np.nan
+        if not (params.soft and params.refine in ("mlp", "rf")):  # soft: every tile counts
+            evidence[~(np.nan_to_num(evidence).max(axis=2) >= params.prob_thres)] = np.nan
         if not known_evidence(evidence).any():
             raise DltoolsError(
                 f"no tile reached PROB_THRES {params.prob_thres} (the best reached "
@@ -220,6 +224,7 @@ def segment_image(
             seed=params.seed,
             workers=workers,
             progress=progress,
+            soft=params.soft,
         )
     return Segmentation(class_map, posteriors, probs, grid, params.prob_thres)
 
