@@ -41,14 +41,6 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         "a per-image MLP / random forest trained on the confident tiles' pixels "
         "(CNN-Supervised Classification); none = the raw tile map (default: %(default)s)",
     )
-    parser.add_argument(
-        "--soft-targets",
-        action="store_true",
-        help="mlp / rf: draw each training pixel's target from its tile's class probabilities "
-        "instead of taking the top class, so that a class the tiles propose only weakly (a thin "
-        "road) can still be learned; every tile counts (--prob-thres unused); each class is "
-        "then weighed against its mean tile probability",
-    )
     parser.add_argument("--out-dir", help="write outputs here instead of beside each image")
     parser.add_argument(
         "--batch-size",
@@ -185,7 +177,6 @@ def run(args: argparse.Namespace) -> None:
         refine=args.refine,
         seed=args.seed,
         batch_size=args.batch_size,
-        soft=args.soft_targets,
     )
     if args.block < args.tile:
         raise DltoolsError(f"--block {args.block} must be at least the tile size {args.tile}")

@@ -112,21 +112,13 @@ def classify_pixels(
     max_samples: int = MAX_SAMPLES,
     seed: int = 0,
     workers: int | None = None,
-    soft: np.ndarray | None = None,
 ) -> np.ndarray:
     """Train on the pixels with a target, then give every valid pixel class probabilities.
 
     ``features``: (h, w, F) float32; ``targets``: (h, w) int, 0-based class or -1 = none;
     ``valid``: (h, w) bool (default all). At most ``max_samples`` random target pixels train
-    the classifier. ``soft``: (h, w, n_classes) class probabilities (e.g. the tile
-    posteriors): each sampled pixel's target is then drawn from its row rather than taken as
-    ``targets``, so a class the tiles propose only weakly still gets training pixels, most of
-    them where the tiles give it the most weight; the classifier's probabilities are then
-    divided by each class's mean weight over the sample and renormalised, so a pixel goes to
-    the class its features make most *more* likely than the tiles do on average (a road pixel,
-    found only in tiles that give roads 0.3, against 0.1 on average, is a road). Returns
-    (h, w, n_classes) float32, 0 at invalid pixels. With a single target class every valid
-    pixel gets that class.
+    the classifier. Returns (h, w, n_classes) float32, 0 at invalid pixels. With a single
+    target class every valid pixel gets that class.
     """
     h, w, n_features = features.shape
     valid = np.ones((h, w), bool) if valid is None else valid
@@ -136,14 +128,6 @@ def classify_pixels(
     flat_targets = targets.reshape(-1)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(known, min(max_samples, known.size), replace=False))
-    prior = None
-    if soft is not None:
-        rows = np.nan_to_num(soft.reshape(-1, n_classes)[sample]).astype(np.float64)
-        rows /= np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
-        prior = np.maximum(rows.mean(axis=0), 1e-3).astype(np.float32)
-        drawn = (rng.random((sample.size, 1)) > np.cumsum(rows, axis=1)).sum(axis=1)
-        flat_targets = flat_targets.copy()
-        flat_targets[sample] = np.minimum(drawn, n_classes - 1)
     out = np.zeros((h * w, n_classes), np.float32)
     pixels = np.flatnonzero(valid)
     classes = np.unique(flat_targets[sample])
@@ -155,9 +139,6 @@ def classify_pixels(
     for start in range(0, pixels.size, _CHUNK):
         chunk = pixels[start : start + _CHUNK]
         out[np.ix_(chunk, model.classes_)] = model.predict_proba(flat[chunk])
-    if prior is not None:
-        out[pixels] /= prior
-        out[pixels] /= np.maximum(out[pixels].sum(axis=1, keepdims=True), 1e-12)
     return out.reshape(h, w, n_classes)
 
 
@@ -171,16 +152,13 @@ def refine(
     seed: int = 0,
     workers: int | None = None,
     progress: Progress = quiet,
-    soft: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixel labels of ``image`` from tile evidence, by ``method`` (one of :data:`REFINERS`).
 
     ``image``: (H, W, C) any dtype; ``evidence``: (h, w, K) float32 class probabilities at
     :func:`working_shape` (NaN or all-zero rows unknown); ``crf``: the CRF settings (default
     :class:`CRFParams`; its ``gt_prob`` is the confidence in the tiles, its ``median_radius``
-    also smooths the classifiers' maps); ``nodata``: (H, W) bool; ``soft``: the per-image
-    classifiers learn from targets drawn from the evidence (see :func:`classify_pixels`)
-    rather than its argmax. Returns (class map (H, W)
+    also smooths the classifiers' maps); ``nodata``: (H, W) bool. Returns (class map (H, W)
     uint8, 0-based, :data:`dltools.engines.crf.NODATA` at nodata; posteriors (h, w, K) float32 at
     working scale).
     """
@@ -213,6 +191,5 @@ def refine(
         work_valid,
         seed=seed,
         workers=workers,
-        soft=evidence if soft else None,
     )
     return upsample_labels(posteriors, valid, crf.median_radius), posteriors

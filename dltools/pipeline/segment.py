@@ -69,9 +69,7 @@ class SegmentParams:
     ``tile``: tile side in pixels; ``prob_thres``: tiles below this top probability are left
     unknown; ``prob``: the CRF's confidence in the tile labels (gt_prob); ``decim``: classify
     every decim-th tile; ``fct``: working scale of the refiner; ``refine``: one of
-    :data:`METHODS`; ``crf``: the other CRF settings; ``soft``: ``mlp`` / ``rf`` learn from
-    targets drawn from the posteriors of every tile (``prob_thres`` unused) instead of the
-    argmax of the confident ones.
+    :data:`METHODS`; ``crf``: the other CRF settings.
     """
 
     tile: int = 96
@@ -83,7 +81,6 @@ class SegmentParams:
     seed: int = 0
     batch_size: int = 64
     crf: CRFParams = field(default_factory=CRFParams)
-    soft: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -207,8 +204,7 @@ def segment_image(
         posteriors = grid.expand(filled, small, shape)
     else:
         evidence = grid.expand(probs, small, shape)
-        if not (params.soft and params.refine in ("mlp", "rf")):  # soft: every tile counts
-            evidence[~(np.nan_to_num(evidence).max(axis=2) >= params.prob_thres)] = np.nan
+        evidence[~(np.nan_to_num(evidence).max(axis=2) >= params.prob_thres)] = np.nan
         if not known_evidence(evidence).any():
             raise DltoolsError(
                 f"no tile reached PROB_THRES {params.prob_thres} (the best reached "
@@ -224,7 +220,6 @@ def segment_image(
             seed=params.seed,
             workers=workers,
             progress=progress,
-            soft=params.soft,
         )
     return Segmentation(class_map, posteriors, probs, grid, params.prob_thres)
 
