@@ -82,6 +82,13 @@ def test_colour_mask_without_colours_is_an_error_and_palette_is_index_without_th
     # without colours a palette PNG is an index raster (value = palette index)
     index = LabelMap(masks / "masks" / "b.png", CLASSES.names)
     assert not index.by_color
+    # an index mask with a display palette of none of the class colours: values, not colours
+    shown = Image.fromarray(np.maximum(truth(), 0).astype(np.uint8), mode="P")
+    shown.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0])
+    shown.save(masks / "voc.png")
+    np.testing.assert_array_equal(
+        read_label_map(masks / "voc.png", CLASSES), np.maximum(truth(), 0)
+    )
 
 
 def test_retile_reads_colour_masks_with_labeldefs(masks):

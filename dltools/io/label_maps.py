@@ -30,7 +30,9 @@ class LabelMap:
     names the file's own order is used), a one-band label raster (value ``k`` = class ``k``) or,
     when ``colors`` ((K, 3) uint8 RGB, class ``k`` in ``colors[k - 1]``) are given, a colour
     mask: an image of 3 or more bands (RGB; an alpha band or nodata marks unlabelled pixels) or
-    a one-band palette image without class names (a palette PNG), decoded through its palette.
+    a one-band palette image without class names (a palette PNG) whose palette holds a class
+    colour, decoded through its palette (a palette of none of them, as in index masks coloured
+    for display, leaves the indices as label values).
     Colours of no class are unlabelled, or with ``strict`` a DltoolsError naming each such
     colour and its pixel count in the file. Label rasters written by dltools (a
     ``CLASS_NAMES`` tag) are always read by value.
@@ -80,7 +82,9 @@ class LabelMap:
                 and src.colorinterp[0] == ColorInterp.palette
                 and CLASS_NAMES_TAG not in src.tags()
             ):
-                self.palette = _palette_classes(src.colormap(1), self.colors)
+                table = _palette_classes(src.colormap(1), self.colors)
+                # a palette of none of the class colours is for display: its indices are values
+                self.palette = table if (table > 0).any() else None
         if self.colors is not None and len(self.colors) != len(self.class_names):
             raise ValueError("one colour per class is needed")
 
