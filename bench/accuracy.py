@@ -29,7 +29,7 @@ out): pixel accuracy, macro F1, pixel-weighted F1, per-class F1. CPU minutes are
 user + system time (all threads and child processes) spent training and predicting, summed over
 the folds; the load average is printed with them, since the machine may be shared.
 
-    python bench/accuracy.py --quick               # about 20 minutes on 2 busy CPU cores
+    python bench/accuracy.py --quick               # 40-60 min on 2 shared cores, most of it the FCN
     python bench/accuracy.py                       # every fold, full size
     python bench/accuracy.py --sets dubai --methods rf-baseline fcn --work /tmp/acc
 """
