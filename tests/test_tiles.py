@@ -86,6 +86,40 @@ def test_thinning_keeps_a_seeded_fraction_of_big_classes_only() -> None:
         thin(tiles, 0.0)
 
 
+def test_class_aware_purity_keeps_windows_of_thin_classes() -> None:
+    labels = np.ones((40, 40), np.int32)  # land
+    labels[:, 14:20] = 4  # a road 6 px wide: 30% of the left 20 x 20 windows
+    assert [k for *_, k, _ in pure_windows(labels, 20, 20, 0.9, 4)] == [1, 1]  # right column
+    kept = pure_windows(labels, 20, 20, np.array([0.9, 0.9, 0.9, 0.25]), 4)
+    assert [(c, k) for _, c, k, _ in kept] == [(0, 4), (20, 1), (0, 4), (20, 1)]
+    assert kept[0][3] == pytest.approx(0.3)
+    # land at 70% does not reach its 0.9, the road exceeds its 0.25 by 1.2x: road wins; with
+    # land at 0.6 land exceeds by 1.17x and the road by 1.2x: still the road
+    kept = pure_windows(labels, 20, 20, np.array([0.6, 0.9, 0.9, 0.25]), 4)
+    assert [k for *_, k, _ in kept][:1] == [4]
+    names = ["land", "water", "building", "road"]
+    assert tiles_module.class_thresholds(names, 0.9, None) == 0.9
+    np.testing.assert_array_equal(
+        tiles_module.class_thresholds(names, 0.9, {"road": 0.3}), [0.9, 0.9, 0.9, 0.3]
+    )
+    with pytest.raises(DltoolsError, match="roads"):
+        tiles_module.class_thresholds(names, 0.9, {"roads": 0.3})
+
+
+def test_class_aware_thinning_keeps_rare_classes_whole() -> None:
+    image = Path("a.jpg")
+    tiles = [Tile(image, i, 0, 1, 1.0) for i in range(500)]
+    tiles += [Tile(image, i, 1, 2, 1.0) for i in range(40)]
+    tiles += [Tile(image, i, 2, 3, 1.0) for i in range(100)]
+    kept = tiles_module.cap_classes(tiles, 2.0, seed=0)
+    assert np.bincount([t.label for t in kept]).tolist() == [0, 80, 40, 80]
+    assert tiles_module.cap_classes(list(reversed(tiles)), 2.0, seed=0) == kept
+    few = tiles_module.cap_classes(tiles, 1.0, seed=0)  # never below 60 a class
+    assert np.bincount([t.label for t in few]).tolist() == [0, 60, 40, 60]
+    with pytest.raises(DltoolsError):
+        tiles_module.cap_classes(tiles, 0.5)
+
+
 def touch(folder: Path, *names: str) -> None:
     """Small files: JPGs are RGB photos, TIF/PNG one-band label rasters, others empty."""
     for name in names:

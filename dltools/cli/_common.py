@@ -74,6 +74,46 @@ def add_force(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_label_colors(parser: argparse.ArgumentParser, labels_flag: bool = True) -> None:
+    """``--labeldefs`` (colour masks as labels) and ``--strict``; with ``labels_flag`` also
+    ``-l/--labels`` (labels.txt, for index rasters), exclusive with ``--labeldefs``."""
+    group = parser.add_argument_group("classes of the label files")
+    if labels_flag:
+        group.add_argument(
+            "-l",
+            "--labels",
+            metavar="TXT",
+            help="labels.txt naming the classes of label rasters: value k = line k, "
+            "0 = unlabelled (a .mat names its own classes)",
+        )
+    group.add_argument(
+        "--labeldefs",
+        metavar="TXT",
+        help="labeldefs.txt ('name, R, G, B' per line): the classes, and the colours by which "
+        "colour masks (RGB images or palette PNGs) are read; colours not listed are unlabelled. "
+        "One-band label rasters are still read by value (value k = line k)",
+    )
+    group.add_argument(
+        "--strict",
+        action="store_true",
+        help="a colour of a colour mask that --labeldefs does not list is an error naming the "
+        "colour and its pixel count (default: such pixels are unlabelled)",
+    )
+
+
+def label_classes(args: argparse.Namespace):
+    """``(class names or None, colours or None)`` from ``-l`` / ``--labeldefs`` (see
+    :func:`add_label_colors`); colours only with ``--labeldefs``."""
+    from dltools.io.labels import read_classes
+
+    if args.strict and not args.labeldefs:
+        raise DltoolsError("--strict is about the colours of colour masks: it needs --labeldefs")
+    classes = read_classes(getattr(args, "labels", None), None, args.labeldefs)
+    if classes is None:
+        return None, None
+    return classes.names, classes.colors if args.labeldefs else None
+
+
 def add_folder_options(
     parser: argparse.ArgumentParser, what: str = "image", dask: bool = False
 ) -> None:

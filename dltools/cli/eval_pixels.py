@@ -6,9 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from dltools.cli._common import add_force, dask_executor, reports_errors
+from dltools.cli._common import (
+    add_force,
+    add_label_colors,
+    dask_executor,
+    label_classes,
+    reports_errors,
+)
 from dltools.io.discovery import PRED_GLOB, TRUE_GLOB
-from dltools.io.labels import read_labels
 from dltools.io.outputs import atomic_path, ensure_new
 from dltools.pipeline.evaluate_pixels import POOLED
 from dltools.scale.executor import DASK_HELP
@@ -50,16 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--true-glob",
         default=TRUE_GLOB,
-        help="manual label files: *_mres*.mat, or label rasters such as 'SCLS_*.tif' "
+        help="manual label files: *_mres*.mat, label rasters such as 'SCLS_*.tif', or colour "
+        "masks such as '*.png' (with --labeldefs) "
         "(default: %(default)s)",
     )
-    parser.add_argument(
-        "-l",
-        "--labels",
-        metavar="TXT",
-        help="class names of files that store none: label rasters (value k = line k, "
-        "0 = unlabelled) and .mat files without 'labels'",
-    )
+    add_label_colors(parser)
     parser.add_argument(
         "--allow-missing",
         action="store_true",
@@ -105,11 +105,13 @@ def run(args: argparse.Namespace) -> None:
     pairs = pair_predictions(args.pred_dir, args.true_dir, args.pred_glob, args.true_glob)
     figures = {pred: out / f"{pred.stem}_cm.png" for pred, _ in pairs}
     ensure_new([out / METRICS, out / SUMMARY, out / F1_FIGURE, *figures.values()], args.force)
-    labels = read_labels(args.labels) if args.labels else None
+    labels, colors = label_classes(args)
     for pred, true in pairs:
         print(f"{pred.name} <- {true.name}")
     with dask_executor(args) as executor:
-        evaluation = evaluate_pixels(pairs, labels, args.allow_missing, executor)
+        evaluation = evaluate_pixels(
+            pairs, labels, args.allow_missing, executor, colors, args.strict
+        )
     _print_table(evaluation)
     for image in evaluation.images:
         s = image.scores

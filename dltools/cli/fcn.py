@@ -33,6 +33,7 @@ from dltools.pipeline.fcn import (
     CRF_SCALE,
     Tiling,
     TrainSettings,
+    check_label_colors,
     infer_file,
     infer_file_crf,
     infer_images,
@@ -55,7 +56,12 @@ CRF_DEFAULTS = CRFParams(gt_prob=CRF_GT_PROB)
 
 def _class_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("classes (labeldefs.txt, or labels.txt with colors.txt)")
-    group.add_argument("--labeldefs", metavar="FILE", help="'name, R, G, B' per line")
+    group.add_argument(
+        "--labeldefs",
+        metavar="FILE",
+        help="'name, R, G, B' per line: the classes, and the colours of colour masks (RGB "
+        "images or palette PNGs; colours not listed are unlabelled)",
+    )
     group.add_argument(
         "-l", "--labels", metavar="FILE", help="labels.txt: one class name per line (value k)"
     )
@@ -64,6 +70,12 @@ def _class_options(parser: argparse.ArgumentParser) -> None:
         "--colors",
         metavar="FILE",
         help="colors.txt: one matplotlib colour per class (default: tab10 colours); with -l",
+    )
+    group.add_argument(
+        "--strict",
+        action="store_true",
+        help="a colour of a colour mask that is no class colour is an error naming the colour "
+        "and its pixel count (default: such pixels are unlabelled)",
     )
 
 
@@ -96,7 +108,7 @@ def run_make_labels(args: argparse.Namespace) -> None:
     classes = _classes(args)
     if classes is None:
         raise DltoolsError("name the classes and their colours: --labeldefs labeldefs.txt")
-    written = make_labels(args.folder, classes, args.out_dir, args.force)
+    written = make_labels(args.folder, classes, args.out_dir, args.force, args.strict)
     print(f"{len(written) // 2} label image pair(s) written to {written[0].parent}")
 
 
@@ -282,6 +294,8 @@ def run_train(args: argparse.Namespace) -> None:
         choice = BandChoice()  # the run's own, from its config
     else:
         train_pairs, val_pairs, classes = _training_data(args, classes)
+        if args.strict:
+            check_label_colors(train_pairs + val_pairs, classes)
         choice = training_bands([i for i, _ in train_pairs + val_pairs], bands, stretch)
         print(f"network input: {choice.describe()}")
     start = time.perf_counter()

@@ -8,18 +8,34 @@ from pathlib import Path
 from dltools.cli._common import (
     add_bands,
     add_force,
+    add_label_colors,
     add_seed,
     band_options,
     dask_executor,
+    label_classes,
     reports_errors,
     require_input,
     show_progress,
 )
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images
-from dltools.io.labels import read_labels
 from dltools.pipeline.retile import MIN_TILES_TO_THIN, library_folder, retile
 from dltools.scale.executor import DASK_HELP
+
+
+def _class_purity(text: str) -> dict[str, float]:
+    found = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            found[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=A pairs separated by commas, got {text!r}"
+            ) from None
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Cut the labelled images of DIR into square tiles of one class each, for training a "
             "tile classifier. Labels are <name>_mres.mat files (step 2) or label rasters "
-            "(one band; 0 or nodata = unlabelled, value k = class k of -l labels.txt), found "
-            "beside the images: a file is the label of the image whose name it contains, "
+            "(one band; 0 or nodata = unlabelled, value k = class k of -l labels.txt) or colour "
+            "masks (RGB or palette PNGs in the colours of --labeldefs), found beside the images "
+            "or in --label-dir: a file is the label of the image whose name it contains, "
             "ignoring case and everything but letters and digits (StMarg_26607.jpg <- "
             "SCLS_StMarg26607.tif, a.jpg <- a_mres.mat or a_label.png). A window is kept when "
             "one class covers more than -a of it (unlabelled pixels count against it). Writes "
@@ -69,13 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "-l",
-        "--labels",
-        metavar="TXT",
-        help=(
-            "labels file naming the classes (line k = value k of label rasters); needed for "
-            "rasters, optional for .mat files (default: the names stored in the first .mat)"
-        ),
+        "--class-purity",
+        metavar="NAME=A,...",
+        type=_class_purity,
+        help="class-aware purity: thresholds of the named classes, in place of -a (e.g. "
+        "road=0.3 for a thin class that never fills 90%% of a tile); a window goes to the class "
+        "that exceeds its threshold by the largest ratio",
+    )
+    parser.add_argument(
+        "--max-ratio",
+        type=float,
+        metavar="R",
+        help="class-aware thinning: keep at most R times as many tiles of a class as the rarest "
+        f"class has (at least {MIN_TILES_TO_THIN}), so common classes are thinned and rare ones "
+        "kept whole (default: no such thinning)",
     )
     parser.add_argument(
         "--stride", type=int, metavar="S", help="pixels between windows (default: half the tile)"
@@ -86,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--out-dir", metavar="OUT", help="where tile_<t>/ is made (default: DIR)"
     )
+    add_label_colors(parser)
     add_bands(parser, training=True)
     parser.add_argument(
         "--keep-going",
@@ -110,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     require_input(args.folder, "-i", "DIR")
     bands, stretch = band_options(args)
-    class_names = read_labels(args.labels) if args.labels else None
+    class_names, colors = label_classes(args)
     pairs, unlabelled = find_labelled_images(args.folder, args.label_dir)
     if unlabelled:
         print(f"{len(unlabelled)} image(s) without a label file, not tiled:")
@@ -129,7 +154,11 @@ def run(args: argparse.Namespace) -> None:
             min_purity=args.purity,
             keep=args.keep,
             stride=args.stride,
+            class_purity=args.class_purity,
+            max_ratio=args.max_ratio,
             class_names=class_names,
+            colors=colors,
+            strict=args.strict,
             seed=args.seed,
             force=args.force,
             progress=show_progress,

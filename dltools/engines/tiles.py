@@ -37,23 +37,34 @@ def window_class_counts(
 
 
 def pure_windows(
-    labels: np.ndarray, size: int, stride: int, min_purity: float, n_classes: int
+    labels: np.ndarray,
+    size: int,
+    stride: int,
+    min_purity: float | np.ndarray,
+    n_classes: int,
 ) -> list[tuple[int, int, int, float]]:
     """``(row, col, label, purity)`` of the whole windows of ``labels`` that one class dominates.
 
-    labels: (H, W) int, 0 = unlabelled, k = class k (1..n_classes). A window is kept when its
-    commonest class covers more than ``min_purity`` of its ``size * size`` pixels.
+    labels: (H, W) int, 0 = unlabelled, k = class k (1..n_classes). ``min_purity``: one
+    threshold for every class, or (n_classes,) float, ``min_purity[k - 1]`` for class k
+    (class-aware purity: thin classes such as roads never fill 90% of a window). A window is
+    kept when some class covers more than its threshold of the ``size * size`` pixels; its
+    label is the class that exceeds its threshold by the largest ratio (with one threshold:
+    the commonest class), ``purity`` that class's share.
     """
     rows = window_origins(labels.shape[0], size, stride)
     cols = window_origins(labels.shape[1], size, stride)
     if not (rows.size and cols.size):
         return []
     counts = window_class_counts(labels, size, rows, cols, n_classes)
-    purity = counts.max(axis=2) / float(size * size)
-    best = counts.argmax(axis=2) + 1
-    keep_r, keep_c = np.nonzero(purity > min_purity)
+    share = counts / float(size * size)
+    threshold = np.broadcast_to(np.asarray(min_purity, np.float64), (n_classes,))
+    ratio = np.where(share > threshold, share / np.maximum(threshold, 1e-9), 0.0)
+    best = ratio.argmax(axis=2)
+    purity = np.take_along_axis(share, best[..., None], axis=2)[..., 0]
+    keep_r, keep_c = np.nonzero(ratio.max(axis=2) > 0)
     return [
-        (int(rows[i]), int(cols[j]), int(best[i, j]), float(purity[i, j]))
+        (int(rows[i]), int(cols[j]), int(best[i, j]) + 1, float(purity[i, j]))
         for i, j in zip(keep_r, keep_c, strict=True)
     ]
 

@@ -44,11 +44,17 @@ def _has_names(path: Path) -> bool:
     )
 
 
-def read_labels_of(path: str | os.PathLike, labels: Sequence[str] | None) -> LabelMap:
-    """The :class:`LabelMap` of a result or label raster; ``labels`` name the classes of files
-    that store none (rasters, ``.mat`` without ``labels``)."""
+def read_labels_of(
+    path: str | os.PathLike,
+    labels: Sequence[str] | None,
+    colors: np.ndarray | None = None,
+    strict: bool = False,
+) -> LabelMap:
+    """The :class:`LabelMap` of a result, label raster or colour mask; ``labels`` name the
+    classes of files that store none (rasters, ``.mat`` without ``labels``), ``colors``
+    ((K, 3) uint8) are theirs in colour masks (``strict``: other colours are an error)."""
     path = Path(path)
-    return LabelMap(path, None if _has_names(path) else labels)
+    return LabelMap(path, None if _has_names(path) else labels, colors, strict)
 
 
 def _values(label_map: LabelMap) -> np.ndarray:
@@ -77,7 +83,12 @@ class ImageScores:
 
 
 def pair_confusion(
-    pred: Path, true: Path, labels: Sequence[str] | None = None, allow_missing: bool = False
+    pred: Path,
+    true: Path,
+    labels: Sequence[str] | None = None,
+    allow_missing: bool = False,
+    colors: np.ndarray | None = None,
+    strict: bool = False,
 ) -> tuple[list[str], np.ndarray, int]:
     """``(class names, confusion, unpredicted)`` of ``pred`` against ``true``, over the
     prediction's classes (rows = manual label, columns = prediction).
@@ -85,9 +96,10 @@ def pair_confusion(
     ``unpredicted`` counts labelled pixels without a prediction (left out). Classes that occur
     on one side but are not named on the other are a DltoolsError, unless ``allow_missing``:
     then manual classes the prediction does not know are added to the class names (all their
-    pixels are errors).
+    pixels are errors). ``colors`` and ``strict``: see :func:`read_labels_of`.
     """
-    p_map, t_map = read_labels_of(pred, labels), read_labels_of(true, labels)
+    p_map = read_labels_of(pred, labels, colors, strict)
+    t_map = read_labels_of(true, labels, colors, strict)
     if tuple(p_map.shape) != tuple(t_map.shape):
         raise DltoolsError(
             f"{pred} is {p_map.shape[0]} x {p_map.shape[1]} pixels but its manual label {true} "
@@ -161,8 +173,9 @@ class PixelEvaluation:
         return {"pooled": table(self.pooled), "images": images}
 
 
-def _pair_task(task: tuple[Path, Path, Sequence[str] | None, bool]):
-    """:func:`pair_confusion` of one ``(pred, true, labels, allow_missing)``: a unit of work."""
+def _pair_task(task: tuple):
+    """:func:`pair_confusion` of one ``(pred, true, labels, allow_missing, colors, strict)``:
+    a unit of work."""
     return pair_confusion(*task)
 
 
@@ -171,14 +184,16 @@ def evaluate_pixels(
     labels: Sequence[str] | None = None,
     allow_missing: bool = False,
     executor: Executor | None = None,
+    colors: np.ndarray | None = None,
+    strict: bool = False,
 ) -> PixelEvaluation:
     """Score every ``(prediction, manual label)`` pair and pool them (see
-    :func:`pair_confusion`). Scores are over the union of the classes, in the order first seen.
-    ``executor`` scores the pairs (default: here, one after the other; or on a Dask cluster,
-    one pair per unit): the result is the same.
+    :func:`pair_confusion`; ``colors`` and ``strict`` read colour masks). Scores are over the
+    union of the classes, in the order first seen. ``executor`` scores the pairs (default:
+    here, one after the other; or on a Dask cluster, one pair per unit): the result is the same.
     """
     executor = InProcess() if executor is None else executor
-    tasks = [(pred, true, labels, allow_missing) for pred, true in pairs]
+    tasks = [(pred, true, labels, allow_missing, colors, strict) for pred, true in pairs]
     found: list = [None] * len(pairs)
     for index, result in executor.map_unordered(_pair_task, tasks):
         found[index] = (*pairs[index], *result)

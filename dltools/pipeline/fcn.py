@@ -94,12 +94,14 @@ def make_labels(
     classes: Classes,
     out_dir: str | os.PathLike | None = None,
     force: bool = False,
+    strict: bool = False,
 ) -> list[Path]:
     """Write ``<name>_gtFine_color.png`` and ``<name>_gtFine_labelIds.png`` for every
     ``<name>_mres.mat`` of ``folder`` and every label raster paired with an image there.
 
     Colours follow the class *names* (a ``.mat`` whose labels are in another order is
-    remapped). Returns the files written.
+    remapped). Colour masks are read in the colours of ``classes`` (``strict``: a colour of
+    no class is an error). Returns the files written.
     """
     folder = Path(folder)
     out = folder if out_dir is None else Path(out_dir)
@@ -117,7 +119,7 @@ def make_labels(
     ensure_new([p for pair in targets.values() for p in pair], force)
     written = []
     for src, (color_path, ids_path) in targets.items():
-        color, ids = label_pictures(read_label_map(src, classes), classes)
+        color, ids = label_pictures(read_label_map(src, classes, strict), classes)
         write_image(color_path, color)
         write_image(ids_path, ids)
         written += [color_path, ids_path]
@@ -166,6 +168,13 @@ def load_labelled(
         ]
         loaded.append(LabelledImage(Path(image_path), image, labels, anchors))
     return loaded
+
+
+def check_label_colors(pairs: Sequence[tuple[Path, Path]], classes: Classes) -> None:
+    """Raise a DltoolsError naming the first colour mask among the label files of ``pairs``
+    that holds a colour of no class of ``classes`` (with each such colour's pixel count)."""
+    for _, label_path in pairs:
+        read_label_map(label_path, classes, strict=True)
 
 
 def pixel_counts(images: Sequence[LabelledImage], n_classes: int) -> np.ndarray:

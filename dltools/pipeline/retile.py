@@ -46,9 +46,11 @@ def find_tiles(
     label_map: LabelMap,
     size: int,
     stride: int,
-    min_purity: float,
+    min_purity: float | np.ndarray,
 ) -> list[Tile]:
-    """The pure windows of one image, read block by block (image nodata counts as unlabelled)."""
+    """The pure windows of one image, read block by block (image nodata counts as unlabelled);
+    ``min_purity``: one threshold or one per class (see
+    :func:`dltools.engines.tiles.pure_windows`)."""
     image = Path(image)
     with open_raster(image) as src:
         shape = (src.height, src.width)
@@ -88,6 +90,51 @@ def thin(tiles: Sequence[Tile], keep: float, seed: int = 0) -> list[Tile]:
             members = [members[i] for i in np.sort(chosen)]
         kept += members
     return sorted(kept, key=lambda t: (str(t.image), t.row, t.col))
+
+
+def cap_classes(tiles: Sequence[Tile], ratio: float, seed: int = 0) -> list[Tile]:
+    """Class-aware thinning: keep at most ``ratio`` times as many tiles of a class as the rarest
+    class has (never fewer than 60 of a class), a seeded random choice.
+
+    Unlike ``thin``'s one fraction for every class, this keeps every tile of the rare classes
+    and thins only the common ones. Deterministic for a seed; returns the kept tiles sorted
+    by image, row and column.
+    """
+    if ratio < 1:
+        raise DltoolsError(f"the class ratio must be at least 1, got {ratio}")
+    counts = np.bincount([t.label for t in tiles])
+    present = counts[counts > 0]
+    if not present.size:
+        return []
+    cap = max(MIN_TILES_TO_THIN, round(ratio * present.min()))
+    rng = np.random.default_rng(seed)
+    ordered = sorted(tiles, key=lambda t: (t.label, str(t.image), t.row, t.col))
+    kept = []
+    for label in sorted({t.label for t in ordered}):
+        members = [t for t in ordered if t.label == label]
+        if len(members) > cap:
+            chosen = rng.choice(len(members), size=cap, replace=False)
+            members = [members[i] for i in np.sort(chosen)]
+        kept += members
+    return sorted(kept, key=lambda t: (str(t.image), t.row, t.col))
+
+
+def class_thresholds(
+    names: Sequence[str], min_purity: float, class_purity: dict[str, float] | None
+) -> float | np.ndarray:
+    """``min_purity`` for every class, or (K,) thresholds with those of ``class_purity``
+    (class name -> threshold) in place; an unknown name is a DltoolsError."""
+    if not class_purity:
+        return min_purity
+    unknown = sorted(set(class_purity) - set(names))
+    if unknown:
+        raise DltoolsError(
+            f"--class-purity names class(es) {', '.join(unknown)}, not among {', '.join(names)}"
+        )
+    values = np.array([class_purity.get(name, min_purity) for name in names], np.float64)
+    if not ((values >= 0) & (values < 1)).all():
+        raise DltoolsError("purity thresholds must lie in [0, 1)")
+    return values
 
 
 def cut_tiles(
@@ -130,9 +177,10 @@ def cut_tiles(
 
 
 def _find_unit(task: tuple) -> list[Tile]:
-    """:func:`find_tiles` of one ``(image, label file, names, size, stride, min_purity)``."""
-    image, label_path, names, size, stride, min_purity = task
-    return find_tiles(image, LabelMap(label_path, names), size, stride, min_purity)
+    """:func:`find_tiles` of one ``(image, label file, names, colors, strict, size, stride,
+    thresholds)``."""
+    image, label_path, names, colors, strict, size, stride, thresholds = task
+    return find_tiles(image, LabelMap(label_path, names, colors, strict), size, stride, thresholds)
 
 
 def _cut_unit(task: tuple) -> dict[Path, DltoolsError]:
@@ -186,7 +234,11 @@ def retile(
     min_purity: float = 0.9,
     keep: float = 1.0,
     stride: int | None = None,
+    class_purity: dict[str, float] | None = None,
+    max_ratio: float | None = None,
     class_names: Sequence[str] | None = None,
+    colors: np.ndarray | None = None,
+    strict: bool = False,
     seed: int = 0,
     force: bool = False,
     progress: Progress = quiet,
@@ -202,11 +254,15 @@ def retile(
     how, made the 8-bit RGB tiles: ``bands`` and ``stretch``, see
     :func:`dltools.io.images.training_bands`). The folder appears complete or not at all; an
     existing one is an error unless ``force``. ``class_names`` defaults to the names in the
-    first ``.mat``. ``progress`` follows the loop over the pairs. With ``keep_going`` an
+    first ``.mat``. ``colors`` ((K, 3) uint8, class ``k`` in ``colors[k - 1]``) make colour
+    masks labels, read by :class:`dltools.io.label_maps.LabelMap` (``strict``: a colour of no
+    class is an error). ``progress`` follows the loop over the pairs. With ``keep_going`` an
     image that cannot be read is left out of the library (none of its tiles) and reported in
-    :attr:`Library.failures`. ``executor`` finds and cuts the tiles of each image (default:
-    here, one image after the other; or on a Dask cluster, one image per unit): the library is
-    the same.
+    :attr:`Library.failures`. ``class_purity`` (class name -> threshold) overrides
+    ``min_purity`` for those classes; ``max_ratio`` thins the common classes to at most that
+    many times the tiles of the rarest (:func:`cap_classes`), after ``keep``. ``executor``
+    finds and cuts the tiles of each image (default: here, one image after the other; or on a
+    Dask cluster, one image per unit): the library is the same.
     """
     stride = size // 2 if stride is None else stride
     if size < 8 or stride <= 0:
@@ -223,6 +279,7 @@ def retile(
     if not pairs:
         raise DltoolsError("no image has a label file, so there is nothing to tile")
     names = _class_names(pairs, class_names)
+    thresholds = class_thresholds(names, min_purity, class_purity)
     choice = training_bands([image for image, _ in pairs], bands, stretch)
     shapes = [image_shape(image)[:2] for image, _ in pairs]
     if not any(size <= min(shape) for shape in shapes):
@@ -234,7 +291,9 @@ def retile(
     executor = InProcess() if executor is None else executor
     per_image: list[list[Tile]] = [[] for _ in pairs]
     failures: dict[Path, DltoolsError] = {}
-    finding = [(image, label, names, size, stride, min_purity) for image, label in pairs]
+    finding = [
+        (image, label, names, colors, strict, size, stride, thresholds) for image, label in pairs
+    ]
     outcomes = executor.outcomes(_find_unit, finding)
     for outcome in progress(outcomes, total=len(pairs), desc="images", unit="image"):
         if isinstance(outcome.error, DltoolsError) and keep_going:
@@ -244,6 +303,8 @@ def retile(
         else:
             per_image[outcome.index] = outcome.value
     tiles = thin([t for found in per_image for t in found], keep, seed)
+    if max_ratio is not None:
+        tiles = cap_classes(tiles, max_ratio, seed)
     stale = remove_stale(final.parent, final.name)
     with atomic_dir(final) as tmp:
         for name in {names[t.label - 1] for t in tiles}:
