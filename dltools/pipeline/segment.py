@@ -146,11 +146,11 @@ def classify_tiles(
         count = share[r1, c1] - share[r0, c1] - share[r1, c0] + share[r0, c0]
         chosen &= count * 2 >= (r1 - r0) * (c1 - c0)
     picks = np.argwhere(chosen)
-    probs = np.full((*grid.shape, model.num_classes), np.nan, np.float32)
+    probabilities = np.full((*grid.shape, model.num_classes), np.nan, np.float32)
     for start in range(0, len(picks), TILE_CHUNK):
         part = picks[start : start + TILE_CHUNK]
-        probs[part[:, 0], part[:, 1]] = model.predict(tiles_at(rgb, grid, part), batch_size)
-    return probs
+        probabilities[part[:, 0], part[:, 1]] = model.predict(tiles_at(rgb, grid, part), batch_size)
+    return probabilities
 
 
 # --- one image in memory -------------------------------------------------------------------
@@ -195,24 +195,24 @@ def segment_image(
     valid = None if nodata is None or not nodata.any() else ~nodata
     grid = tile_grid(*shape, params.tile)
     rgb = (model.bands if bands is None else bands).apply(image)
-    probs = classify_tiles(rgb, grid, model, params.decim, params.batch_size, valid)
+    probabilities = classify_tiles(rgb, grid, model, params.decim, params.batch_size, valid)
     small = working_shape(shape, params.fct)
-    if not np.isfinite(probs).any():  # all nodata (a corner window of an orthomosaic)
+    if not np.isfinite(probabilities).any():  # all nodata (a corner window of an orthomosaic)
         class_map = np.full(shape, NODATA, np.uint8)
-        posteriors = np.zeros((*small, probs.shape[2]), np.float32)
+        posteriors = np.zeros((*small, probabilities.shape[2]), np.float32)
     elif params.refine == "none":
-        filled = fill_unclassified(probs)
+        filled = fill_unclassified(probabilities)
         class_map = grid.expand(filled.argmax(axis=2).astype(np.uint8), shape, shape)
         if valid is not None:
             class_map[~valid] = NODATA
         posteriors = grid.expand(filled, small, shape)
     else:
-        evidence = grid.expand(probs, small, shape)
+        evidence = grid.expand(probabilities, small, shape)
         evidence[~(np.nan_to_num(evidence).max(axis=2) >= params.prob_thres)] = np.nan
         if not known_evidence(evidence).any():
             raise DltoolsError(
                 f"no tile reached PROB_THRES {params.prob_thres} (the best reached "
-                f"{np.nanmax(probs):.2f}): lower PROB_THRES"
+                f"{np.nanmax(probabilities):.2f}): lower PROB_THRES"
             )
         class_map, posteriors = refine(
             image,
@@ -225,7 +225,7 @@ def segment_image(
             workers=workers,
             progress=progress,
         )
-    return Segmentation(class_map, posteriors, probs, grid, params.prob_thres)
+    return Segmentation(class_map, posteriors, probabilities, grid, params.prob_thres)
 
 
 # --- files ---------------------------------------------------------------------------------
@@ -386,7 +386,7 @@ def segment_window(task: WindowTask) -> WindowResult:
     )
     shape = image.shape[:2]
     class_map = seg.class_map[inner]
-    sparse = seg.grid.expand(seg.tile_classes(), shape, shape)[inner]
+    tile_map = seg.grid.expand(seg.tile_classes(), shape, shape)[inner]
     confidence = seg.grid.expand(seg.tile_confidence(), shape, shape)[inner]
     valid = class_map != NODATA
     n_classes = len(task.class_names)
@@ -405,14 +405,14 @@ def segment_window(task: WindowTask) -> WindowResult:
     f = task.thumb_factor
     pieces = {
         "image": thumbnail_piece(f, core, to_display(image[inner]), labels=False),
-        "sparse": thumbnail_piece(f, core, sparse, labels=True),
+        "tiles": thumbnail_piece(f, core, tile_map, labels=True),
         "confidence": thumbnail_piece(f, core, confidence, labels=True),
         "class": thumbnail_piece(f, core, class_map, labels=True),
     }
     result = None
     if task.mat:
         result_class = np.where(valid, class_map.astype(np.int16), MAT_NODATA)
-        result = LabelResult(result_class, list(task.class_names), sparse, seg.posteriors)
+        result = LabelResult(result_class, list(task.class_names), tile_map, seg.posteriors)
     return WindowResult(core, values, probability, pieces, counts, tiles, result)
 
 
@@ -498,7 +498,7 @@ def segment_file(
             del res
         fig = segmentation_figure(
             thumbs.arrays["image"],
-            thumbs.arrays["sparse"],
+            thumbs.arrays["tiles"],
             thumbs.arrays["confidence"],
             thumbs.arrays["class"],
             class_names,
