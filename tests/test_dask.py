@@ -124,10 +124,10 @@ def test_segment_on_dask_equals_in_process(data, cluster, segmented, capsys) -> 
 def untrained_run(folder: Path) -> Path:
     """An FCN run folder with an untrained network (random weights, seeded): what inference
     needs, without the minutes of training."""
-    import json
-
     from dltools.io.labels import read_classes, write_labeldefs
-    from dltools.models.unet import build_fcn, save
+    from dltools.models.runs import write_config
+    from dltools.models.training import save
+    from dltools.models.unet import build_fcn
     from dltools.pipeline.fcn import RUN_FORMAT
     from dltools.raster.bands import RGB8
 
@@ -135,8 +135,7 @@ def untrained_run(folder: Path) -> Path:
     folder.mkdir()
     save(build_fcn(len(classes.names), None, 0.35, seed=0), folder / "model.keras")
     write_labeldefs(folder / "labeldefs.txt", classes)
-    config = {"format": RUN_FORMAT, "classes": classes.names, "bands": RGB8.to_dict()}
-    (folder / "config.json").write_text(json.dumps(config))
+    write_config(folder, {"classes": classes.names, "bands": RGB8.to_dict()}, RUN_FORMAT)
     return folder
 
 
