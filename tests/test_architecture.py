@@ -18,7 +18,7 @@ ALLOWED = {
     "figures": {"io"},
     "gui": {"io", "figures"},
     "synthetic": {"io", "raster"},
-    "spectral": {"io", "raster", "engines", "models", "figures"},
+    "spectral": {"io", "raster", "engines", "models", "figures", "scale"},
     "pipeline": {"io", "raster", "engines", "models", "figures", "gui", "spectral", "scale"},
     "server": {"io", "raster", "engines", "models", "figures", "spectral", "pipeline", "scale"},
     "scale": {"io", "raster"},

@@ -160,7 +160,7 @@ def test_fcn_infer_and_infer_crf_on_dask_equal_in_process(data, cluster, tmp_pat
             assert left["class"].tobytes() == right["class"].tobytes()
 
 
-def test_label_replay_of_a_folder_on_local_2_equals_in_process(tmp_path) -> None:
+def test_label_replay_of_a_folder_on_local_2_equals_in_process(tmp_path, capsys) -> None:
     images, strokes = tmp_path / "images", tmp_path / "strokes"
     images.mkdir()
     strokes.mkdir()
@@ -177,7 +177,10 @@ def test_label_replay_of_a_folder_on_local_2_equals_in_process(tmp_path) -> None
     assert run(*args, "--out-dir", tmp_path / "here") == 0
     start = time.monotonic()
     assert run(*args, "--out-dir", tmp_path / "dask", "--dask", "local:2") == 0
-    print(f"label replay on local:2: {time.monotonic() - start:.1f} s")
+    seconds = time.monotonic() - start
+    dashboard = "Dask: LocalCluster of 2 worker process(es), dashboard http://127.0.0.1:"
+    assert dashboard in capsys.readouterr().out
+    print(f"label replay on local:2: {seconds:.1f} s")
     here = sorted(p.name for p in (tmp_path / "here").iterdir())
     assert here == sorted(p.name for p in (tmp_path / "dask").iterdir())
     assert "coast_07_mres.mat" not in here  # no strokes: left out (and listed)
@@ -309,3 +312,48 @@ def test_retile_on_dask_makes_the_same_library(data, cluster, tmp_path) -> None:
         if (tmp_path / "here" / path).is_file():
             left, right = tmp_path / "here" / path, tmp_path / "dask" / path
             assert left.read_bytes() == right.read_bytes()
+
+
+def test_spectral_encode_and_predict_on_dask_equal_in_process(cluster, tmp_path, capsys) -> None:
+    """A 64 x 80 cube in 6 windows of 32 px, a corner of it nodata: predict and encode under
+    --dask give the in-process GeoTIFFs (class maps exactly, floats to rounding) and print the
+    same class counts, for a GeoTIFF (read on the workers) and a .npy (read here)."""
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    from dltools.io.geo import write_raster
+    from dltools.spectral.synthetic import spectral_scene
+
+    scene = spectral_scene(64, 80, 24, seed=0)
+    grid = {"width": 80, "height": 64, "crs": CRS.from_epsg(32633)}
+    grid["transform"] = Affine(5.0, 0.0, 350000.0, 0.0, -5.0, 5600000.0)
+    cube = scene.cube.copy()
+    cube[:10, :12] = -1
+    write_raster(tmp_path / "scene.tif", cube, grid, nodata=-1)
+    write_raster(tmp_path / "labels.tif", scene.labels, grid)
+    np.save(tmp_path / "array.npy", scene.cube)
+    train = ["-i", tmp_path / "scene.tif", "--epochs", 1, "--seed", 0]
+    label_raster = ["-r", tmp_path / "labels.tif"]
+    assert run("spectral", "train-classifier", *train, *label_raster, "-o", tmp_path / "clf") == 0
+    assert run("spectral", "train-ae", *train, "-o", tmp_path / "ae") == 0
+    capsys.readouterr()
+    printed = {}
+    for where, dask in (("here", []), ("dask", ["--dask", cluster[0]])):
+        for name in ("scene.tif", "array.npy"):
+            args = ["-i", tmp_path / name, "--block", 32, "-o", tmp_path / where, *dask]
+            assert run("spectral", "predict", "-m", tmp_path / "clf", *args) == 0
+        args = ["-i", tmp_path / "scene.tif", "--block", 32, "-o", tmp_path / where, *dask]
+        assert run("spectral", "encode", "-m", tmp_path / "ae", *args, "--no-figure") == 0
+        out = capsys.readouterr().out
+        assert ("Dask: Dask scheduler tcp://" in out) == bool(dask)
+        printed[where] = [line for line in out.splitlines() if " px " in line]
+    assert printed["here"] == printed["dask"] and len(printed["here"]) == 2 * 7
+    for name in ("scene_classes.tif", "array_classes.tif"):
+        classes = read_raster(tmp_path / "here" / name)
+        assert len(np.unique(classes)) >= 3
+        same_raster(tmp_path / "dask" / name, tmp_path / "here" / name)
+    assert (read_raster(tmp_path / "here" / "scene_classes.tif")[:10, :12] == 0).all()
+    for name in ("scene_scores.tif", "array_scores.tif", "scene_latent.tif"):
+        here, there = (read_raster(tmp_path / w / name) for w in ("here", "dask"))
+        np.testing.assert_allclose(there, here, rtol=1e-5, atol=1e-6)
+        assert np.isnan(here[:10, :12]).all() == name.startswith("scene")

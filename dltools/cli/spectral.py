@@ -17,6 +17,7 @@ from dltools.cli._common import (
     DefaultsHelpFormatter,
     add_force,
     add_seed,
+    dask_executor,
     reports_errors,
     show_progress,
 )
@@ -94,6 +95,15 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=PREDICT_BATCH,
         help="spectra per network call; with --block, this bounds the memory used",
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS|local[:N]",
+        help="run the windows of --block pixels on a Dask cluster: local[:N] starts a "
+        "LocalCluster of N worker processes (default N: all cores) for this run; an address "
+        "(tcp://host:8786) uses a running scheduler (see README, Scale out). Each worker "
+        "loads the model once; the outputs are the same as without it (default: in this "
+        "process, no cluster)",
     )
     add_force(parser)
 
@@ -605,7 +615,8 @@ def _apply(args: argparse.Namespace) -> None:
         "decode": inference.decode_raster,
         "reconstruct": inference.reconstruct_cube,
     }[args.verb]
-    errors = apply(model, cube, paths[0], args.block, show_progress, args.batch_size)
+    with dask_executor(args) as executor:
+        errors = apply(model, cube, paths[0], args.block, show_progress, args.batch_size, executor)
     if args.verb == "reconstruct":
         print(f"mean SSE {errors['sse']:.5g}, mean spectral angle {errors['sa']:.5g} rad")
     if len(paths) > 1 and args.verb == "encode":
@@ -634,17 +645,19 @@ def _predict(args: argparse.Namespace) -> None:
     ensure_new(written, args.force)
     model = load_model(args.model)
     classes = model.config["classes"]
-    counts = inference.predict_cube(
-        model,
-        cube,
-        paths[0],
-        paths[3] if args.scores else None,
-        (args.features, paths[4]) if args.features else None,
-        args.unknown_below,
-        args.block,
-        show_progress,
-        args.batch_size,
-    )
+    with dask_executor(args) as executor:
+        counts = inference.predict_cube(
+            model,
+            cube,
+            paths[0],
+            paths[3] if args.scores else None,
+            (args.features, paths[4]) if args.features else None,
+            args.unknown_below,
+            args.block,
+            show_progress,
+            args.batch_size,
+            executor,
+        )
     figure = paths[2] if picture else None
     reports.write_class_pictures(model, paths[0], paths[1], figure, f"{cube.path.name}: classes")
     total = max(sum(counts.values()), 1)
@@ -661,6 +674,8 @@ def _predict_table(args: argparse.Namespace) -> None:
 
     if args.features:
         raise DltoolsError("--features writes a raster: it needs a cube (-i), not a --table")
+    if args.dask:
+        raise DltoolsError("--dask runs the windows of a cube (-i): a --table runs here")
     source = Path(args.table)
     folder = Path(args.out_dir) if args.out_dir else source.parent
     path = folder / f"{source.stem}_predictions.csv"

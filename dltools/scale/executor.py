@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -63,7 +63,7 @@ class Executor:
     workers = 1
 
     def outcomes(
-        self, fn: Callable[[T], R], items: Sequence[T], limit: int | None = None
+        self, fn: Callable[[T], R], items: Iterable[T], limit: int | None = None
     ) -> Iterator[Outcome]:
         """:class:`Outcome` of ``fn(item)`` for each item, in the order they finish; at most
         ``limit`` (default: :data:`IN_FLIGHT_PER_WORKER` per worker) run or wait at a time.
@@ -77,7 +77,7 @@ class Executor:
                 yield Outcome(index, value)
 
     def map_unordered(
-        self, fn: Callable[[T], R], items: Sequence[T], limit: int | None = None
+        self, fn: Callable[[T], R], items: Iterable[T], limit: int | None = None
     ) -> Iterator[tuple[int, R]]:
         """``(index, fn(item))`` in the order they finish; the first error is raised (and the
         other units cancelled)."""
@@ -111,7 +111,7 @@ class DaskExecutor(Executor):
         self.dashboard = client.dashboard_link if "dashboard" in info.get("services", {}) else None
 
     def outcomes(
-        self, fn: Callable[[T], R], items: Sequence[T], limit: int | None = None
+        self, fn: Callable[[T], R], items: Iterable[T], limit: int | None = None
     ) -> Iterator[Outcome]:
         from distributed import as_completed
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from dltools.io.geo import (
 )
 from dltools.progress import Progress, quiet
 from dltools.raster.windows import iter_windows
+from dltools.scale.executor import Executor, InProcess
 from dltools.spectral.options import BLOCK, SCALINGS
 
 MINMAX_OFFSET = 1e-3  # deephyp's per-spectrum min-max: (x - (min(x) - 1e-3)) / max(x)
@@ -318,20 +319,70 @@ class RasterOutput:
     fill: float
 
 
+@dataclass(frozen=True)
+class PixelWindow:
+    """One unit of work of :func:`map_pixels`: ``function`` applied to one window's pixels.
+
+    The pixels are read from ``cube`` where the unit runs (a raster on disk), or were read
+    by the caller into ``pixels`` (``(spectra, mask)``, as :func:`read_spectra` returns).
+    """
+
+    window: Window
+    function: Callable[[np.ndarray], Mapping[str, np.ndarray]]
+    outputs: tuple[tuple[str, int, str, float], ...]  # (name, bands, dtype, fill)
+    cube: Cube | None = None
+    pixels: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def map_window(
+    unit: PixelWindow,
+) -> tuple[Window, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Run one :class:`PixelWindow`: ``(window, {output name: (h, w, bands) image},
+    {other name: the window's total})``; outputs hold their ``fill`` at nodata pixels."""
+    spectra, mask = unit.pixels if unit.cube is None else read_spectra(unit.cube, unit.window)
+    results = unit.function(spectra)
+    images = {}
+    for name, bands, dtype, fill in unit.outputs:
+        image = np.full((*mask.shape, bands), fill, dtype)
+        image[mask] = np.asarray(results[name]).reshape(len(spectra), bands)
+        images[name] = image
+    totals = {name: np.asarray(value) for name, value in results.items() if name not in images}
+    return unit.window, images, totals
+
+
 def map_pixels(
     cube: Cube,
     function: Callable[[np.ndarray], Mapping[str, np.ndarray]],
     outputs: Mapping[str, RasterOutput],
     block: int = 512,
     progress: Progress = quiet,
-) -> None:
+    executor: Executor | None = None,
+) -> dict[str, np.ndarray]:
     """Apply ``function`` to the spectra of every window and write its results as GeoTIFFs.
 
-    ``function`` maps (n, B) float32 spectra (unscaled) to ``{name: (n, bands) array}``; each
-    name's values go to ``outputs[name]`` on the cube's grid (CRS and transform kept), with
-    ``fill`` (also the GeoTIFF nodata value) at nodata pixels. ``progress`` follows the
-    pixels, window by window. Files appear only when all are complete.
+    ``function`` maps (n, B) float32 spectra (unscaled) to ``{name: array}``. The values of
+    each name in ``outputs``, ``(n, bands)``, go to that GeoTIFF on the cube's grid (CRS and
+    transform kept), with ``fill`` (also the GeoTIFF nodata value) at nodata pixels; any other
+    name is a per-window total (e.g. counts), and their sums over the windows are returned.
+    ``progress`` follows the pixels, window by window. Files appear only when all are complete.
+
+    ``executor`` runs the windows (default: here, one after the other). On a Dask cluster
+    ``function`` must pickle (see :class:`dltools.spectral.inference.OnWorker`); a raster cube
+    is read window by window on the workers, an array cube (``.npy``, ``.mat``) here. At most
+    a fixed number of windows are in flight, so this process's memory stays bounded.
     """
+    executor = InProcess() if executor is None else executor
+    specs = tuple((name, out.bands, out.dtype, out.fill) for name, out in outputs.items())
+    read_here = executor.remote and cube.array is not None
+
+    def units() -> Iterable[PixelWindow]:
+        for window in cube.windows(block):
+            if read_here:
+                yield PixelWindow(window, function, specs, pixels=read_spectra(cube, window))
+            else:
+                yield PixelWindow(window, function, specs, cube)
+
+    totals: dict[str, np.ndarray] = {}
     with contextlib.ExitStack() as stack:
         writers = {
             name: stack.enter_context(
@@ -340,14 +391,18 @@ def map_pixels(
             for name, out in outputs.items()
         }
         pixels = cube.shape[0] * cube.shape[1]
-        windows = progress(cube.windows(block), total=pixels, desc="pixels", unit="px", count=_area)
-        for window in windows:
-            spectra, mask = read_spectra(cube, window)
-            results = function(spectra)
-            for name, out in outputs.items():
-                image = np.full((*mask.shape, out.bands), out.fill, out.dtype)
-                image[mask] = np.asarray(results[name]).reshape(len(spectra), out.bands)
+        done = executor.map_unordered(map_window, units())
+        done = progress(done, total=pixels, desc="pixels", unit="px", count=_finished_area)
+        for _, (window, images, sums) in done:
+            for name, image in images.items():
                 write_window(writers[name], image, window)
+            for name, value in sums.items():
+                totals[name] = totals[name] + value if name in totals else value
+    return totals
+
+
+def _finished_area(done: tuple[int, tuple[Window, dict, dict]]) -> int:
+    return _area(done[1][0])
 
 
 def _area(window: Window) -> int:

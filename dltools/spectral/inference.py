@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -17,9 +18,11 @@ import tensorflow as tf
 from dltools.errors import DltoolsError
 from dltools.io.geo import Window
 from dltools.progress import Progress, quiet
+from dltools.scale.cache import Cached
+from dltools.scale.executor import Executor, InProcess
 from dltools.spectral.classifier import with_features
 from dltools.spectral.cube import Cube, RasterOutput, map_pixels, read_spectra
-from dltools.spectral.folder import SpectralModel
+from dltools.spectral.folder import MODEL, SpectralModel, load_model
 from dltools.spectral.losses import spectral_angle, sse
 from dltools.spectral.options import PREDICT_BATCH
 
@@ -67,6 +70,70 @@ def _autoencoder(model: SpectralModel) -> keras.Model:
     return model.model
 
 
+@dataclass(frozen=True)
+class OnWorker:
+    """A ``spectra -> results`` function that pickles small: ``build(load_model(folder),
+    *options)``, built once per process (on a Dask cluster: once per worker).
+
+    ``stamp`` is the model file's modification time, so that a model trained again in the
+    same folder is loaded afresh.
+    """
+
+    build: Callable[..., Callable[[np.ndarray], dict[str, np.ndarray]]]
+    folder: str
+    stamp: int
+    options: tuple = ()
+
+    def __call__(self, spectra: np.ndarray) -> dict[str, np.ndarray]:
+        return Cached(_built, (self.build, self.folder, self.stamp, self.options))()(spectra)
+
+
+def _built(build: Callable, folder: str, stamp: int, options: tuple) -> Callable:
+    return build(load_model(folder), *options)
+
+
+def _pixel_function(
+    build: Callable, model: SpectralModel, options: tuple, executor: Executor
+) -> tuple[Callable, Callable[[np.ndarray], dict[str, np.ndarray]]]:
+    """``(built, to_run)``: ``build(model, *options)`` (built here, so the model is checked
+    before any work is sent) and what runs the windows: that function, or an
+    :class:`OnWorker` reference to it for a Dask cluster."""
+    built = build(model, *options)
+    if not executor.remote:
+        return built, built
+    stamp = (model.folder / MODEL).stat().st_mtime_ns
+    return built, OnWorker(build, str(model.folder), stamp, options)
+
+
+def _encoder(model: SpectralModel, batch_size: int) -> Callable:
+    encode = compiled(_autoencoder(model).encode, model.bands, batch_size, model.scaling)
+    return lambda spectra: {"latent": encode(spectra)}
+
+
+def _decoder(model: SpectralModel, batch_size: int) -> Callable:
+    net = _autoencoder(model)
+    net.decode(np.zeros((1, net.latent_size), np.float32))  # refuses models with skips
+    decode = compiled(net.decode, net.latent_size, batch_size)
+    return lambda latent: {"spectra": decode(latent)}
+
+
+def _reconstructor(model: SpectralModel, batch_size: int) -> Callable:
+    net = _autoencoder(model)
+
+    def losses(x):
+        rebuilt = net(x)
+        return [rebuilt, sse(x, rebuilt), spectral_angle(x, rebuilt)]
+
+    reconstruct = compiled(losses, model.bands, batch_size, model.scaling)
+
+    def function(spectra: np.ndarray) -> dict[str, np.ndarray]:
+        rebuilt, errors, angles = reconstruct(spectra)
+        sums = np.array([len(spectra), errors.astype(np.float64).sum(), angles.sum()])
+        return {"spectra": rebuilt, "sums": sums}
+
+    return function
+
+
 def encode_cube(
     model: SpectralModel,
     cube: Cube,
@@ -74,17 +141,20 @@ def encode_cube(
     block: int = 512,
     progress: Progress = quiet,
     batch_size: int = PREDICT_BATCH,
+    executor: Executor | None = None,
 ) -> None:
     """Write the ``(H, W, Z)`` float32 latent image of ``cube`` as a GeoTIFF at ``path``.
 
     Windows of ``block`` x ``block`` pixels are read; the network sees ``batch_size``
-    spectra at a time.
+    spectra at a time. ``executor`` runs the windows (default: here; see
+    :func:`dltools.spectral.cube.map_pixels`); the file is the same either way.
     """
     check_bands(model, cube)
-    net = _autoencoder(model)
-    encode = compiled(net.encode, cube.bands, batch_size, model.scaling)
-    out = {"latent": RasterOutput(Path(path), net.latent_size, "float32", np.nan)}
-    map_pixels(cube, lambda s: {"latent": encode(s)}, out, block, progress)
+    executor = InProcess() if executor is None else executor
+    _, function = _pixel_function(_encoder, model, (batch_size,), executor)
+    latent = _autoencoder(model).latent_size
+    out = {"latent": RasterOutput(Path(path), latent, "float32", np.nan)}
+    map_pixels(cube, function, out, block, progress, executor)
 
 
 def decode_raster(
@@ -94,6 +164,7 @@ def decode_raster(
     block: int = 512,
     progress: Progress = quiet,
     batch_size: int = PREDICT_BATCH,
+    executor: Executor | None = None,
 ) -> None:
     """Decode a latent image (one band per latent dimension) into B-band spectra at ``path``.
 
@@ -105,10 +176,10 @@ def decode_raster(
             f"{latent.path} has {latent.bands} band(s) but the model in {model.folder} has "
             f"{net.latent_size} latent dimensions; decode a raster written by its encode"
         )
-    net.decode(np.zeros((1, net.latent_size), np.float32))  # refuses models with skips
-    decode = compiled(net.decode, net.latent_size, batch_size)
+    executor = InProcess() if executor is None else executor
+    _, function = _pixel_function(_decoder, model, (batch_size,), executor)
     out = {"spectra": RasterOutput(Path(path), model.bands, "float32", np.nan)}
-    map_pixels(latent, lambda z: {"spectra": decode(z)}, out, block, progress)
+    map_pixels(latent, function, out, block, progress, executor)
 
 
 def reconstruct_cube(
@@ -118,6 +189,7 @@ def reconstruct_cube(
     block: int = 512,
     progress: Progress = quiet,
     batch_size: int = PREDICT_BATCH,
+    executor: Executor | None = None,
 ) -> dict[str, float]:
     """Write the reconstructions of ``cube``'s spectra (pre-processed units) at ``path``.
 
@@ -125,34 +197,21 @@ def reconstruct_cube(
     spectra and their reconstructions.
     """
     check_bands(model, cube)
-    net = _autoencoder(model)
-
-    def losses(x):
-        rebuilt = net(x)
-        return [rebuilt, sse(x, rebuilt), spectral_angle(x, rebuilt)]
-
-    reconstruct = compiled(losses, cube.bands, batch_size, model.scaling)
-    totals = np.zeros(3)
-
-    def function(spectra):
-        rebuilt, errors, angles = reconstruct(spectra)
-        totals[:] += len(spectra), errors.sum(), angles.sum()
-        return {"spectra": rebuilt}
-
+    executor = InProcess() if executor is None else executor
+    _, function = _pixel_function(_reconstructor, model, (batch_size,), executor)
     out = {"spectra": RasterOutput(Path(path), model.bands, "float32", np.nan)}
-    map_pixels(cube, function, out, block, progress)
-    n = max(totals[0], 1)
-    return {"sse": totals[1] / n, "sa": totals[2] / n}
+    sums = map_pixels(cube, function, out, block, progress, executor)["sums"]
+    n = max(sums[0], 1)
+    return {"sse": sums[1] / n, "sa": sums[2] / n}
 
 
 class Classify:
     """A classifier applied to spectra: ``(n, B)`` raw spectra -> classes, scores, features.
 
     Calling it returns ``{"classes": (n,) int64 label values (0 where the top probability is
-    below ``unknown_below``), "scores": (n, K) float32 probabilities, "features": (n, F)
-    float32}`` (features only with a ``features`` layer name), the network seeing
-    ``batch_size`` spectra at a time; ``counts`` ((max value + 1,) int64) accumulates the
-    label values returned so far.
+    below ``unknown_below``), "scores": (n, K) float32 probabilities, "counts": (max value +
+    1,) int64 spectra per label value, "features": (n, F) float32}`` (features only with a
+    ``features`` layer name), the network seeing ``batch_size`` spectra at a time.
     """
 
     def __init__(
@@ -178,7 +237,6 @@ class Classify:
             lambda x: self.net(x, training=False), bands, batch_size, model.scaling
         )
         self.features, self.unknown_below = features, unknown_below
-        self.counts = np.zeros(self.values.max() + 1, np.int64)
 
     @property
     def feature_width(self) -> int:
@@ -190,15 +248,21 @@ class Classify:
         scores, extra = (result, None) if self.features is None else result
         best = scores.argmax(axis=1)
         labels = np.where(scores.max(axis=1) >= self.unknown_below, self.values[best], 0)
-        self.counts += np.bincount(labels, minlength=len(self.counts))
-        found = {"classes": labels, "scores": scores}
+        counts = np.bincount(labels, minlength=self.values.max() + 1)
+        found = {"classes": labels, "scores": scores, "counts": counts}
         if extra is not None:
             found["features"] = extra.reshape(len(spectra), -1)
         return found
 
-    def summary(self) -> dict[int, int]:
-        """{class value: count} of the spectra classified so far (0 = unknown)."""
-        return {int(v): int(self.counts[v]) for v in [0, *self.values]}
+    def summary(self, counts: np.ndarray) -> dict[int, int]:
+        """{class value: count} of ``counts`` (a sum of "counts" results; 0 = unknown)."""
+        return {int(v): int(counts[v]) for v in [0, *self.values]}
+
+
+def _classifier(
+    model: SpectralModel, features: str | None, unknown_below: float, batch_size: int
+) -> Classify:
+    return Classify(model, model.bands, features, unknown_below, batch_size)
 
 
 def predict_cube(
@@ -211,6 +275,7 @@ def predict_cube(
     block: int = 512,
     progress: Progress = quiet,
     batch_size: int = PREDICT_BATCH,
+    executor: Executor | None = None,
 ) -> dict[int, int]:
     """Classify every pixel of ``cube``; return {class value: pixel count} (0 = unknown).
 
@@ -218,12 +283,14 @@ def predict_cube(
     nodata and for pixels whose top probability is below ``unknown_below``), the (H, W, K)
     float32 class probabilities at ``scores_path`` and, with ``features = (layer, path)``, the
     flattened outputs of that layer of the network. Memory: one window of ``block`` x
-    ``block`` pixels and the network's activations for ``batch_size`` spectra.
+    ``block`` pixels and the network's activations for ``batch_size`` spectra (per window in
+    flight, with an ``executor`` that runs windows on a Dask cluster).
     """
     check_bands(model, cube)
-    classify = Classify(
-        model, cube.bands, None if features is None else features[0], unknown_below, batch_size
-    )
+    executor = InProcess() if executor is None else executor
+    layer = None if features is None else features[0]
+    options = (layer, unknown_below, batch_size)
+    classify, function = _pixel_function(_classifier, model, options, executor)
     values = classify.values
     dtype = "uint8" if values.max() <= 255 else "uint16"
     outputs = {"classes": RasterOutput(Path(classes_path), 1, dtype, 0)}
@@ -233,8 +300,8 @@ def predict_cube(
         outputs["features"] = RasterOutput(
             Path(features[1]), classify.feature_width, "float32", np.nan
         )
-    map_pixels(cube, classify, outputs, block, progress)
-    return classify.summary()
+    totals = map_pixels(cube, function, outputs, block, progress, executor)
+    return classify.summary(totals["counts"])
 
 
 def sample_spectra(cube: Cube, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -123,7 +123,7 @@ def predict_table(
             row += [f"{p:.6g}" for p in scores]
             writer.writerow(row + ([] if truth is None else [int(truth[i])]))
     if truth is None:
-        return TablePrediction(classify.summary(), None, 0)
+        return TablePrediction(classify.summary(found["counts"]), None, 0)
     labelled = truth > 0
     known = np.union1d([0, *classes["values"]], truth[labelled])
     result = score(
@@ -131,4 +131,4 @@ def predict_table(
         np.searchsorted(known, found["classes"][labelled]),
         [{0: "unknown", **named}.get(v, f"class {v}") for v in known.tolist()],
     )
-    return TablePrediction(classify.summary(), result, int(labelled.sum()))
+    return TablePrediction(classify.summary(found["counts"]), result, int(labelled.sum()))
