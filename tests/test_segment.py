@@ -331,6 +331,42 @@ def test_geotiffs_in_windows_match_the_whole_and_keep_the_grid(
     assert_vector_matches(gpkg, tmp_path / "windows" / "coast_ortho_ares_30.tif", confidence=True)
 
 
+def test_an_interrupted_raster_resumes_from_its_finished_windows(
+    ortho: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The orthomosaic in 9 windows of 300 px: a run interrupted after 4 windows leaves no
+    output; ``--resume`` segments only the other 5 and writes the uninterrupted run's rasters."""
+    from dltools.scale.executor import Executor
+
+    run_ortho(ortho, tmp_path / "straight", "--refine", "none", "--block", "300")
+    outcomes, ran = Executor.outcomes, []
+
+    def counted(self, fn, items, limit=None):
+        for outcome in outcomes(self, fn, items, limit):
+            if len(ran) == stop_after:
+                raise KeyboardInterrupt
+            ran.append(outcome.index)
+            yield outcome
+
+    monkeypatch.setattr(Executor, "outcomes", counted)
+    out = tmp_path / "resumed"
+    args = ["segment", DEMO / "geotiff" / "coast_ortho.tif", "-m", ortho["model"], "-l"]
+    args += [DEMO / "labels.txt", "-c", ortho["root"] / "colors.txt", "-t", 30, "--fct", 0.5]
+    args += ["--refine", "none", "--block", "300", "--out-dir", out]
+    stop_after = 4
+    assert dltools_main([str(a) for a in args]) == 130
+    assert [p.name for p in out.iterdir()] == [".resume-coast_ortho_ares_30.png"]
+    ran.clear()
+    stop_after = None
+    assert dltools_main([str(a) for a in [*args, "--resume"]]) == 0
+    assert len(ran) == 5  # the 4 finished windows were read back
+    assert not (out / ".resume-coast_ortho_ares_30.png").exists()
+    for name in ("coast_ortho_ares_30.tif", "coast_ortho_ares_30_prob.tif"):  # NaN == NaN here
+        np.testing.assert_array_equal(
+            read_raster(out / name), read_raster(tmp_path / "straight" / name)
+        )
+
+
 def test_colours_come_from_a_colors_file_or_from_labeldefs_by_name(tmp_path: Path) -> None:
     write_labels(tmp_path / "labels.txt", ["veg", "water"])
     labels = str(tmp_path / "labels.txt")

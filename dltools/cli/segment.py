@@ -235,6 +235,7 @@ def run(args: argparse.Namespace) -> None:
             show_progress if args.dask is None or executor.remote else quiet,
             choices[image],
             executor,
+            resume=args.skip_existing,
         )
         fractions = ", ".join(f"{name} {share:.3f}" for name, share in summary.fractions.items())
         if args.vector:

@@ -24,7 +24,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,7 @@ from dltools.raster.bands import BandChoice
 from dltools.raster.windows import halo_windows
 from dltools.scale.cache import Cached
 from dltools.scale.executor import Executor, InProcess
+from dltools.scale.journal import Journal, file_identity
 
 if TYPE_CHECKING:
     from dltools.models.loader import TileModel
@@ -428,6 +430,7 @@ def segment_file(
     progress: Progress = quiet,
     bands: BandChoice | None = None,
     executor: Executor | None = None,
+    resume: bool = False,
 ) -> SegmentSummary:
     """Segment one image file and write ``paths`` (each file whole or not at all).
 
@@ -438,6 +441,9 @@ def segment_file(
     ``model`` must be a :class:`~dltools.scale.cache.Cached` reference): at most a fixed
     number of windows are in flight, and each is written as it comes back, so the memory of
     this process stays bounded whatever the raster's size. The files are the same either way.
+
+    Windows are kept as they finish (see :mod:`dltools.scale.journal`): with ``resume``, the
+    windows an interrupted run finished for the same inputs are read back, not segmented again.
     """
     start = time.perf_counter()
     image_path = Path(image_path)
@@ -481,10 +487,14 @@ def segment_file(
             probability = stack.enter_context(
                 open_cog_writer(paths.probability, profile, "float32", float("nan"))
             )
-        done = executor.map_unordered(segment_window, tasks)
+        journal = None
+        if not whole:
+            inputs = _window_inputs(tasks[0], block)
+            journal = Journal(paths.outputs()[0], inputs, resume)
+        done = _window_results(executor, tasks, journal)
         if executor.remote:
             done = progress(done, total=len(tasks), desc=image_path.name, unit="window")
-        for _, res in done:
+        for res in done:
             counts += res.counts
             tiles += res.tiles
             if geotiff is not None:
@@ -506,6 +516,8 @@ def segment_file(
             title=f"{image_path.name}: tiles of {params.tile} px, refined by {params.refine}",
         )
         save_figure(fig, paths.figure)
+    if journal is not None:
+        journal.remove()
     labelled = max(int(counts.sum()), 1)
     return SegmentSummary(
         tiles=int(tiles[0]),
@@ -515,6 +527,39 @@ def segment_file(
         seconds=time.perf_counter() - start,
         windows=len(windows),
     )
+
+
+def _window_inputs(task: WindowTask, block: int) -> dict:
+    """What the windows of ``task``'s image depend on (see :mod:`dltools.scale.journal`)."""
+    model = task.model
+    if isinstance(model, Cached):
+        model = [file_identity(k) if isinstance(k, str) else k for k in model.key]
+    else:
+        model = repr(model)
+    return {
+        "image": file_identity(task.image_path),
+        "model": model,
+        "classes": task.class_names,
+        "params": asdict(task.params),
+        "bands": repr(task.bands),
+        "block": block,
+        "outputs": [task.thumb_factor, task.probability],
+    }
+
+
+def _window_results(
+    executor: Executor, tasks: list[WindowTask], journal: Journal | None
+) -> Iterator[WindowResult]:
+    """The results of ``tasks``: those ``journal`` holds read back, the others run by
+    ``executor`` (and kept in ``journal`` as they finish)."""
+    finished = journal.finished() if journal is not None else set()
+    todo = [i for i in range(len(tasks)) if i not in finished]
+    for index in sorted(finished):
+        yield journal.read(index)
+    for k, result in executor.map_unordered(segment_window, [tasks[i] for i in todo]):
+        if journal is not None:
+            journal.write(todo[k], result)
+        yield result
 
 
 def _tiles_inside(grid: TileGrid, inner: tuple[slice, slice]) -> np.ndarray:
