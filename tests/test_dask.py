@@ -140,6 +140,8 @@ def untrained_run(folder: Path) -> Path:
 
 
 def test_fcn_infer_and_infer_crf_on_dask_equal_in_process(data, cluster, tmp_path) -> None:
+    """On the cluster, `fcn infer` sends the GeoTIFF in 9 parts (--block 384), each a unit of
+    work; the labels are those of the in-process run, which makes it in one."""
     model = untrained_run(tmp_path / "fcn_run")
     samples = tmp_path / "samples"
     samples.mkdir()
@@ -149,7 +151,8 @@ def test_fcn_infer_and_infer_crf_on_dask_equal_in_process(data, cluster, tmp_pat
         infer = ["fcn", command, "--name", model, "--samples-dir", samples, "--window", 256]
         infer += ["--overlap", 64]
         assert run(*infer, "--output-dir", tmp_path / "here") == 0
-        assert run(*infer, "--output-dir", tmp_path / "dask", "--dask", cluster[0]) == 0
+        parts = ["--block", 384] if command == "infer" else []
+        assert run(*infer, *parts, "--output-dir", tmp_path / "dask", "--dask", cluster[0]) == 0
     here = sorted((tmp_path / "here").iterdir())
     assert [p.name for p in here] == sorted(p.name for p in (tmp_path / "dask").iterdir())
     for path in here:
@@ -158,6 +161,43 @@ def test_fcn_infer_and_infer_crf_on_dask_equal_in_process(data, cluster, tmp_pat
         elif path.suffix == ".mat":
             left, right = scipy.io.loadmat(path), scipy.io.loadmat(tmp_path / "dask" / path.name)
             assert left["class"].tobytes() == right["class"].tobytes()
+
+
+def test_fcn_infer_resumes_a_raster_from_its_finished_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GeoTIFF in 9 parts: interrupted after 3, `--resume` makes only the other 6 and
+    writes the labels of an uninterrupted run."""
+    from dltools.scale.executor import Executor
+
+    model = untrained_run(tmp_path / "fcn_run")
+    infer = ["fcn", "infer", "--name", model, "--samples-dir", ORTHO, "--window", 256]
+    infer += ["--overlap", 64, "--block", 384, "--no-overlay"]
+    assert run(*infer, "--output-dir", tmp_path / "straight") == 0
+    outcomes, ran = Executor.outcomes, []
+
+    def counted(self, fn, items, limit=None):
+        for outcome in outcomes(self, fn, items, limit):
+            if len(ran) == stop_after:
+                raise KeyboardInterrupt
+            ran.append(outcome.index)
+            yield outcome
+
+    monkeypatch.setattr(Executor, "outcomes", counted)
+    stop_after = 3
+    assert run(*infer, "--output-dir", tmp_path / "resumed") == 130
+    assert [p.name for p in (tmp_path / "resumed").iterdir()] == [
+        ".resume-coast_ortho_fcn_label.tif"
+    ]
+    ran.clear()
+    stop_after = None
+    assert run(*infer, "--output-dir", tmp_path / "resumed", "--resume") == 0
+    assert len(ran) == 6
+    name = "coast_ortho_fcn_label.tif"
+    same_raster(tmp_path / "resumed" / name, tmp_path / "straight" / name)
+    assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == sorted(
+        p.name for p in (tmp_path / "straight").iterdir()
+    )
 
 
 def test_label_replay_of_a_folder_on_local_2_equals_in_process(tmp_path, capsys) -> None:

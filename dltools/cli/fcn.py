@@ -7,6 +7,7 @@ resolution crops, applied to images of any size in overlapping windows.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from dltools.cli.polygonize import add_vector_options, vector_params, write_vect
 from dltools.engines.crf import CRFParams
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images, original_layout, split_pairs
+from dltools.io.geo import read_profile
 from dltools.io.images import inference_bands, training_bands
 from dltools.io.labels import Classes, default_colors, read_classes
 from dltools.io.results import read_result
@@ -37,6 +39,7 @@ from dltools.pipeline.fcn import (
     infer_file,
     infer_file_crf,
     infer_images,
+    infer_parts,
     load_run,
     make_labels,
     output_paths,
@@ -375,6 +378,15 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
     parser.add_argument(
         "--tta", action="store_true", help="average the predictions of the four flips (4x time)"
     )
+    if not crf:
+        parser.add_argument(
+            "--block",
+            type=int,
+            default=TILING.max_width,
+            help="images larger than this are made in parts of about BLOCK x BLOCK pixels, "
+            "which bound the memory; with --dask each part is a unit of work, and --resume "
+            "keeps the parts an interrupted run finished (default: %(default)s)",
+        )
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlays")
     add_bands(parser, training=False)
     add_folder_options(parser, dask=True)
@@ -395,6 +407,8 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
 
 def _infer(args: argparse.Namespace, crf: bool) -> None:
     tiling = Tiling(args.window, args.overlap, args.batch_size, args.tta)
+    if not crf:
+        tiling = dataclasses.replace(tiling, max_width=args.block)
     images = infer_images(args.samples_dir)
     tag = "fcn_crf" if crf else "fcn"
     if crf:
@@ -420,8 +434,10 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
                 run(), path, out, params, args.crf_scale, tiling, workers, bands=choices[path]
             )
         else:
-            progress = show_progress if args.dask is None else quiet
-            counts = infer_file(run(), path, out, tiling, progress, bands=choices[path])
+            progress = show_progress if args.dask is None or executor.remote else quiet
+            counts = infer_file(
+                run, path, out, tiling, progress, None, choices[path], executor, args.skip_existing
+            )
         labelled = max(int(counts[1:].sum()), 1)
         shares = ", ".join(
             f"{name} {100 * n / labelled:.0f}%"
@@ -431,7 +447,11 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
             write_vector(out.label, vectors[path], run().classes.names, vector_params(args))
         return f"{out.label} ({time.perf_counter() - start:.1f} s): {shares}"
 
-    run_each(images, plan, work, args, run)
+    def in_parts(path: Path) -> bool:  # its parts are the units of work
+        profile = read_profile(path)
+        return not crf and len(infer_parts((profile["height"], profile["width"]), tiling)) > 1
+
+    run_each(images, plan, work, args, run, in_parts)
 
 
 @reports_errors

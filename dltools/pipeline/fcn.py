@@ -24,7 +24,9 @@ of :mod:`dltools.models.unet` (see :class:`TrainSettings`). The run folder holds
 
 Inference (:func:`infer_file`) slides overlapping windows over an image of any size and
 blends their probabilities (:func:`dltools.raster.windows.blend_blocks`); rasters are read and
-written block by block, so memory does not grow with the raster's size.
+written block by block, so memory does not grow with the raster's size. An image larger than
+``Tiling.max_width`` is made in parts (:func:`infer_parts`), each a unit of work that an
+executor can run elsewhere (a Dask worker) and that a resumed run keeps.
 """
 
 from __future__ import annotations
@@ -62,7 +64,10 @@ from dltools.io.results import LabelResult, write_result
 from dltools.models import runs
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import RGB8, BandChoice
-from dltools.raster.windows import blend_blocks
+from dltools.raster.windows import BlendPart, blend_blocks, blend_parts
+from dltools.scale.cache import Cached
+from dltools.scale.executor import Executor, InProcess
+from dltools.scale.journal import Journal, file_identity, run_units
 
 # As in dltools.models.unet, which is not imported here because it needs TensorFlow:
 STRIDE = 32  # window sides and steps are multiples of the network's downsampling
@@ -558,10 +563,15 @@ def with_flips(predict: Predictor) -> Predictor:
 
 
 def probability_blocks(
-    read: Reader, shape: tuple[int, int], predict: Predictor, tiling: Tiling = Tiling()
+    read: Reader,
+    shape: tuple[int, int],
+    predict: Predictor,
+    tiling: Tiling = Tiling(),
+    part: BlendPart | None = None,
 ) -> Iterator[Block]:
     """Blended class probabilities of an (H, W) image, block by block:
-    ``(row, col, (rows, cols, K) float32)`` (see :func:`dltools.raster.windows.blend_blocks`).
+    ``(row, col, (rows, cols, K) float32)`` (see :func:`dltools.raster.windows.blend_blocks`);
+    with ``part`` (one of :func:`infer_parts`), the blocks of that part only.
 
     ``read(r0, r1, c0, c1)`` returns the image's pixels in rows r0..r1 and columns c0..c1 as
     (h, w, 3) uint8; windows that run past the image are filled by reflection.
@@ -580,7 +590,14 @@ def probability_blocks(
             batch = np.stack([strip[:, c : c + size_c] for c in starts])
             yield from forward(batch.astype(np.float32))
 
-    return blend_blocks(shape, (size_r, size_c), (step_r, step_c), predict_row, tiling.max_width)
+    size, step = (size_r, size_c), (step_r, step_c)
+    return blend_blocks(shape, size, step, predict_row, tiling.max_width, part)
+
+
+def infer_parts(shape: tuple[int, int], tiling: Tiling = Tiling()) -> list[BlendPart]:
+    """The parts of about ``tiling.max_width`` px square in which an (H, W) image is made."""
+    (size_r, step_r), (size_c, step_c) = tiling.axis(shape[0]), tiling.axis(shape[1])
+    return blend_parts(shape, (size_r, size_c), (step_r, step_c), tiling.max_width)
 
 
 def predict_image(image: np.ndarray, predict: Predictor, tiling: Tiling = Tiling()) -> np.ndarray:
@@ -636,6 +653,7 @@ class FcnRun:
     classes: Classes
     config: dict
     model: object
+    _predict: Predictor | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def bands(self) -> BandChoice:
@@ -644,10 +662,13 @@ class FcnRun:
         return BandChoice.from_dict(self.config.get("bands"))
 
     def predictor(self) -> Predictor:
-        """(N, h, w, 3) float32 -> (N, h, w, K) probabilities (traced once per shape)."""
+        """(N, h, w, 3) float32 -> (N, h, w, K) probabilities (traced once per shape, and
+        once per run object)."""
         from dltools.models.unet import compiled_predictor
 
-        return compiled_predictor(self.model)
+        if self._predict is None:
+            self._predict = compiled_predictor(self.model)
+        return self._predict
 
 
 def load_run(run_dir: str | os.PathLike) -> FcnRun:
@@ -726,38 +747,98 @@ def _pixels(block: Block) -> int:
     return block[2].size
 
 
+@dataclass(frozen=True)
+class InferPart:
+    """One unit of :func:`infer_file`: the label blocks of ``part`` of an image. ``run``: the
+    run, or a :class:`~dltools.scale.cache.Cached` reference that loads it once per process
+    (a Dask worker); ``confidence``: also return each block's top class probability."""
+
+    image_path: Path
+    run: FcnRun | Cached
+    tiling: Tiling
+    bands: BandChoice
+    part: BlendPart
+    confidence: bool
+
+
+def infer_part(unit: InferPart) -> list[tuple[Block, np.ndarray | None]]:
+    """Run one :class:`InferPart`: ``[((row, col, (rows, cols) uint8 class + 1, 0 = nodata),
+    (rows, cols) float32 top probability (NaN at nodata) or None), ...]``."""
+    run = unit.run() if isinstance(unit.run, Cached) else unit.run
+    found = []
+    with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_MB), open_raster(unit.image_path) as src:
+        read = _reader(src, unit.bands)
+        shape = (src.height, src.width)
+        blocks = probability_blocks(read, shape, run.predictor(), unit.tiling, unit.part)
+        for row, col, probabilities in blocks:
+            window = Window(col, row, probabilities.shape[1], probabilities.shape[0])
+            values = probabilities.argmax(axis=2).astype(np.uint8) + 1
+            values[src.dataset_mask(window=window) == 0] = 0
+            top = None
+            if unit.confidence:
+                top = np.where(values > 0, probabilities.max(axis=2), np.nan).astype(np.float32)
+            found.append(((row, col, values), top))
+    return found
+
+
 def infer_file(
-    run: FcnRun,
+    run: FcnRun | Cached,
     image_path: str | os.PathLike,
     outputs: InferOutputs,
     tiling: Tiling = Tiling(),
     progress: Progress = quiet,
     confidence: Callable[[np.ndarray], None] | None = None,
     bands: BandChoice | None = None,
+    executor: Executor | None = None,
+    resume: bool = False,
 ) -> np.ndarray:
     """Segment one image of any size with the run's model and write ``outputs``; return the
     (K + 1,) pixel count of each label value (0 = nodata). Rasters stream block by block.
 
     ``confidence``, if given, is called with each block's top class probability ((rows, cols)
     float32, NaN at nodata). ``bands``: which of the image's bands feed the model (default:
-    the run's; see :func:`dltools.io.images.inference_bands`)."""
+    the run's; see :func:`dltools.io.images.inference_bands`). ``run``: a loaded run, or a
+    :class:`~dltools.scale.cache.Cached` reference to one (needed when ``executor`` runs the
+    parts of the image on a Dask cluster, see :func:`infer_parts`); at most a fixed number of
+    parts are in flight, and the files are the same either way. The parts of an image made in
+    more than one are kept as they finish (see :mod:`dltools.scale.journal`): with ``resume``,
+    those an interrupted run finished for the same inputs are read back, not made again.
+    """
     image_path = Path(image_path)
-    bands = run.bands if bands is None else bands
-    predict = run.predictor()
-    with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_MB), open_raster(image_path) as src:
-        read = _reader(src, bands)
+    executor = InProcess() if executor is None else executor
+    loaded = run() if isinstance(run, Cached) else run
+    if executor.remote and not isinstance(run, Cached):
+        raise ValueError("parts run on a Dask cluster need run as a Cached reference")
+    bands = loaded.bands if bands is None else bands
+    profile = read_profile(image_path)
+    parts = infer_parts((profile["height"], profile["width"]), tiling)
+    wanted = confidence is not None
+    units = [
+        InferPart(image_path, run if executor.remote else loaded, tiling, bands, part, wanted)
+        for part in parts
+    ]
+    journal = None
+    if len(parts) > 1:
+        inputs = {
+            "image": file_identity(image_path),
+            "run": file_identity(loaded.folder / MODEL),
+            "tiling": dataclasses.asdict(tiling),
+            "bands": repr(bands),
+            "confidence": wanted,
+        }
+        journal = Journal(outputs.files()[0], inputs, resume)
 
-        def labels() -> Iterator[Block]:
-            blocks = probability_blocks(read, (src.height, src.width), predict, tiling)
-            for row, col, probabilities in blocks:
-                window = Window(col, row, probabilities.shape[1], probabilities.shape[0])
-                values = probabilities.argmax(axis=2).astype(np.uint8) + 1
-                values[src.dataset_mask(window=window) == 0] = 0
+    def blocks() -> Iterator[Block]:
+        for found in run_units(executor, infer_part, units, journal):
+            for block, top in found:
                 if confidence is not None:
-                    confidence(np.where(values > 0, probabilities.max(axis=2), np.nan))
-                yield row, col, values
+                    confidence(top)
+                yield block
 
-        return write_outputs(image_path, labels(), run.classes, outputs, progress, bands)
+    counts = write_outputs(image_path, blocks(), loaded.classes, outputs, progress, bands)
+    if journal is not None:
+        journal.remove()
+    return counts
 
 
 def infer_file_crf(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,7 +56,7 @@ from dltools.raster.bands import BandChoice
 from dltools.raster.windows import halo_windows
 from dltools.scale.cache import Cached
 from dltools.scale.executor import Executor, InProcess
-from dltools.scale.journal import Journal, file_identity
+from dltools.scale.journal import Journal, file_identity, run_units
 
 if TYPE_CHECKING:
     from dltools.models.loader import TileModel
@@ -491,7 +490,7 @@ def segment_file(
         if not whole:
             inputs = _window_inputs(tasks[0], block)
             journal = Journal(paths.outputs()[0], inputs, resume)
-        done = _window_results(executor, tasks, journal)
+        done = run_units(executor, segment_window, tasks, journal)
         if executor.remote:
             done = progress(done, total=len(tasks), desc=image_path.name, unit="window")
         for res in done:
@@ -545,21 +544,6 @@ def _window_inputs(task: WindowTask, block: int) -> dict:
         "block": block,
         "outputs": [task.thumb_factor, task.probability],
     }
-
-
-def _window_results(
-    executor: Executor, tasks: list[WindowTask], journal: Journal | None
-) -> Iterator[WindowResult]:
-    """The results of ``tasks``: those ``journal`` holds read back, the others run by
-    ``executor`` (and kept in ``journal`` as they finish)."""
-    finished = journal.finished() if journal is not None else set()
-    todo = [i for i in range(len(tasks)) if i not in finished]
-    for index in sorted(finished):
-        yield journal.read(index)
-    for k, result in executor.map_unordered(segment_window, [tasks[i] for i in todo]):
-        if journal is not None:
-            journal.write(todo[k], result)
-        yield result
 
 
 def _tiles_inside(grid: TileGrid, inner: tuple[slice, slice]) -> np.ndarray:

@@ -8,20 +8,24 @@ Three layouts cover a raster:
   and read in blocks of about ``block`` pixels;
 - :func:`covering_windows` / :func:`spread_spans`: overlapping windows that cover every pixel,
   blended by :func:`blend_weights` / :func:`span_weights` so that no seam shows;
-  :func:`blend_blocks` assembles predictions in bounded memory;
+  :func:`blend_blocks` assembles predictions in bounded memory, whole or in independent
+  :class:`BlendPart` units (:func:`blend_parts`);
 - :func:`halo_windows`: core windows that tile the raster, each with a margin of context.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from rasterio.windows import Window
 
 __all__ = [
+    "BlendPart",
     "Window",
     "blend_blocks",
+    "blend_parts",
     "blend_weights",
     "block_windows",
     "covering_windows",
@@ -165,12 +169,42 @@ def blend_weights(length: int, size: int, step: int) -> np.ndarray:
     return weights
 
 
+@dataclass(frozen=True)
+class BlendPart:
+    """One unit of :func:`blend_blocks`: the window rows ``first_row`` to ``end_row`` (end
+    excluded) of column chunk ``chunk``."""
+
+    chunk: int
+    first_row: int
+    end_row: int
+
+
+def blend_parts(
+    shape: tuple[int, int], size: tuple[int, int], step: tuple[int, int], max_width: int | None
+) -> list[BlendPart]:
+    """Parts of about ``max_width`` x ``max_width`` pixels (the column chunks of
+    :func:`blend_blocks`, cut across into groups of window rows) that together make its
+    blocks: each can be made on its own, in any order (default ``max_width``: one part)."""
+    rows = len(covering_windows(shape[0], size[0], step[0]))
+    cols = len(covering_windows(shape[1], size[1], step[1]))
+    if max_width is None:
+        return [BlendPart(0, 0, rows)]
+    per_chunk = max(1, max_width // step[1])
+    per_part = max(1, max_width // step[0])
+    return [
+        BlendPart(chunk, first, min(first + per_part, rows))
+        for chunk in range(-(-cols // per_chunk))
+        for first in range(0, rows, per_part)
+    ]
+
+
 def blend_blocks(
     shape: tuple[int, int],
     size: tuple[int, int],
     step: tuple[int, int],
     predict_row: Callable[[int, np.ndarray], Iterable[np.ndarray]],
     max_width: int | None = None,
+    part: BlendPart | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Blend overlapping window predictions into a map of ``shape`` (H, W), block by block.
 
@@ -183,7 +217,9 @@ def blend_blocks(
     width), each from top to bottom; yields final ``(row, col, (rows, cols, K) float32)``
     blocks. Each block is a view that is overwritten once the next one is requested: use (or
     copy) it first. Memory is one window row of one chunk, whatever the size of the map; the
-    window straddling two chunks is predicted for both.
+    window straddling two chunks is predicted for both. With ``part`` (one of
+    :func:`blend_parts`), only that part's blocks: the window rows before it that overlap
+    them are predicted again, so the blocks are those of the whole run, value for value.
     """
     height, width = shape
     rows = covering_windows(height, size[0], step[0])
@@ -191,24 +227,31 @@ def blend_blocks(
     weight_r = blend_weights(height, size[0], step[0])
     weight_c = blend_weights(width, size[1], step[1])
     per_chunk = len(cols) if max_width is None else max(1, max_width // step[1])
-    for first in range(0, len(cols), per_chunk):
+    chunks = range(0, len(cols), per_chunk)
+    first_row, end_row = (0, len(rows)) if part is None else (part.first_row, part.end_row)
+    start = first_row
+    while start > 0 and rows[start - 1] + size[0] > rows[first_row]:
+        start -= 1  # rows whose windows reach into the part
+    for first in chunks if part is None else [chunks[part.chunk]]:
         lo = int(cols[first])
         hi = int(cols[first + per_chunk]) if first + per_chunk < len(cols) else width
         used = np.flatnonzero((cols < hi) & (cols + size[1] > lo))
         band = None
-        for i, row in enumerate(rows):
+        for i in range(start, end_row):
+            row = rows[i]
             for j, pred in zip(used, predict_row(int(row), cols[used]), strict=True):
                 if band is None:
                     band = np.zeros((size[0], hi - lo, pred.shape[2]), np.float32)
                 c0, c1 = max(int(cols[j]), lo), min(int(cols[j]) + size[1], hi)
-                part = pred[:, c0 - cols[j] : c1 - cols[j]]
+                part_pred = pred[:, c0 - cols[j] : c1 - cols[j]]
                 weight = (
                     weight_r[i][:, None, None]
                     * weight_c[j][None, c0 - cols[j] : c1 - cols[j], None]
                 )
-                band[:, c0 - lo : c1 - lo] += part * weight
+                band[:, c0 - lo : c1 - lo] += part_pred * weight
             done = min(step[0] if i < len(rows) - 1 else size[0], height - row)
-            yield int(row), lo, band[:done]
+            if i >= first_row:
+                yield int(row), lo, band[:done]
             band[: size[0] - step[0]] = band[step[0] :]
             band[size[0] - step[0] :] = 0
 

@@ -15,11 +15,15 @@ import json
 import os
 import pickle
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dltools.io.outputs import atomic_path
+from dltools.scale.executor import Executor
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 INPUTS = "inputs.json"
 
@@ -80,3 +84,19 @@ class Journal:
     def remove(self) -> None:
         """Remove the folder: the output is complete."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def run_units(
+    executor: Executor, fn: Callable[[T], R], units: Sequence[T], journal: Journal | None
+) -> Iterator[R]:
+    """``fn(unit)`` for each of ``units``, in no set order: the results ``journal`` holds
+    read back, the others run by ``executor`` and kept in ``journal`` as they finish (no
+    journal: all run, none kept)."""
+    finished = journal.finished() if journal is not None else set()
+    todo = [i for i in range(len(units)) if i not in finished]
+    for index in sorted(finished):
+        yield journal.read(index)
+    for k, result in executor.map_unordered(fn, [units[i] for i in todo]):
+        if journal is not None:
+            journal.write(todo[k], result)
+        yield result
