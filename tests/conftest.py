@@ -47,3 +47,24 @@ def stmarg(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         assert dltools_main([str(a) for a in args]) == 0
         libraries[part] = folder / "tile_96"
     return libraries
+
+
+STMARG_RETRAIN = ["--image_size", "96", "--how_many_training_steps", "1000"]
+STMARG_RETRAIN += ["--learning_rate", "0.01", "--eval_step_interval", "100", "--balance"]
+
+
+@pytest.fixture(scope="session")
+def stmarg_balanced(shared_dir: Path, stmarg: dict[str, Path]) -> dict[str, Path]:
+    """The tile model of the 7 training frames, trained once per session: ``retrain`` with the
+    shared MobileNetV2 features at 96 px, 1000 steps at 0.01, ``--balance``. Keys: ``folder``
+    (``ROOT/balance``), ``model`` and ``labels``."""
+    from dltools.cli import main as dltools_main
+
+    folder = stmarg["train"].parent.parent / "balance"
+    module = shared_dir / "models" / "mobilenet_v2_100_feature_vector"
+    model, labels = folder / "model", folder / "labels.txt"
+    args = ["retrain", "--image_dir", stmarg["train"], "--tfhub_module", module]
+    args += ["--output_graph", model, "--output_labels", labels]
+    args += ["--bottleneck_dir", stmarg["bottlenecks"], *STMARG_RETRAIN]
+    assert dltools_main([str(a) for a in args]) == 0
+    return {"folder": folder, "model": model, "labels": labels}

@@ -255,6 +255,35 @@ def test_crops_are_class_balanced_and_hold_labelled_pixels():
     assert balanced[rare] > 2 * uniform[rare] and balanced.max() < uniform.max()
 
 
+def test_training_on_strokes_sees_only_the_stroked_pixels(tmp_path):
+    """``--train-on strokes``: the labels of a _mres.mat are its strokes (2% of the pixels,
+    thin), every crop holds stroked pixels of its class and nothing else is labelled; a label
+    raster has no strokes and is refused."""
+    from dltools.synthetic.scenes import simulate_strokes
+
+    pairs, _ = find_labelled_images(DEMO / "images", DEMO / "labels")
+    classes = demo_classes()
+    image_path, label_path = pairs[0]
+    dense = read_label_map(label_path, classes)
+    strokes = simulate_strokes(dense, fraction=0.02, width=3, margin=5, seed=0)
+    os.symlink(image_path, tmp_path / image_path.name)
+    mat = tmp_path / f"{image_path.stem}_mres.mat"
+    write_result(mat, LabelResult(dense.astype(np.int16) - 1, classes.names, strokes))
+    (loaded,) = load_labelled([(tmp_path / image_path.name, mat)], classes, strokes=True)
+    np.testing.assert_array_equal(loaded.labels, strokes)
+    assert 0.01 < np.count_nonzero(loaded.labels) / loaded.labels.size < 0.03
+    for k, anchors in enumerate(loaded.anchors, 1):  # every stroked pixel anchors crops
+        assert len(anchors) == np.count_nonzero(strokes == k)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        _, labels = random_crop(rng, [loaded], 64)
+        assert (labels >= 0).any()
+    (full,) = load_labelled([(tmp_path / image_path.name, mat)], classes)
+    np.testing.assert_array_equal(full.labels, dense)  # the default: the dense labels
+    with pytest.raises(DltoolsError, match="strokes come from <name>_mres"):
+        load_labelled(pairs[:1], classes, strokes=True)
+
+
 def test_augmentation_keeps_image_and_labels_aligned():
     images = demo_images(1)
     rng = np.random.default_rng(1)

@@ -21,8 +21,6 @@ from dltools.cli.segment import DEFAULT_REFINE
 from dltools.pipeline.segment import METHODS
 
 HELD_OUT = ("26818", "26836", "27113")  # as the stmarg fixture (tests/conftest.py)
-RETRAIN = ["--image_size", "96", "--how_many_training_steps", "1000", "--learning_rate", "0.01"]
-RETRAIN += ["--eval_step_interval", "100", "--balance"]
 
 
 def run_cli(*args) -> None:
@@ -30,15 +28,10 @@ def run_cli(*args) -> None:
 
 
 @pytest.fixture(scope="module")
-def scores(shared_dir: Path, stmarg: dict[str, Path]) -> dict[str, dict]:
+def scores(stmarg: dict[str, Path], stmarg_balanced: dict[str, Path]) -> dict[str, dict]:
     """pixel_summary.json of each refiner on the three held-out frames."""
     root = stmarg["train"].parent.parent
-    model, labels = root / "segment_model" / "model", root / "segment_model" / "labels.txt"
-    module = shared_dir / "models" / "mobilenet_v2_100_feature_vector"
-    run_cli(
-        "retrain", "--image_dir", stmarg["train"], "--tfhub_module", module, "--output_graph",
-        model, "--output_labels", labels, "--bottleneck_dir", stmarg["bottlenecks"], *RETRAIN,
-    )  # fmt: skip
+    model, labels = stmarg_balanced["model"], stmarg_balanced["labels"]
     colors = root / "colors.txt"
     colors.write_text("y\ng\nb\n")
     test = stmarg["test"].parent

@@ -33,6 +33,7 @@ from dltools.io.results import read_result
 from dltools.pipeline.fcn import (
     CRF_GT_PROB,
     CRF_SCALE,
+    TRAIN_ON,
     Tiling,
     TrainSettings,
     check_label_colors,
@@ -209,6 +210,15 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     opts.add_argument("--no-flips", action="store_true", help="do not flip training crops")
     opts.add_argument(
+        "--train-on",
+        choices=TRAIN_ON,
+        default=DEFAULTS.train_on,
+        help="labels: the dense label maps (or the CRF labels of _mres.mat files); strokes: "
+        "only the strokes painted in step 2 (the 'sparse' array of _mres.mat files), every "
+        "other pixel ignored by the loss, so the CRF stage can be skipped for training data "
+        "(default: %(default)s)",
+    )
+    opts.add_argument(
         "--jitter",
         type=float,
         default=DEFAULTS.jitter,
@@ -288,6 +298,7 @@ def run_train(args: argparse.Namespace) -> None:
         alpha=args.alpha,
         encoder_weights=_encoder_weights(args),
         seed=args.seed,
+        train_on=args.train_on,
     )
     bands, stretch = band_options(args)
     if args.resume:

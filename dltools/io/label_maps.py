@@ -35,7 +35,9 @@ class LabelMap:
     for display, leaves the indices as label values).
     Colours of no class are unlabelled, or with ``strict`` a DltoolsError naming each such
     colour and its pixel count in the file. Label rasters written by dltools (a
-    ``CLASS_NAMES`` tag) are always read by value.
+    ``CLASS_NAMES`` tag) are always read by value. With ``strokes``, the map is the strokes of
+    a ``.mat`` file (its ``sparse`` array: only the stroked pixels are labelled); other label
+    files hold no strokes and are a DltoolsError.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class LabelMap:
         class_names: Sequence[str] | None,
         colors: np.ndarray | None = None,
         strict: bool = False,
+        strokes: bool = False,
     ):
         self.path = Path(path)
         self.array: np.ndarray | None = None
@@ -53,9 +56,20 @@ class LabelMap:
         if self.path.suffix.lower() == ".mat":
             result = read_result(self.path, class_names)
             self.class_names = result.labels
-            self.array = np.where(result.class_map < 0, 0, result.class_map.astype(np.int32) + 1)
+            if strokes and result.sparse is None:
+                raise DltoolsError(f"{self.path} holds no strokes (no 'sparse' array)")
+            if strokes:
+                self.array = result.sparse.astype(np.int32)
+            else:
+                dense = result.class_map.astype(np.int32)
+                self.array = np.where(dense < 0, 0, dense + 1)
             self.shape = self.array.shape
             return
+        if strokes:
+            raise DltoolsError(
+                f"{self.path} is a label raster: strokes come from <name>_mres.mat files (their "
+                "'sparse' array), which step 2 writes"
+            )
         if class_names is None:
             raise DltoolsError(
                 f"{self.path} is a label raster: pass -l labels.txt to name its classes "
@@ -203,10 +217,13 @@ def _color_keys(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
-def read_label_map(path: str | os.PathLike, classes: Classes, strict: bool = False) -> np.ndarray:
+def read_label_map(
+    path: str | os.PathLike, classes: Classes, strict: bool = False, strokes: bool = False
+) -> np.ndarray:
     """(H, W) uint8 labels (0 = unlabelled, k = class k) of a ``.mat`` (classes matched by
     name), a one-band label raster (value k = class k) or a colour mask (RGB or palette, in
-    the colours of ``classes``; see :class:`LabelMap`)."""
-    labels = LabelMap(path, classes.names, classes.colors, strict)
+    the colours of ``classes``); with ``strokes``, the strokes of a ``.mat`` (see
+    :class:`LabelMap`)."""
+    labels = LabelMap(path, classes.names, classes.colors, strict, strokes)
     height, width = labels.shape
     return labels.read(Window(0, 0, width, height)).astype(np.uint8)

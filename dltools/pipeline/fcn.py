@@ -78,6 +78,7 @@ MODEL = "model.keras"
 CHECKPOINT = "checkpoint.keras"
 LOGS = "logs"
 RUN_FILES = (runs.CONFIG, LABELDEFS, MODEL, CHECKPOINT, LOGS)
+TRAIN_ON = ("labels", "strokes")  # what the loss sees: label maps, or only the strokes
 ANCHOR_STEP = 8  # crops are placed around labelled pixels sampled on a grid of this step
 MAP_SIZE = 768  # the validation map drawn after each epoch is at most this big
 CRF_GT_PROB = 0.8  # infer-crf trusts the network more than step 2 trusts strokes
@@ -151,14 +152,17 @@ def load_labelled(
     classes: Classes,
     progress: Progress = quiet,
     bands: BandChoice = RGB8,
+    strokes: bool = False,
 ) -> list[LabelledImage]:
     """Read the ``(image, label file)`` pairs, the images as the network's 8-bit RGB made by
     ``bands``; sizes must agree. Images with nodata (alpha or a nodata value) have those
-    pixels unlabelled."""
+    pixels unlabelled. With ``strokes`` the labels are the strokes of ``_mres.mat`` files
+    (every other pixel unlabelled), and crops are anchored on every stroked pixel (thin strokes
+    fall between the points of the anchor grid)."""
     loaded = []
     for image_path, label_path in progress(pairs, desc="label images", unit="image"):
         image = bands.apply(read_image(image_path), image_path)
-        labels = read_label_map(label_path, classes)
+        labels = read_label_map(label_path, classes, strokes=strokes)
         if labels.shape != image.shape[:2]:
             raise DltoolsError(
                 f"{image_path} is {image.shape[0]} x {image.shape[1]} pixels but its labels "
@@ -166,9 +170,10 @@ def load_labelled(
             )
         with open_raster(image_path) as src:
             labels[src.dataset_mask() == 0] = 0
-        grid = labels[::ANCHOR_STEP, ::ANCHOR_STEP]
+        step = 1 if strokes else ANCHOR_STEP
+        grid = labels[::step, ::step]
         anchors = [
-            (np.argwhere(grid == k) * ANCHOR_STEP).astype(np.int32)
+            (np.argwhere(grid == k) * step).astype(np.int32)
             for k in range(1, len(classes.names) + 1)
         ]
         loaded.append(LabelledImage(Path(image_path), image, labels, anchors))
@@ -313,6 +318,8 @@ class TrainSettings:
     many epochs without a better validation mean IoU (0: never). ``class_weight_power``: see
     :func:`dltools.models.unet.class_weights`. ``val_fraction``: share of the images of a plain
     folder held out for validation; ``val_crops``: validation crops per validation image.
+    ``train_on``: ``labels`` (dense label maps) or ``strokes`` (the strokes of ``_mres.mat``
+    files; see :func:`load_labelled`).
     """
 
     epochs: int = 10
@@ -331,6 +338,7 @@ class TrainSettings:
     alpha: float = 1.0
     encoder_weights: str | None = None
     seed: int = 0
+    train_on: str = "labels"
 
     def __post_init__(self) -> None:
         problems = []
@@ -344,6 +352,8 @@ class TrainSettings:
             problems.append("learning rates must be positive")
         if not 0 <= self.jitter < 1 or self.class_weight_power < 0:
             problems.append("--jitter must lie in [0, 1) and --class-weight-power be >= 0")
+        if self.train_on not in TRAIN_ON:
+            problems.append(f"--train-on must be one of {', '.join(TRAIN_ON)}")
         if problems:
             raise DltoolsError("; ".join(problems))
 
@@ -401,8 +411,9 @@ def train(
     else:
         ensure_new([run / name for name in RUN_FILES], force)
         shutil.rmtree(run / LOGS, ignore_errors=True)  # --force: no mixing with old curves
-    train_images = load_labelled(train_pairs, classes, bands=bands)
-    val_images = load_labelled(val_pairs, classes, bands=bands)
+    strokes = settings.train_on == "strokes"
+    train_images = load_labelled(train_pairs, classes, bands=bands, strokes=strokes)
+    val_images = load_labelled(val_pairs, classes, bands=bands, strokes=strokes)
     counts = pixel_counts(train_images, len(classes.names))
     absent = [n for n, c in zip(classes.names, counts, strict=True) if not c]
     if absent:
