@@ -390,6 +390,48 @@ def segment_photo(ortho: dict, image: Path, out: Path, *options: str) -> int:
     return dltools_main([str(a) for a in [*args, *options]])
 
 
+def test_uncertainty_finds_the_errors_and_ranks_the_images_to_label_next(
+    ortho: dict, tmp_path: Path, capsys
+) -> None:
+    """``--uncertainty`` on 4 demo photos the model never saw (it learnt from photos 1-4):
+    each gets its uncertainty raster and ranked windows; the uncertainty is higher where the
+    labels are wrong than where they are right; the run ranks the photos, most uncertain
+    first, and a second run does not overwrite that ranking."""
+    from sklearn.metrics import roc_auc_score
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(5, 9):
+        (photos / f"coast_0{i}.jpg").symlink_to(DEMO / "images" / f"coast_0{i}.jpg")
+    out = tmp_path / "out"
+    assert segment_photo(ortho, photos, out, "--refine", "mlp", "--uncertainty") == 0
+    wrong, values = [], []
+    for i in range(5, 9):
+        stem = out / f"coast_0{i}_ares_30"
+        truth = read_image(DEMO / "labels" / f"coast_0{i}_label.png")[..., 0]
+        found = scipy.io.loadmat(f"{stem}.mat")["class"] + 1
+        uncertainty = read_image(f"{stem}_uncertainty.png")[..., 0]
+        assert uncertainty.shape == truth.shape and uncertainty.dtype == np.uint8
+        with open(f"{stem}_next.csv") as f:
+            assert f.readline().startswith("rank,row,col,height,width,mean_uncertainty,doubt")
+        assert Path(f"{stem}_next.geojson").is_file()
+        known = truth > 0
+        wrong.append(found[known] != truth[known])
+        values.append(uncertainty[known])
+    wrong = np.concatenate(wrong)
+    auc = roc_auc_score(wrong, np.concatenate(values))
+    assert 0.02 < wrong.mean() and auc >= 0.75
+    lines = (out / "uncertainty_ranking.csv").read_text().splitlines()
+    assert lines[0] == "rank,image,mean_uncertainty,top_window_uncertainty,next"
+    means = [float(line.split(",")[2]) for line in lines[1:]]
+    assert len(means) == 4 and means == sorted(means, reverse=True)
+    assert "label next (most uncertain first): coast_0" in capsys.readouterr().out
+    assert segment_photo(ortho, photos, out, "--uncertainty") == 2  # nothing overwritten
+    assert "uncertainty_ranking.csv" in capsys.readouterr().err
+    with capsys.disabled():
+        print(f"\nlabels wrong on {wrong.mean():.3f} of the pixels; uncertainty AUC {auc:.3f}")
+
+
 def test_an_rgba_photo_is_refused_or_labelled_as_its_rgb_original(
     ortho: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -26,6 +26,7 @@ from dltools.io.discovery import find_images
 from dltools.io.geo import read_profile
 from dltools.io.images import inference_bands
 from dltools.io.labels import read_classes
+from dltools.io.outputs import ensure_new
 from dltools.models.metadata import model_bands
 from dltools.pipeline.polygonize import vector_path
 from dltools.progress import quiet
@@ -38,7 +39,11 @@ if TYPE_CHECKING:
 DEFAULT_REFINE = "crf"  # as the original; `mlp` scores higher and runs faster (README, step 6)
 
 
+RANKING = "uncertainty_ranking.csv"  # --uncertainty: the images of a run, most uncertain first
+
+
 def _add_options(parser: argparse.ArgumentParser) -> None:
+    from dltools.engines.uncertainty import MEASURES
     from dltools.pipeline.segment import METHODS
 
     parser.add_argument(
@@ -50,6 +55,17 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         "(CNN-Supervised Classification); none = the raw tile map (default: %(default)s)",
     )
     parser.add_argument("--out-dir", help="write outputs here instead of beside each image")
+    parser.add_argument(
+        "--uncertainty",
+        nargs="?",
+        const="margin",
+        choices=MEASURES,
+        help="also write, for each image processed whole, <name>_ares_<tile>_uncertainty.png "
+        "(.tif for GeoTIFFs; 1 - the gap between the two largest refined posteriors, or their "
+        "entropy) and <name>_ares_<tile>_next.csv/.geojson (its 512-px windows, most uncertain "
+        "first), and for the run uncertainty_ranking.csv: the images, most uncertain first, to "
+        "label next (margin when given without a measure; default: not written)",
+    )
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -206,7 +222,9 @@ def run(args: argparse.Namespace) -> None:
 
     def outputs(image: Path) -> list[Path]:
         choices.update(inference_bands(model_choice, [image], bands, args.model))
-        paths[image] = segment_paths(image, args.tile, args.out_dir, args.block)
+        paths[image] = segment_paths(
+            image, args.tile, args.out_dir, args.block, args.uncertainty is not None
+        )
         if not args.vector:
             return paths[image].outputs()
         if paths[image].geotiff is None:
@@ -236,6 +254,7 @@ def run(args: argparse.Namespace) -> None:
             choices[image],
             executor,
             resume=args.skip_existing,
+            uncertainty=args.uncertainty or "margin",
         )
         fractions = ", ".join(f"{name} {share:.3f}" for name, share in summary.fractions.items())
         if args.vector:
@@ -251,7 +270,27 @@ def run(args: argparse.Namespace) -> None:
             ]
         )
 
-    run_each(images, outputs, work, args, model, windowed)
+    if args.uncertainty is None:
+        return run_each(images, outputs, work, args, model, windowed)
+    ranking = Path(args.out_dir or images[0].parent) / RANKING
+    ensure_new([ranking], args.force or args.skip_existing)
+    try:
+        run_each(images, outputs, work, args, model, windowed)
+    finally:
+        _rank_images(paths, ranking)
+
+
+def _rank_images(paths: dict, ranking: Path) -> None:
+    """Write ``ranking`` over the images whose ranked windows exist, most uncertain first;
+    print it."""
+    from dltools.io.vectors import write_image_ranking
+
+    done = {image: p.next_csv for image, p in paths.items() if p.next_csv.exists()}
+    if not done:
+        return
+    rows = write_image_ranking(done, ranking)
+    print(f"label next (most uncertain first): {', '.join(Path(r['image']).name for r in rows)}")
+    print(f"wrote {ranking}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 from dltools.raster.windows import edge_aligned_origins
 
 MEASURES = ("margin", "entropy")
+WINDOW = 512  # side in image pixels of the windows ranked by "where to paint next"
 DOUBT = 0.5  # pixels at least this uncertain name the classes in doubt of their window
 
 
@@ -86,3 +87,17 @@ def rank_windows(uncertainty: np.ndarray, posteriors: np.ndarray, size: int) -> 
             score = float(np.nanmean(part))
             scores.append(WindowScore(int(row), int(col), box_h, box_w, score, doubt))
     return sorted(scores, key=lambda s: -s.mean)
+
+
+def next_windows(
+    posteriors: np.ndarray,
+    valid: np.ndarray,
+    measure: str = "margin",
+    size: int = WINDOW,
+) -> tuple[np.ndarray, list[WindowScore]]:
+    """Where to paint next on an image whose (H, W) bool ``valid`` pixels have (h, w, K)
+    ``posteriors`` (any scale): its (H, W) float32 uncertainty (``measure``, upsampled; NaN
+    where not valid) and its windows of ``size`` px, most uncertain first (:func:`rank_windows`)."""
+    values = upsample(uncertainty_map(posteriors, measure), valid.shape)
+    values[~valid] = np.nan
+    return values, rank_windows(values, posteriors, size)

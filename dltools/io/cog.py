@@ -32,6 +32,7 @@ import rasterio.shutil
 
 from dltools.errors import DltoolsError
 from dltools.io.geo import Window, open_raster, open_raster_writer, write_window
+from dltools.io.images import write_image
 from dltools.io.labels import Classes
 from dltools.io.outputs import atomic_path
 from dltools.io.qgis import paletted_style, pseudocolor_style, qml_path, write_qml
@@ -117,6 +118,16 @@ def write_cog(
     for the arguments)."""
     with open_cog_writer(path, like, array.dtype, nodata, classes) as dst:
         write_window(dst, array, Window(0, 0, array.shape[1], array.shape[0]))
+
+
+def write_fraction_raster(path: str | os.PathLike, values: np.ndarray, like: dict | None) -> None:
+    """Write (H, W) float values in [0, 1], NaN where unknown (a confidence, an uncertainty):
+    a float32 COG with NaN nodata on the grid of ``like`` (a rasterio profile), or without one
+    an 8-bit image (255 = 1; 0 also where unknown)."""
+    if like is not None:
+        write_cog(path, values.astype(np.float32), like, nodata=np.nan)
+    else:
+        write_image(path, np.round(np.nan_to_num(values, nan=0.0) * 255).astype(np.uint8))
 
 
 def read_raster_classes(path: str | os.PathLike) -> Classes | None:

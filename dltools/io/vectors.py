@@ -3,7 +3,8 @@
 - :func:`write_layer` streams batches of features into a new GeoPackage layer, atomically,
   so a layer of any size is written without holding it in memory.
 - :func:`read_layer` reads a layer's geometries, attributes and CRS.
-- :func:`write_window_ranking` writes ranked image windows as CSV and GeoJSON.
+- :func:`write_window_ranking` writes ranked image windows as CSV and GeoJSON;
+  :func:`write_image_ranking` ranks whole images by those windows.
 
 Geometries are ``(N,)`` object arrays of shapely geometries; attributes are dicts of ``(N,)``
 arrays, one per field, in field order.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import csv
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -95,20 +96,33 @@ def read_layer(
 
 
 def write_window_ranking(
-    windows: Sequence[dict],
+    windows: Sequence,
+    class_names: Sequence[str],
     profile: dict | None,
     csv_path: str | os.PathLike,
     geojson_path: str | os.PathLike,
 ) -> None:
     """Write ranked image windows as a CSV table and a GeoJSON layer of their outlines.
 
-    Each window is a dict of ``row``, ``col``, ``height``, ``width`` (pixels), a score
-    ``mean_uncertainty`` and ``doubt`` (class names); they are written in the given order,
-    with their ``rank`` (1 = first). Outlines are in the CRS of the georeferenced image of
-    ``profile`` (its ``crs`` and ``transform``), else in pixel coordinates (x right, y down).
+    Each window has ``row``, ``col``, ``height``, ``width`` (pixels), a score ``mean`` (the
+    ``mean_uncertainty`` column) and ``doubt`` (0-based classes of ``class_names``), as
+    :class:`dltools.engines.uncertainty.WindowScore` does; they are written in the given
+    order, with their ``rank`` (1 = first). Outlines are in the CRS of the georeferenced image
+    of ``profile`` (its ``crs`` and ``transform``), else in pixel coordinates (x right, y down).
     """
     fields = ["rank", "row", "col", "height", "width", "mean_uncertainty", "doubt"]
-    rows = [{**w, "rank": i + 1, "doubt": " / ".join(w["doubt"])} for i, w in enumerate(windows)]
+    rows = [
+        {
+            "rank": i + 1,
+            "row": w.row,
+            "col": w.col,
+            "height": w.height,
+            "width": w.width,
+            "mean_uncertainty": round(w.mean, 4),
+            "doubt": " / ".join(class_names[k] for k in w.doubt),
+        }
+        for i, w in enumerate(windows)
+    ]
     with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
@@ -137,3 +151,27 @@ def write_window_ranking(
             geometry_type="Polygon",
             crs=None if crs is None else CRS.from_user_input(crs).to_wkt(),
         )
+
+
+def write_image_ranking(
+    next_csvs: Mapping[str, str | os.PathLike], path: str | os.PathLike
+) -> list[dict]:
+    """Rank images by the windows of their ``<name>_next.csv`` (``{image: csv}``): most
+    uncertain first by the mean of their windows' ``mean_uncertainty``. Writes ``path`` (CSV:
+    rank, image, mean_uncertainty, top_window_uncertainty, next) and returns its rows."""
+    rows = []
+    for image, csv_path in next_csvs.items():
+        with open(csv_path, newline="") as f:
+            scores = [float(r["mean_uncertainty"]) for r in csv.DictReader(f)]
+        if scores:
+            mean, top = round(float(np.mean(scores)), 4), max(scores)
+            rows.append({"image": image, "mean_uncertainty": mean, "top": top, "csv": csv_path})
+    rows.sort(key=lambda r: -r["mean_uncertainty"])
+    fields = ["rank", "image", "mean_uncertainty", "top_window_uncertainty", "next"]
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        for rank, r in enumerate(rows, 1):
+            name = Path(r["csv"]).name
+            writer.writerow([rank, r["image"], r["mean_uncertainty"], r["top"], name])
+    return rows

@@ -18,11 +18,11 @@ import numpy as np
 
 from dltools.engines.crf import NODATA, CRFParams, confidence_map, label_from_strokes
 from dltools.engines.stroke_check import StrokeCheck, check_strokes
-from dltools.engines.uncertainty import rank_windows, uncertainty_map, upsample
+from dltools.engines.uncertainty import next_windows, uncertainty_map, upsample
 from dltools.errors import DltoolsError
 from dltools.figures.panels import groundtruth_figure, save_figure
 from dltools.gui.painter import paint_strokes
-from dltools.io.cog import cog_outputs, write_cog
+from dltools.io.cog import cog_outputs, write_cog, write_fraction_raster
 from dltools.io.geo import is_georeferenced, read_nodata_mask, read_profile
 from dltools.io.images import read_image, write_image
 from dltools.io.labels import Classes
@@ -34,7 +34,6 @@ from dltools.io.vectors import write_window_ranking
 from dltools.progress import Progress, quiet
 
 CHECK_SCALE = 0.2  # the stroke check's working scale at most (six CRF runs instead of one)
-NEXT_WINDOW = 512  # side in image pixels of the windows ranked by "where to paint next"
 ORDERS = ("rows", "uncertain")  # the orders in which the painter visits its windows
 
 
@@ -169,11 +168,8 @@ def write_groundtruth(gt: GroundTruth, paths: GroundTruthPaths) -> None:
         write_cog(paths.geotiff, label_values, gt.profile, nodata=0, classes=classes)
     if paths.confidence is not None:
         confidence = confidence_map(gt.posteriors, gt.class_map.shape)
-        confidence[~valid] = np.nan if gt.profile is not None else 0.0
-        if gt.profile is not None:
-            write_cog(paths.confidence, confidence, gt.profile, nodata=np.nan)
-        else:
-            write_image(paths.confidence, np.round(confidence * 255).astype(np.uint8))
+        confidence[~valid] = np.nan
+        write_fraction_raster(paths.confidence, confidence, gt.profile)
     if paths.uncertainty is not None:
         write_next(gt, paths)
     with atomic_path(paths.report) as tmp:
@@ -185,25 +181,9 @@ def write_next(gt: GroundTruth, paths: GroundTruthPaths) -> None:
     a COG on the image's grid or an 8-bit PNG, 255 = a tie) and its windows ranked, most
     uncertain first (``paths.next_csv`` and ``paths.next_geojson``)."""
     valid = gt.class_map != NODATA
-    small = uncertainty_map(gt.posteriors, gt.uncertainty)
-    values = upsample(small, gt.class_map.shape)
-    if gt.profile is not None:
-        write_cog(paths.uncertainty, np.where(valid, values, np.nan), gt.profile, nodata=np.nan)
-    else:
-        write_image(paths.uncertainty, np.round(np.where(valid, values, 0) * 255).astype(np.uint8))
-    values[~valid] = np.nan
-    ranked = [
-        {
-            "row": w.row,
-            "col": w.col,
-            "height": w.height,
-            "width": w.width,
-            "mean_uncertainty": round(w.mean, 4),
-            "doubt": [gt.class_names[k] for k in w.doubt],
-        }
-        for w in rank_windows(values, gt.posteriors, NEXT_WINDOW)
-    ]
-    write_window_ranking(ranked, gt.profile, paths.next_csv, paths.next_geojson)
+    values, ranked = next_windows(gt.posteriors, valid, gt.uncertainty)
+    write_fraction_raster(paths.uncertainty, values, gt.profile)
+    write_window_ranking(ranked, gt.class_names, gt.profile, paths.next_csv, paths.next_geojson)
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,11 @@ import rasterio
 from dltools.engines.crf import NODATA, CRFParams, confidence_map
 from dltools.engines.refine import REFINERS, known_evidence, refine, working_shape
 from dltools.engines.tiles import TileGrid, decimated, fill_unclassified, tile_classes, tile_grid
+from dltools.engines.uncertainty import next_windows
 from dltools.errors import DltoolsError
 from dltools.figures.display import to_display
 from dltools.figures.panels import MAX_FIGURE_PIXELS, save_figure, segmentation_figure
-from dltools.io.cog import cog_outputs, open_cog_writer
+from dltools.io.cog import cog_outputs, open_cog_writer, write_fraction_raster
 from dltools.io.geo import (
     STREAM_CACHE_MB,
     Window,
@@ -51,6 +52,7 @@ from dltools.io.geo import (
 from dltools.io.labels import Classes
 from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, result_name, write_result
+from dltools.io.vectors import write_window_ranking
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import BandChoice
 from dltools.raster.windows import halo_windows
@@ -240,11 +242,16 @@ class SegmentPaths:
     figure: Path
     geotiff: Path | None = None
     probability: Path | None = None
+    uncertainty: Path | None = None
+    next_csv: Path | None = None
+    next_geojson: Path | None = None
 
     def outputs(self) -> list[Path]:
         """The files, with the ``.qml`` styles of the GeoTIFFs."""
-        rasters = [cog_outputs(p) for p in (self.geotiff, self.probability) if p]
-        return [p for p in (self.mat, self.figure) if p] + [p for pair in rasters for p in pair]
+        rasters = [self.geotiff, self.probability, self.uncertainty]
+        styled = [cog_outputs(p) if p.suffix == ".tif" else [p] for p in rasters if p]
+        found = [p for p in (self.mat, self.figure) if p] + [p for pair in styled for p in pair]
+        return found + [p for p in (self.next_csv, self.next_geojson) if p]
 
 
 def needs_windows(shape: tuple[int, int], block: int = BLOCK) -> bool:
@@ -257,20 +264,32 @@ def segment_paths(
     tile: int,
     out_dir: str | os.PathLike | None = None,
     block: int = BLOCK,
+    uncertainty: bool = False,
 ) -> SegmentPaths:
     """``<name>_ares_<tile>.mat`` / ``.png`` and, for a GeoTIFF, ``<name>_ares_<tile>.tif`` and
-    ``<name>_ares_<tile>_prob.tif``, in ``out_dir`` or beside the image."""
+    ``<name>_ares_<tile>_prob.tif``, in ``out_dir`` or beside the image; with ``uncertainty``,
+    ``<name>_ares_<tile>_uncertainty.png`` (``.tif`` for a GeoTIFF) and the ranked windows
+    ``<name>_ares_<tile>_next.csv`` / ``.geojson`` (images processed whole only)."""
     image_path = Path(image_path)
     folder = Path(out_dir) if out_dir is not None else image_path.parent
     base = folder / result_name(image_path, "ares", f"_{tile}")
     profile = read_profile(image_path)
     geo = is_georeferenced(image_path)
     windowed = needs_windows((profile["height"], profile["width"]), block)
+    if uncertainty and windowed:
+        raise DltoolsError(
+            f"{image_path}: --uncertainty needs an image processed whole (at most --block "
+            f"{block} px a side); this one is processed in windows"
+        )
+    stem = base.with_suffix("")
     return SegmentPaths(
         mat=None if windowed else base,
         figure=base.with_suffix(".png"),
         geotiff=base.with_suffix(".tif") if geo else None,
         probability=base.with_name(f"{base.stem}_prob.tif") if geo else None,
+        uncertainty=Path(f"{stem}_uncertainty{'.tif' if geo else '.png'}") if uncertainty else None,
+        next_csv=Path(f"{stem}_next.csv") if uncertainty else None,
+        next_geojson=Path(f"{stem}_next.geojson") if uncertainty else None,
     )
 
 
@@ -430,6 +449,7 @@ def segment_file(
     bands: BandChoice | None = None,
     executor: Executor | None = None,
     resume: bool = False,
+    uncertainty: str = "margin",
 ) -> SegmentSummary:
     """Segment one image file and write ``paths`` (each file whole or not at all).
 
@@ -443,6 +463,8 @@ def segment_file(
 
     Windows are kept as they finish (see :mod:`dltools.scale.journal`): with ``resume``, the
     windows an interrupted run finished for the same inputs are read back, not segmented again.
+    ``uncertainty``: the measure of ``paths.uncertainty`` (see
+    :mod:`dltools.engines.uncertainty`), from the refined posteriors.
     """
     start = time.perf_counter()
     image_path = Path(image_path)
@@ -504,6 +526,8 @@ def segment_file(
                 thumbs.paste(name, piece)
             if res.result is not None:
                 write_result(paths.mat, res.result)
+            if paths.uncertainty is not None:
+                _write_next(res.result, profile if paths.geotiff else None, paths, uncertainty)
             del res
         fig = segmentation_figure(
             thumbs.arrays["image"],
@@ -526,6 +550,17 @@ def segment_file(
         seconds=time.perf_counter() - start,
         windows=len(windows),
     )
+
+
+def _write_next(
+    result: LabelResult, profile: dict | None, paths: SegmentPaths, measure: str
+) -> None:
+    """Where to paint next (see :func:`dltools.engines.uncertainty.next_windows`): the
+    uncertainty of ``result``'s posteriors and its windows ranked, as ``paths`` name them."""
+    values, ranked = next_windows(result.preds, result.class_map != MAT_NODATA, measure)
+    write_fraction_raster(paths.uncertainty, values, profile)
+    names, csv_path, geojson = result.labels, paths.next_csv, paths.next_geojson
+    write_window_ranking(ranked, names, profile, csv_path, geojson)
 
 
 def _window_inputs(task: WindowTask, block: int) -> dict:
