@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
+from processes import start, wait_until
 from test_segment import tile_model
 
 from dltools.cli import main as dltools_main
@@ -232,39 +231,16 @@ def test_label_replay_of_a_folder_on_local_2_equals_in_process(tmp_path, capsys)
             same_mat(tmp_path / "here" / name, tmp_path / "dask" / name)
 
 
-def cli(args: list, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "dltools", *map(str, args)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
-
-
-def wait_for(ready, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if proc.poll() is not None:
-            pytest.fail(f"finished too early: {proc.stderr.read()[-2000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("not ready in time")
-        time.sleep(0.02)
-
-
 def test_a_worker_killed_mid_run_loses_nothing(data, cluster, segmented, tmp_path) -> None:
     address, client = cluster
     out = tmp_path / "out"
-    proc = cli([*segment_args(data, data["photos"], out), "--dask", address])
+    proc = start([*segment_args(data, data["photos"], out), "--dask", address])
 
     def busy_worker() -> int | None:
         busy = [w for w, tasks in client.processing().items() if tasks]
         return client.run(os.getpid, workers=busy[:1])[busy[0]] if busy else None
 
-    wait_for(lambda: len(list(out.glob("*.png"))) >= 1 and busy_worker() is not None, proc)
+    wait_until(lambda: len(list(out.glob("*.png"))) >= 1 and busy_worker() is not None, proc)
     pid = busy_worker()
     os.kill(pid, signal.SIGKILL)  # a worker dies in the middle of an image
     _, stderr = proc.communicate(timeout=300)
@@ -292,14 +268,14 @@ def test_an_interrupted_run_resumes_without_redoing_finished_images(
     total = len(list(folder.iterdir())) - 1
     out = tmp_path / "out"
     args = [*segment_args(data, folder, out), "--dask", cluster[0], "--keep-going"]
-    proc = cli(args)
-    wait_for(lambda: len(list(out.glob("*.mat"))) >= 1, proc)
+    proc = start(args)
+    wait_until(lambda: len(list(out.glob("*.mat"))) >= 1, proc)
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     assert proc.wait(timeout=60) == 130
     time.sleep(1)  # units already running on the workers end (their outputs are whole)
     finished = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mat")}
     assert 1 <= len(finished) < total
-    resumed = cli([*args, "--resume"])
+    resumed = start([*args, "--resume"])
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 2  # the broken image failed ...
     assert "broken.jpg" in stderr and stderr.count("failed: ") == 1

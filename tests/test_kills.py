@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import start, wait_until
 
 from dltools.io.images import read_image, write_image
 from dltools.io.labels import write_labels
@@ -26,21 +26,8 @@ pytestmark = pytest.mark.slow
 def kill_when(args: list, ready: Callable[[], bool], timeout: float = 300) -> None:
     """Run ``dltools ARGS`` and SIGKILL it (by pid) as soon as ``ready()``; fail if it ends
     first."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dltools", *map(str, args)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if proc.poll() is not None:
-            pytest.fail(f"finished before the kill: {proc.stderr.read().decode()[-2000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("not ready in time")
-        time.sleep(0.02)
+    proc = start(args, stdout=subprocess.DEVNULL)
+    wait_until(ready, proc, timeout)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
 

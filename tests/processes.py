@@ -1,0 +1,37 @@
+"""dltools as a separate process, for the tests that kill or interrupt a run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start(args: list, **kwargs) -> subprocess.Popen:
+    """``python -m dltools ARGS`` started from this checkout; stdout and stderr piped (text)
+    unless ``kwargs`` say otherwise."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dltools", *map(str, args)], env=env, text=True, **streams
+    )
+
+
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll ``ready()`` until it holds; fail (killing ``proc``) if ``proc`` ends first or
+    ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"finished too early: {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("not ready in time")
+        time.sleep(0.02)
