@@ -35,3 +35,24 @@ def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, timeout: float
             proc.kill()
             pytest.fail("not ready in time")
         time.sleep(0.02)
+
+
+class Interrupter:
+    """Makes in-process units of work raise KeyboardInterrupt (a Ctrl-C) once ``stop_after``
+    have finished (None: never); ``ran`` lists the indices of the units that finished."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        from dltools.scale.executor import Executor
+
+        self.stop_after: int | None = None
+        self.ran: list[int] = []
+        outcomes = Executor.outcomes
+
+        def counted(executor, fn, items, limit=None):
+            for outcome in outcomes(executor, fn, items, limit):
+                if len(self.ran) == self.stop_after:
+                    raise KeyboardInterrupt
+                self.ran.append(outcome.index)
+                yield outcome
+
+        monkeypatch.setattr(Executor, "outcomes", counted)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from processes import start, wait_until
+from processes import Interrupter, start, wait_until
 from test_segment import tile_model
 
 from dltools.cli import main as dltools_main
@@ -167,31 +167,20 @@ def test_fcn_infer_resumes_a_raster_from_its_finished_parts(
 ) -> None:
     """The GeoTIFF in 9 parts: interrupted after 3, `--resume` makes only the other 6 and
     writes the labels of an uninterrupted run."""
-    from dltools.scale.executor import Executor
-
     model = untrained_run(tmp_path / "fcn_run")
     infer = ["fcn", "infer", "--name", model, "--samples-dir", ORTHO, "--window", 256]
     infer += ["--overlap", 64, "--block", 384, "--no-overlay"]
     assert run(*infer, "--output-dir", tmp_path / "straight") == 0
-    outcomes, ran = Executor.outcomes, []
-
-    def counted(self, fn, items, limit=None):
-        for outcome in outcomes(self, fn, items, limit):
-            if len(ran) == stop_after:
-                raise KeyboardInterrupt
-            ran.append(outcome.index)
-            yield outcome
-
-    monkeypatch.setattr(Executor, "outcomes", counted)
-    stop_after = 3
+    interrupter = Interrupter(monkeypatch)
+    interrupter.stop_after = 3
     assert run(*infer, "--output-dir", tmp_path / "resumed") == 130
     assert [p.name for p in (tmp_path / "resumed").iterdir()] == [
         ".resume-coast_ortho_fcn_label.tif"
     ]
-    ran.clear()
-    stop_after = None
+    interrupter.ran.clear()
+    interrupter.stop_after = None
     assert run(*infer, "--output-dir", tmp_path / "resumed", "--resume") == 0
-    assert len(ran) == 6
+    assert len(interrupter.ran) == 6
     name = "coast_ortho_fcn_label.tif"
     same_raster(tmp_path / "resumed" / name, tmp_path / "straight" / name)
     assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == sorted(

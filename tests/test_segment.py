@@ -23,6 +23,7 @@ from gis_checks import (
     assert_styled_classes,
     assert_vector_matches,
 )
+from processes import Interrupter
 from sklearn.linear_model import LogisticRegression
 
 from dltools.cli import main as dltools_main
@@ -336,30 +337,19 @@ def test_an_interrupted_raster_resumes_from_its_finished_windows(
 ) -> None:
     """The orthomosaic in 9 windows of 300 px: a run interrupted after 4 windows leaves no
     output; ``--resume`` segments only the other 5 and writes the uninterrupted run's rasters."""
-    from dltools.scale.executor import Executor
-
     run_ortho(ortho, tmp_path / "straight", "--refine", "none", "--block", "300")
-    outcomes, ran = Executor.outcomes, []
-
-    def counted(self, fn, items, limit=None):
-        for outcome in outcomes(self, fn, items, limit):
-            if len(ran) == stop_after:
-                raise KeyboardInterrupt
-            ran.append(outcome.index)
-            yield outcome
-
-    monkeypatch.setattr(Executor, "outcomes", counted)
+    interrupter = Interrupter(monkeypatch)
     out = tmp_path / "resumed"
     args = ["segment", DEMO / "geotiff" / "coast_ortho.tif", "-m", ortho["model"], "-l"]
     args += [DEMO / "labels.txt", "-c", ortho["root"] / "colors.txt", "-t", 30, "--fct", 0.5]
     args += ["--refine", "none", "--block", "300", "--out-dir", out]
-    stop_after = 4
+    interrupter.stop_after = 4
     assert dltools_main([str(a) for a in args]) == 130
     assert [p.name for p in out.iterdir()] == [".resume-coast_ortho_ares_30.png"]
-    ran.clear()
-    stop_after = None
+    interrupter.ran.clear()
+    interrupter.stop_after = None
     assert dltools_main([str(a) for a in [*args, "--resume"]]) == 0
-    assert len(ran) == 5  # the 4 finished windows were read back
+    assert len(interrupter.ran) == 5  # the 4 finished windows were read back
     assert not (out / ".resume-coast_ortho_ares_30.png").exists()
     for name in ("coast_ortho_ares_30.tif", "coast_ortho_ares_30_prob.tif"):  # NaN == NaN here
         np.testing.assert_array_equal(
