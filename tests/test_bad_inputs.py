@@ -292,6 +292,11 @@ CASES = [
         "--block",
     ),
     (
+        "segment-uncertainty-in-windows",
+        ["segment", "{ws}/good/a.png", *_segment("--block", "32", "--uncertainty")],
+        "--uncertainty",
+    ),
+    (
         "segment-existing-outputs",
         ["segment", "{ws}/good/a.png", *_segment("--out-dir", "{ws}/out")],
         "--force",
@@ -377,6 +382,24 @@ CASES = [
             "100",
         ],
         "--tile-size",
+    ),
+    (
+        "fcn-train-strokes-from-label-rasters",
+        [
+            "fcn",
+            "train",
+            "--name",
+            "{ws}/new_run",
+            "--data-dir",
+            "{ws}/good",
+            "-l",
+            "{ws}/labels.txt",
+            "--encoder-weights",
+            "none",
+            "--train-on",
+            "strokes",
+        ],
+        "strokes come from",
     ),
     (
         "fcn-train-rgba-without-bands",
