@@ -148,6 +148,7 @@ def write_window_ranking(
             values,
             fields,
             driver="GeoJSON",
+            layer=Path(geojson_path).stem,  # not the temporary file's name
             geometry_type="Polygon",
             crs=None if crs is None else CRS.from_user_input(crs).to_wkt(),
         )
