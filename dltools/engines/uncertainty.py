@@ -61,32 +61,81 @@ class WindowScore:
     doubt: tuple[int, ...]
 
 
-def rank_windows(uncertainty: np.ndarray, posteriors: np.ndarray, size: int) -> list[WindowScore]:
-    """Windows of ``size`` px (the last row and column aligned with the image's edges, so all
-    are whole) over the (H, W) ``uncertainty`` (NaN = nodata), most uncertain first (ties:
-    row-major order). ``posteriors`` (h, w, K), at any scale, name the classes in
-    doubt: the two with the largest mean posterior over the window's pixels at least
-    :data:`DOUBT` uncertain (over all its pixels when there are none)."""
-    height, width = uncertainty.shape
-    small = uncertainty_map(posteriors)
-    sy, sx = small.shape[0] / height, small.shape[1] / width
-    box_h, box_w = min(size, height), min(size, width)
-    scores = []
-    for row in edge_aligned_origins(height, box_h):
-        for col in edge_aligned_origins(width, box_w):
-            part = uncertainty[row : row + box_h, col : col + box_w]
-            if not np.isfinite(part).any():
+class WindowTally:
+    """Running sums over the windows of ``size`` px of an (H, W) image that arrives in blocks,
+    to rank them (:meth:`ranked`) without holding the image: per window, the sum and count of
+    its finite uncertainty, and the posterior sums (K,) of its pixels at least :data:`DOUBT`
+    uncertain and of all its valid pixels. The windows' last row and column are aligned with
+    the image's edges, so all are whole (one window per axis when the image is smaller).
+    Tallies of disjoint blocks of one image add up (:meth:`merge`), e.g. from Dask workers.
+    """
+
+    def __init__(self, shape: tuple[int, int], n_classes: int, size: int = WINDOW):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.box = (min(size, self.shape[0]), min(size, self.shape[1]))
+        self.rows = edge_aligned_origins(self.shape[0], self.box[0])
+        self.cols = edge_aligned_origins(self.shape[1], self.box[1])
+        n = len(self.rows) * len(self.cols)
+        self.total = np.zeros(n)
+        self.count = np.zeros(n, np.int64)
+        self.doubtful = np.zeros((n, n_classes))
+        self.doubtful_count = np.zeros(n, np.int64)
+        self.valid = np.zeros((n, n_classes))
+
+    def add(self, row: int, col: int, uncertainty: np.ndarray, posteriors: np.ndarray) -> None:
+        """Add the block at (``row``, ``col``) of the image: (h, w) float ``uncertainty`` (NaN
+        = nodata) and the (h', w', K) ``posteriors`` of the same block at any scale (a
+        window's part of it is mapped by the ratio of the two shapes)."""
+        height, width = uncertainty.shape
+        small = uncertainty_map(posteriors)
+        sy, sx = small.shape[0] / height, small.shape[1] / width
+        for i, r in enumerate(self.rows):
+            r0, r1 = max(r, row) - row, min(r + self.box[0], row + height) - row
+            if r0 >= r1:
                 continue
-            rows = slice(int(row * sy), max(int((row + box_h) * sy), int(row * sy) + 1))
-            cols = slice(int(col * sx), max(int((col + box_w) * sx), int(col * sx) + 1))
-            p, u = posteriors[rows, cols], small[rows, cols]
-            doubtful = u >= DOUBT
-            chosen = p[doubtful] if doubtful.any() else p[np.isfinite(u)]
-            mean = chosen.mean(axis=0) if len(chosen) else np.zeros(posteriors.shape[2])
-            doubt = tuple(int(k) for k in np.argsort(-mean, kind="stable")[:2] if mean[k] > 0)
-            score = float(np.nanmean(part))
-            scores.append(WindowScore(int(row), int(col), box_h, box_w, score, doubt))
-    return sorted(scores, key=lambda s: -s.mean)
+            for j, c in enumerate(self.cols):
+                c0, c1 = max(c, col) - col, min(c + self.box[1], col + width) - col
+                if c0 >= c1:
+                    continue
+                k = i * len(self.cols) + j
+                part = uncertainty[r0:r1, c0:c1]
+                finite = np.isfinite(part)
+                self.total[k] += float(part[finite].sum(dtype=np.float64))
+                self.count[k] += int(finite.sum())
+                rows = slice(int(r0 * sy), max(int(r1 * sy), int(r0 * sy) + 1))
+                cols = slice(int(c0 * sx), max(int(c1 * sx), int(c0 * sx) + 1))
+                p, u = posteriors[rows, cols], small[rows, cols]
+                doubtful = u >= DOUBT
+                self.doubtful[k] += p[doubtful].sum(axis=0)
+                self.doubtful_count[k] += int(doubtful.sum())
+                self.valid[k] += p[np.isfinite(u)].sum(axis=0)
+
+    def merge(self, other: WindowTally) -> None:
+        """Add the sums of ``other``, a tally of other blocks of the same image."""
+        for name in ("total", "count", "doubtful", "doubtful_count", "valid"):
+            getattr(self, name).__iadd__(getattr(other, name))
+
+    def ranked(self) -> list[WindowScore]:
+        """The windows with any valid pixel, most uncertain first (ties: row-major order);
+        the classes in doubt are the two with the largest mean posterior over the window's
+        pixels at least :data:`DOUBT` uncertain (over all its pixels when there are none)."""
+        scores = []
+        for k in np.flatnonzero(self.count):
+            row, col = self.rows[k // len(self.cols)], self.cols[k % len(self.cols)]
+            mean = self.doubtful[k] if self.doubtful_count[k] else self.valid[k]
+            doubt = tuple(int(c) for c in np.argsort(-mean, kind="stable")[:2] if mean[c] > 0)
+            score = self.total[k] / self.count[k]
+            scores.append(WindowScore(int(row), int(col), *self.box, float(score), doubt))
+        return sorted(scores, key=lambda s: -s.mean)
+
+
+def rank_windows(uncertainty: np.ndarray, posteriors: np.ndarray, size: int) -> list[WindowScore]:
+    """Windows of ``size`` px over the (H, W) ``uncertainty`` (NaN = nodata), most uncertain
+    first, with the classes in doubt named by the (h, w, K) ``posteriors`` of the image at any
+    scale (see :class:`WindowTally`)."""
+    tally = WindowTally(uncertainty.shape, posteriors.shape[2], size)
+    tally.add(0, 0, uncertainty, posteriors)
+    return tally.ranked()
 
 
 def next_windows(

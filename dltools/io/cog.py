@@ -23,7 +23,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -120,14 +120,34 @@ def write_cog(
         write_window(dst, array, Window(0, 0, array.shape[1], array.shape[0]))
 
 
-def write_fraction_raster(path: str | os.PathLike, values: np.ndarray, like: dict | None) -> None:
-    """Write (H, W) float values in [0, 1], NaN where unknown (a confidence, an uncertainty):
-    a float32 COG with NaN nodata on the grid of ``like`` (a rasterio profile), or without one
-    an 8-bit image (255 = 1; 0 also where unknown)."""
+@contextlib.contextmanager
+def open_fraction_writer(
+    path: str | os.PathLike, like: dict | None, shape: tuple[int, int]
+) -> Iterator[Callable[[np.ndarray, Window], None]]:
+    """Open a raster of (H, W) = ``shape`` float values in [0, 1], NaN where unknown (a
+    confidence, an uncertainty), for writing window by window: a float32 COG with NaN nodata
+    on the grid of ``like`` (a rasterio profile), or without one an 8-bit image (255 = 1; 0
+    also where unknown; held whole until the end). Yields ``put((h, w) values, window)``; on
+    a clean exit the file appears whole."""
     if like is not None:
-        write_cog(path, values.astype(np.float32), like, nodata=np.nan)
-    else:
-        write_image(path, np.round(np.nan_to_num(values, nan=0.0) * 255).astype(np.uint8))
+        with open_cog_writer(path, like, np.float32, np.nan) as dst:
+            yield lambda values, window: write_window(dst, values.astype(np.float32), window)
+        return
+    whole = np.zeros(shape, np.uint8)
+
+    def put(values: np.ndarray, window: Window) -> None:
+        rows = slice(window.row_off, window.row_off + window.height)
+        cols = slice(window.col_off, window.col_off + window.width)
+        whole[rows, cols] = np.round(np.nan_to_num(values, nan=0.0) * 255)
+
+    yield put
+    write_image(path, whole)
+
+
+def write_fraction_raster(path: str | os.PathLike, values: np.ndarray, like: dict | None) -> None:
+    """Write (H, W) float values in [0, 1] that are in memory (see :func:`open_fraction_writer`)."""
+    with open_fraction_writer(path, like, values.shape) as put:
+        put(values, Window(0, 0, values.shape[1], values.shape[0]))
 
 
 def read_raster_classes(path: str | os.PathLike) -> Classes | None:
