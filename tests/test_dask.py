@@ -140,7 +140,8 @@ def untrained_run(folder: Path) -> Path:
 
 def test_fcn_infer_and_infer_crf_on_dask_equal_in_process(data, cluster, tmp_path) -> None:
     """On the cluster, `fcn infer` sends the GeoTIFF in 9 parts (--block 384), each a unit of
-    work; the labels are those of the in-process run, which makes it in one."""
+    work; the labels, the uncertainty and its ranked windows are those of the in-process run,
+    which makes it in one."""
     model = untrained_run(tmp_path / "fcn_run")
     samples = tmp_path / "samples"
     samples.mkdir()
@@ -148,7 +149,7 @@ def test_fcn_infer_and_infer_crf_on_dask_equal_in_process(data, cluster, tmp_pat
         (samples / source.name).write_bytes(source.read_bytes())
     for command in ("infer", "infer-crf"):
         infer = ["fcn", command, "--name", model, "--samples-dir", samples, "--window", 256]
-        infer += ["--overlap", 64]
+        infer += ["--overlap", 64, "--uncertainty"]
         assert run(*infer, "--output-dir", tmp_path / "here") == 0
         parts = ["--block", 384] if command == "infer" else []
         assert run(*infer, *parts, "--output-dir", tmp_path / "dask", "--dask", cluster[0]) == 0
@@ -160,6 +161,8 @@ def test_fcn_infer_and_infer_crf_on_dask_equal_in_process(data, cluster, tmp_pat
         elif path.suffix == ".mat":
             left, right = scipy.io.loadmat(path), scipy.io.loadmat(tmp_path / "dask" / path.name)
             assert left["class"].tobytes() == right["class"].tobytes()
+        elif path.suffix in (".csv", ".geojson"):
+            assert path.read_bytes() == (tmp_path / "dask" / path.name).read_bytes()
 
 
 def test_fcn_infer_resumes_a_raster_from_its_finished_parts(

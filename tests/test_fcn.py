@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -514,3 +515,41 @@ def test_infer_over_a_folder_keeps_going_and_skips_finished_images(trained, tmp_
     ]
     assert run_cli(*args, "--skip-existing") == 2
     assert "a.jpg: outputs exist, skipped" in capsys.readouterr().out
+
+
+def test_uncertainty_streams_in_parts_as_the_whole_image_gives_it(trained, tmp_path, capsys):
+    """``--uncertainty`` on the orthomosaic made in 9 parts: the uncertainty raster (a COG on
+    the input's grid, NaN at nodata) is the margin of the blended probabilities of one pass,
+    and the windows ranked part by part are those ranked over the whole raster; photos get a
+    PNG and the run ranks them for labelling."""
+    from dltools.engines.uncertainty import rank_windows, uncertainty_map
+
+    ortho = DEMO / "geotiff" / "coast_ortho.tif"
+    out = tmp_path / "out"
+    args = ["infer", "--name", trained, "--samples-dir", ortho, "--output-dir", out]
+    args += ["--window", "256", "--overlap", "64", "--no-overlay", "--block", "384"]
+    assert run_cli(*args, "--uncertainty") == 0
+    written = out / "coast_ortho_fcn_uncertainty.tif"
+    assert_cog(written)
+    assert read_profile(written)["transform"] == read_profile(ortho)["transform"]
+    values = read_raster(written)[..., 0]
+    run = load_run(trained)
+    probabilities = predict_image(read_image(ortho), run.predictor(), Tiling(256, 64))
+    nodata = read_nodata_mask(ortho)
+    probabilities[nodata] = 0
+    expected = uncertainty_map(probabilities)
+    assert np.isnan(values[nodata]).all() and np.isfinite(values[~nodata]).all()
+    np.testing.assert_allclose(values[~nodata], expected[~nodata], atol=1e-5)
+    ranked = rank_windows(expected, probabilities, 512)
+    with open(out / "coast_ortho_fcn_next.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["row"]), int(r["col"])) for r in rows] == [(w.row, w.col) for w in ranked]
+    names = run.classes.names
+    assert [r["doubt"] for r in rows] == [" / ".join(names[k] for k in w.doubt) for w in ranked]
+    assert (out / "coast_ortho_fcn_next.geojson").is_file()
+    photos = ["--samples-dir", DEMO / "images", "--output-dir", tmp_path / "photos"]
+    assert run_cli("infer", "--name", trained, *photos, "--no-overlay", "--uncertainty") == 0
+    png = read_image(tmp_path / "photos" / "coast_06_fcn_uncertainty.png")
+    assert png.dtype == np.uint8 and png.shape[:2] == (512, 768) and png.max() > 0
+    lines = (tmp_path / "photos" / "uncertainty_ranking_fcn.csv").read_text().splitlines()
+    assert len(lines) == 1 + 8 and "label next (most uncertain first)" in capsys.readouterr().out

@@ -250,6 +250,55 @@ def _raise_failures(failures: list[str], items: Sequence[object]) -> None:
         raise DltoolsError(f"{len(failures)} of {len(items)} failed:\n  {listed}")
 
 
+RANKING = "uncertainty_ranking.csv"  # --uncertainty: the images of a run, most uncertain first
+
+
+def add_uncertainty(
+    parser: argparse.ArgumentParser, base: str, posteriors: str, ranking: str = RANKING
+) -> None:
+    """``--uncertainty [margin|entropy]``: where to label next, for outputs named ``base``."""
+    from dltools.engines.uncertainty import MEASURES, WINDOW
+
+    parser.add_argument(
+        "--uncertainty",
+        nargs="?",
+        const="margin",
+        choices=MEASURES,
+        help=f"also write, for each image, {base}_uncertainty.png (.tif for GeoTIFFs; 1 - the "
+        f"gap between the two largest {posteriors}, or their entropy) and "
+        f"{base}_next.csv/.geojson (its {WINDOW}-px windows, most uncertain first), and for "
+        f"the run {ranking}: the images, most uncertain first, to label next (margin when "
+        "given without a measure; default: not written)",
+    )
+
+
+@contextlib.contextmanager
+def ranking_images(
+    folder: str | Path,
+    replace: bool,
+    next_csvs: Callable[[], dict[Path, Path]],
+    name: str = RANKING,
+) -> Iterator[None]:
+    """Rank a run's images for labelling: on the way out of the block, also after a failure,
+    ``folder/name`` is written over the images of ``next_csvs()`` (``{image: its
+    <name>_next.csv}``) whose ranked windows exist, most uncertain first (see
+    :func:`dltools.io.vectors.write_image_ranking`), and printed. An existing ranking is
+    refused before any work unless ``replace``."""
+    from dltools.io.vectors import write_image_ranking
+
+    ranking = Path(folder) / name
+    ensure_new([ranking], replace)
+    try:
+        yield
+    finally:
+        done = {image: path for image, path in next_csvs().items() if path.exists()}
+        if done:
+            rows = write_image_ranking(done, ranking)
+            names = ", ".join(Path(row["image"]).name for row in rows)
+            print(f"label next (most uncertain first): {names}")
+            print(f"wrote {ranking}")
+
+
 def require_input(value: object, flag: str, what: str) -> None:
     """DltoolsError if ``value`` (an option that replaced a file dialog of the original Tk-era
     script) was not given, saying so."""

@@ -16,7 +16,9 @@ from dltools.cli._common import (
     add_folder_options,
     add_force,
     add_seed,
+    add_uncertainty,
     band_options,
+    ranking_images,
     reports_errors,
     run_each,
     show_progress,
@@ -399,6 +401,13 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
             "keeps the parts an interrupted run finished (default: %(default)s)",
         )
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlays")
+    tag = "fcn_crf" if crf else "fcn"
+    add_uncertainty(
+        parser,
+        f"<name>_{tag}",
+        "CRF posteriors" if crf else "blended class probabilities",
+        f"uncertainty_ranking_{tag}.csv",
+    )
     add_bands(parser, training=False)
     add_folder_options(parser, dask=True)
     if crf:
@@ -428,11 +437,14 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
     bands, _ = band_options(args)
     run_bands = BandChoice.from_dict(read_config(args.name).get("bands"))
     run = Cached(load_run, (str(args.name),))  # once per process: once per Dask worker
+    measure = args.uncertainty or "margin"
     outputs, choices, vectors = {}, {}, {}
 
     def plan(path: Path) -> list[Path]:
         choices.update(inference_bands(run_bands, [path], bands, args.name))
-        outputs[path] = output_paths(path, args.output_dir, tag, not args.no_overlay)
+        outputs[path] = output_paths(
+            path, args.output_dir, tag, not args.no_overlay, args.uncertainty is not None
+        )
         if args.vector:
             vectors[path] = vector_path(outputs[path].label)
         return [*outputs[path].files(), *([vectors[path]] if args.vector else [])]
@@ -442,12 +454,29 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
         out = outputs[path]
         if crf:
             counts = infer_file_crf(
-                run(), path, out, params, args.crf_scale, tiling, workers, bands=choices[path]
+                run(),
+                path,
+                out,
+                params,
+                args.crf_scale,
+                tiling,
+                workers,
+                bands=choices[path],
+                uncertainty=measure,
             )
         else:
             progress = show_progress if args.dask is None or executor.remote else quiet
             counts = infer_file(
-                run, path, out, tiling, progress, None, choices[path], executor, args.skip_existing
+                run,
+                path,
+                out,
+                tiling,
+                progress,
+                None,
+                choices[path],
+                executor,
+                args.skip_existing,
+                measure,
             )
         labelled = max(int(counts[1:].sum()), 1)
         shares = ", ".join(
@@ -462,7 +491,15 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
         profile = read_profile(path)
         return not crf and len(infer_parts((profile["height"], profile["width"]), tiling)) > 1
 
-    run_each(images, plan, work, args, run, in_parts)
+    if args.uncertainty is None:
+        return run_each(images, plan, work, args, run, in_parts)
+
+    def next_csvs() -> dict[Path, Path]:
+        return {image: out.next_csv for image, out in outputs.items()}
+
+    replace = args.force or args.skip_existing
+    with ranking_images(args.output_dir, replace, next_csvs, f"uncertainty_ranking_{tag}.csv"):
+        run_each(images, plan, work, args, run, in_parts)
 
 
 @reports_errors

@@ -15,7 +15,9 @@ from dltools.cli._common import (
     add_folder_options,
     add_force,
     add_seed,
+    add_uncertainty,
     band_options,
+    ranking_images,
     reports_errors,
     run_each,
     show_progress,
@@ -26,7 +28,6 @@ from dltools.io.discovery import find_images
 from dltools.io.geo import read_profile
 from dltools.io.images import inference_bands
 from dltools.io.labels import read_classes
-from dltools.io.outputs import ensure_new
 from dltools.models.metadata import model_bands
 from dltools.pipeline.polygonize import vector_path
 from dltools.progress import quiet
@@ -39,11 +40,7 @@ if TYPE_CHECKING:
 DEFAULT_REFINE = "crf"  # as the original; `mlp` scores higher and runs faster (README, step 6)
 
 
-RANKING = "uncertainty_ranking.csv"  # --uncertainty: the images of a run, most uncertain first
-
-
 def _add_options(parser: argparse.ArgumentParser) -> None:
-    from dltools.engines.uncertainty import MEASURES
     from dltools.pipeline.segment import METHODS
 
     parser.add_argument(
@@ -55,16 +52,8 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         "(CNN-Supervised Classification); none = the raw tile map (default: %(default)s)",
     )
     parser.add_argument("--out-dir", help="write outputs here instead of beside each image")
-    parser.add_argument(
-        "--uncertainty",
-        nargs="?",
-        const="margin",
-        choices=MEASURES,
-        help="also write, for each image processed whole, <name>_ares_<tile>_uncertainty.png "
-        "(.tif for GeoTIFFs; 1 - the gap between the two largest refined posteriors, or their "
-        "entropy) and <name>_ares_<tile>_next.csv/.geojson (its 512-px windows, most uncertain "
-        "first), and for the run uncertainty_ranking.csv: the images, most uncertain first, to "
-        "label next (margin when given without a measure; default: not written)",
+    add_uncertainty(
+        parser, "<name>_ares_<tile>", "refined posteriors (images processed whole only)"
     )
     parser.add_argument(
         "--batch-size",
@@ -272,25 +261,13 @@ def run(args: argparse.Namespace) -> None:
 
     if args.uncertainty is None:
         return run_each(images, outputs, work, args, model, windowed)
-    ranking = Path(args.out_dir or images[0].parent) / RANKING
-    ensure_new([ranking], args.force or args.skip_existing)
-    try:
+    folder = args.out_dir or images[0].parent
+
+    def next_csvs() -> dict[Path, Path]:
+        return {image: p.next_csv for image, p in paths.items()}
+
+    with ranking_images(folder, args.force or args.skip_existing, next_csvs):
         run_each(images, outputs, work, args, model, windowed)
-    finally:
-        _rank_images(paths, ranking)
-
-
-def _rank_images(paths: dict, ranking: Path) -> None:
-    """Write ``ranking`` over the images whose ranked windows exist, most uncertain first;
-    print it."""
-    from dltools.io.vectors import write_image_ranking
-
-    done = {image: p.next_csv for image, p in paths.items() if p.next_csv.exists()}
-    if not done:
-        return
-    rows = write_image_ranking(done, ranking)
-    print(f"label next (most uncertain first): {', '.join(Path(r['image']).name for r in rows)}")
-    print(f"wrote {ranking}")
 
 
 def main(argv: list[str] | None = None) -> int:

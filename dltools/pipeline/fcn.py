@@ -43,9 +43,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from dltools.engines.uncertainty import WindowTally, next_windows, uncertainty_map
 from dltools.errors import DltoolsError
 from dltools.figures.display import overlay
-from dltools.io.cog import cog_outputs, open_cog_writer
+from dltools.io.cog import cog_outputs, open_cog_writer, open_fraction_writer, write_fraction_raster
 from dltools.io.discovery import find_labelled_images
 from dltools.io.geo import (
     STREAM_CACHE_MB,
@@ -61,6 +62,7 @@ from dltools.io.label_maps import read_label_map
 from dltools.io.labels import Classes, read_labeldefs, write_labeldefs
 from dltools.io.outputs import ensure_new
 from dltools.io.results import LabelResult, write_result
+from dltools.io.vectors import write_window_ranking
 from dltools.models import runs
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import RGB8, BandChoice
@@ -628,31 +630,48 @@ def predict_image(image: np.ndarray, predict: Predictor, tiling: Tiling = Tiling
 @dataclass(frozen=True)
 class InferOutputs:
     """Files written for one image: ``label`` (class + 1, 0 = nodata; PNG, or GeoTIFF on the
-    input's grid), ``overlay`` (class colours over the image; None: not written) and ``mat``
-    (``_ares`` result; None for GeoTIFF outputs)."""
+    input's grid), ``overlay`` (class colours over the image; None: not written), ``mat``
+    (``_ares`` result; None for GeoTIFF outputs) and, where to label next (None: not
+    written), ``uncertainty`` (a raster like ``label``) with its windows ranked in
+    ``next_csv`` and ``next_geojson``."""
 
     label: Path
     overlay: Path | None
     mat: Path | None
+    uncertainty: Path | None = None
+    next_csv: Path | None = None
+    next_geojson: Path | None = None
 
     def files(self) -> list[Path]:
-        """Every file written, with the ``.qml`` style of a GeoTIFF label raster."""
-        label = cog_outputs(self.label) if self.label.suffix == ".tif" else [self.label]
-        return label + [p for p in (self.overlay, self.mat) if p is not None]
+        """Every file written, with the ``.qml`` styles of GeoTIFF rasters."""
+        styled = [p for p in (self.label, self.uncertainty) if p is not None]
+        files = [f for p in styled for f in (cog_outputs(p) if p.suffix == ".tif" else [p])]
+        others = (self.overlay, self.mat, self.next_csv, self.next_geojson)
+        return files + [p for p in others if p is not None]
 
 
 def output_paths(
-    image: str | os.PathLike, out_dir: str | os.PathLike, tag: str = "fcn", overlays: bool = True
+    image: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    tag: str = "fcn",
+    overlays: bool = True,
+    uncertainty: bool = False,
 ) -> InferOutputs:
     """``<stem>_<tag>_label``, ``<stem>_<tag>_overlay`` (``.tif`` for TIFF or georeferenced
-    inputs, else ``.png``) and ``<stem>_ares_<tag>.mat`` (PNG outputs only) in ``out_dir``."""
+    inputs, else ``.png``) and ``<stem>_ares_<tag>.mat`` (PNG outputs only) in ``out_dir``;
+    with ``uncertainty``, ``<stem>_<tag>_uncertainty`` (as the label) and
+    ``<stem>_<tag>_next.csv`` / ``.geojson``."""
     image, out_dir = Path(image), Path(out_dir)
     raster = image.suffix.lower() in {".tif", ".tiff"} or is_georeferenced(image)
     suffix = ".tif" if raster else ".png"
+    base = out_dir / f"{image.stem}_{tag}"
     return InferOutputs(
-        out_dir / f"{image.stem}_{tag}_label{suffix}",
-        out_dir / f"{image.stem}_{tag}_overlay{suffix}" if overlays else None,
+        Path(f"{base}_label{suffix}"),
+        Path(f"{base}_overlay{suffix}") if overlays else None,
         None if raster else out_dir / f"{image.stem}_ares_{tag}.mat",
+        Path(f"{base}_uncertainty{suffix}") if uncertainty else None,
+        Path(f"{base}_next.csv") if uncertainty else None,
+        Path(f"{base}_next.geojson") if uncertainty else None,
     )
 
 
@@ -762,7 +781,9 @@ def _pixels(block: Block) -> int:
 class InferPart:
     """One unit of :func:`infer_file`: the label blocks of ``part`` of an image. ``run``: the
     run, or a :class:`~dltools.scale.cache.Cached` reference that loads it once per process
-    (a Dask worker); ``confidence``: also return each block's top class probability."""
+    (a Dask worker); ``confidence``: also return each block's top class probability;
+    ``uncertainty``: also return each block's uncertainty of this measure (see
+    :mod:`dltools.engines.uncertainty`; None: not), and the part's window tally."""
 
     image_path: Path
     run: FcnRun | Cached
@@ -770,25 +791,46 @@ class InferPart:
     bands: BandChoice
     part: BlendPart
     confidence: bool
+    uncertainty: str | None = None
 
 
-def infer_part(unit: InferPart) -> list[tuple[Block, np.ndarray | None]]:
-    """Run one :class:`InferPart`: ``[((row, col, (rows, cols) uint8 class + 1, 0 = nodata),
-    (rows, cols) float32 top probability (NaN at nodata) or None), ...]``."""
+@dataclass
+class PartResult:
+    """What :func:`infer_part` made: per block ``(row, col, (rows, cols) uint8 class + 1, 0 =
+    nodata)``, its (rows, cols) float32 top probability and uncertainty (NaN at nodata; None
+    when not asked for); and the part's :class:`~dltools.engines.uncertainty.WindowTally`
+    (None without uncertainty)."""
+
+    blocks: list[Block]
+    top: list[np.ndarray | None]
+    uncertainty: list[np.ndarray | None]
+    tally: WindowTally | None
+
+
+def infer_part(unit: InferPart) -> PartResult:
+    """Run one :class:`InferPart`."""
     run = unit.run() if isinstance(unit.run, Cached) else unit.run
-    found = []
+    found = PartResult([], [], [], None)
     with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_MB), open_raster(unit.image_path) as src:
         read = _reader(src, unit.bands)
         shape = (src.height, src.width)
+        if unit.uncertainty is not None:
+            found.tally = WindowTally(shape, len(run.classes.names))
         blocks = probability_blocks(read, shape, run.predictor(), unit.tiling, unit.part)
         for row, col, probabilities in blocks:
             window = Window(col, row, probabilities.shape[1], probabilities.shape[0])
             values = probabilities.argmax(axis=2).astype(np.uint8) + 1
             values[src.dataset_mask(window=window) == 0] = 0
-            top = None
+            top = uncertainty = None
             if unit.confidence:
                 top = np.where(values > 0, probabilities.max(axis=2), np.nan).astype(np.float32)
-            found.append(((row, col, values), top))
+            if unit.uncertainty is not None:
+                probabilities[values == 0] = 0  # nodata: no posteriors, NaN uncertainty
+                uncertainty = uncertainty_map(probabilities, unit.uncertainty)
+                found.tally.add(row, col, uncertainty, probabilities)
+            found.blocks.append((row, col, values))
+            found.top.append(top)
+            found.uncertainty.append(uncertainty)
     return found
 
 
@@ -802,9 +844,12 @@ def infer_file(
     bands: BandChoice | None = None,
     executor: Executor | None = None,
     resume: bool = False,
+    uncertainty: str = "margin",
 ) -> np.ndarray:
     """Segment one image of any size with the run's model and write ``outputs``; return the
     (K + 1,) pixel count of each label value (0 = nodata). Rasters stream block by block.
+    ``uncertainty``: the measure of ``outputs.uncertainty`` (see
+    :mod:`dltools.engines.uncertainty`), whose windows are ranked as they stream.
 
     ``confidence``, if given, is called with each block's top class probability ((rows, cols)
     float32, NaN at nodata). ``bands``: which of the image's bands feed the model (default:
@@ -824,8 +869,11 @@ def infer_file(
     profile = read_profile(image_path)
     parts = infer_parts((profile["height"], profile["width"]), tiling)
     wanted = confidence is not None
+    measure = None if outputs.uncertainty is None else uncertainty
     units = [
-        InferPart(image_path, run if executor.remote else loaded, tiling, bands, part, wanted)
+        InferPart(
+            image_path, run if executor.remote else loaded, tiling, bands, part, wanted, measure
+        )
         for part in parts
     ]
     journal = None
@@ -836,17 +884,33 @@ def infer_file(
             "tiling": dataclasses.asdict(tiling),
             "bands": repr(bands),
             "confidence": wanted,
+            "uncertainty": measure,
         }
         journal = Journal(outputs.files()[0], inputs, resume)
+    tally = WindowTally((profile["height"], profile["width"]), len(loaded.classes.names))
+    like = profile if outputs.label.suffix == ".tif" else None
+    with contextlib.ExitStack() as stack:
+        if outputs.uncertainty is not None:
+            shape = (profile["height"], profile["width"])
+            put = stack.enter_context(open_fraction_writer(outputs.uncertainty, like, shape))
 
-    def blocks() -> Iterator[Block]:
-        for found in run_units(executor, infer_part, units, journal):
-            for block, top in found:
-                if confidence is not None:
-                    confidence(top)
-                yield block
+        def blocks() -> Iterator[Block]:
+            for found in run_units(executor, infer_part, units, journal):
+                if found.tally is not None:
+                    tally.merge(found.tally)
+                for block, top, values in zip(
+                    found.blocks, found.top, found.uncertainty, strict=True
+                ):
+                    if confidence is not None:
+                        confidence(top)
+                    if values is not None:
+                        put(values, Window(block[1], block[0], values.shape[1], values.shape[0]))
+                    yield block
 
-    counts = write_outputs(image_path, blocks(), loaded.classes, outputs, progress, bands)
+        counts = write_outputs(image_path, blocks(), loaded.classes, outputs, progress, bands)
+    if outputs.uncertainty is not None:
+        names = loaded.classes.names
+        write_window_ranking(tally.ranked(), names, like, outputs.next_csv, outputs.next_geojson)
     if journal is not None:
         journal.remove()
     return counts
@@ -862,11 +926,12 @@ def infer_file_crf(
     workers: int | None = None,
     confidence: Callable[[np.ndarray], None] | None = None,
     bands: BandChoice | None = None,
+    uncertainty: str = "margin",
 ) -> np.ndarray:
     """As :func:`infer_file`, then refine the probabilities with the dense CRF of
-        :mod:`dltools.engines.crf` at working ``scale`` (``params``: a
-    :class:`dltools.engines.crf.CRFParams`).
-        The whole image and its probabilities are held in memory."""
+    :mod:`dltools.engines.crf` at working ``scale`` (``params``: a
+    :class:`dltools.engines.crf.CRFParams`); ``outputs.uncertainty`` comes from the CRF's
+    posteriors. The whole image and its probabilities are held in memory."""
     from dltools.engines.crf import NODATA as CRF_NODATA
     from dltools.engines.crf import label_from_probs
 
@@ -878,12 +943,19 @@ def infer_file_crf(
     probabilities = predict_image(image, run.predictor(), tiling)
     if confidence is not None:  # the network's, before the CRF
         confidence(np.where(nodata, np.nan, probabilities.max(axis=2)))
-    class_map, _ = label_from_probs(
+    class_map, posteriors = label_from_probs(
         image, probabilities, len(run.classes.names), scale, params, nodata, workers
     )
     del probabilities
     labels = np.where(class_map == CRF_NODATA, 0, class_map + 1).astype(np.uint8)
-    return write_outputs(image_path, [(0, 0, labels)], run.classes, outputs, bands=bands)
+    counts = write_outputs(image_path, [(0, 0, labels)], run.classes, outputs, bands=bands)
+    if outputs.uncertainty is not None:
+        like = read_profile(image_path) if outputs.label.suffix == ".tif" else None
+        values, ranked = next_windows(posteriors, labels > 0, uncertainty)
+        write_fraction_raster(outputs.uncertainty, values, like)
+        names = run.classes.names
+        write_window_ranking(ranked, names, like, outputs.next_csv, outputs.next_geojson)
+    return counts
 
 
 def infer_images(samples: str | os.PathLike) -> list[Path]:
