@@ -292,11 +292,6 @@ CASES = [
         "--block",
     ),
     (
-        "segment-uncertainty-in-windows",
-        ["segment", "{ws}/good/a.png", *_segment("--block", "32", "--uncertainty")],
-        "--uncertainty",
-    ),
-    (
         "segment-existing-outputs",
         ["segment", "{ws}/good/a.png", *_segment("--out-dir", "{ws}/out")],
         "--force",

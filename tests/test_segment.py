@@ -9,6 +9,8 @@ work to do at class boundaries.
 
 from __future__ import annotations
 
+import csv
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -336,13 +338,15 @@ def test_an_interrupted_raster_resumes_from_its_finished_windows(
     ortho: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The orthomosaic in 9 windows of 300 px: a run interrupted after 4 windows leaves no
-    output; ``--resume`` segments only the other 5 and writes the uninterrupted run's rasters."""
-    run_ortho(ortho, tmp_path / "straight", "--refine", "none", "--block", "300")
+    output; ``--resume`` segments only the other 5 and writes the uninterrupted run's rasters,
+    uncertainty and ranked windows (whose means are those of the uncertainty raster)."""
+    options = ("--refine", "none", "--block", "300", "--uncertainty")
+    run_ortho(ortho, tmp_path / "straight", *options)
     interrupter = Interrupter(monkeypatch)
     out = tmp_path / "resumed"
     args = ["segment", DEMO / "geotiff" / "coast_ortho.tif", "-m", ortho["model"], "-l"]
     args += [DEMO / "labels.txt", "-c", ortho["root"] / "colors.txt", "-t", 30, "--fct", 0.5]
-    args += ["--refine", "none", "--block", "300", "--out-dir", out]
+    args += [*options, "--out-dir", out]
     interrupter.stop_after = 4
     assert dltools_main([str(a) for a in args]) == 130
     assert [p.name for p in out.iterdir()] == [".resume-coast_ortho_ares_30.png"]
@@ -355,6 +359,18 @@ def test_an_interrupted_raster_resumes_from_its_finished_windows(
         np.testing.assert_array_equal(
             read_raster(out / name), read_raster(tmp_path / "straight" / name)
         )
+    uncertainty = read_raster(out / "coast_ortho_ares_30_uncertainty.tif")[..., 0]
+    assert_cog(out / "coast_ortho_ares_30_uncertainty.tif")
+    labels = read_raster(out / "coast_ortho_ares_30.tif")[..., 0]
+    assert np.array_equal(np.isnan(uncertainty), labels == 0) and np.nanmax(uncertainty) > 0
+    next_csv = (out / "coast_ortho_ares_30_next.csv").read_text()
+    assert next_csv == (tmp_path / "straight" / "coast_ortho_ares_30_next.csv").read_text()
+    rows = list(csv.DictReader(io.StringIO(next_csv)))
+    assert len(rows) == 4  # 512-px windows over 900 x 900, edge-aligned
+    for row in rows:
+        r, c, h, w = (int(row[k]) for k in ("row", "col", "height", "width"))
+        mean = np.nanmean(uncertainty[r : r + h, c : c + w])
+        assert float(row["mean_uncertainty"]) == pytest.approx(mean, abs=1e-4)
 
 
 def test_colours_come_from_a_colors_file_or_from_labeldefs_by_name(tmp_path: Path) -> None:

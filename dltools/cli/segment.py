@@ -52,9 +52,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         "(CNN-Supervised Classification); none = the raw tile map (default: %(default)s)",
     )
     parser.add_argument("--out-dir", help="write outputs here instead of beside each image")
-    add_uncertainty(
-        parser, "<name>_ares_<tile>", "refined posteriors (images processed whole only)"
-    )
+    add_uncertainty(parser, "<name>_ares_<tile>", "refined posteriors")
     parser.add_argument(
         "--batch-size",
         type=int,

@@ -35,11 +35,11 @@ import rasterio
 from dltools.engines.crf import NODATA, CRFParams, confidence_map
 from dltools.engines.refine import REFINERS, known_evidence, refine, working_shape
 from dltools.engines.tiles import TileGrid, decimated, fill_unclassified, tile_classes, tile_grid
-from dltools.engines.uncertainty import next_windows
+from dltools.engines.uncertainty import WindowTally, uncertainty_map, upsample
 from dltools.errors import DltoolsError
 from dltools.figures.display import to_display
 from dltools.figures.panels import MAX_FIGURE_PIXELS, save_figure, segmentation_figure
-from dltools.io.cog import cog_outputs, open_cog_writer, write_fraction_raster
+from dltools.io.cog import cog_outputs, open_cog_writer, open_fraction_writer
 from dltools.io.geo import (
     STREAM_CACHE_MB,
     Window,
@@ -269,18 +269,13 @@ def segment_paths(
     """``<name>_ares_<tile>.mat`` / ``.png`` and, for a GeoTIFF, ``<name>_ares_<tile>.tif`` and
     ``<name>_ares_<tile>_prob.tif``, in ``out_dir`` or beside the image; with ``uncertainty``,
     ``<name>_ares_<tile>_uncertainty.png`` (``.tif`` for a GeoTIFF) and the ranked windows
-    ``<name>_ares_<tile>_next.csv`` / ``.geojson`` (images processed whole only)."""
+    ``<name>_ares_<tile>_next.csv`` / ``.geojson``."""
     image_path = Path(image_path)
     folder = Path(out_dir) if out_dir is not None else image_path.parent
     base = folder / result_name(image_path, "ares", f"_{tile}")
     profile = read_profile(image_path)
     geo = is_georeferenced(image_path)
     windowed = needs_windows((profile["height"], profile["width"]), block)
-    if uncertainty and windowed:
-        raise DltoolsError(
-            f"{image_path}: --uncertainty needs an image processed whole (at most --block "
-            f"{block} px a side); this one is processed in windows"
-        )
     stem = base.with_suffix("")
     return SegmentPaths(
         mat=None if windowed else base,
@@ -360,7 +355,9 @@ class WindowTask:
     image if ``whole``) and keep its ``core``. ``model``: the tile model, or a
     :class:`dltools.scale.cache.Cached` reference that loads it once per process (a Dask
     worker); ``thumb_factor``: scale of the figure's thumbnails; ``probability``: also return
-    the probability of the chosen class; ``mat``: also return the ``.mat`` result."""
+    the probability of the chosen class; ``mat``: also return the ``.mat`` result;
+    ``uncertainty``: also return the core's uncertainty of this measure and its window tally
+    (see :mod:`dltools.engines.uncertainty`; None: not)."""
 
     image_path: Path
     core: Window
@@ -375,6 +372,7 @@ class WindowTask:
     probability: bool
     mat: bool
     progress: Progress = quiet
+    uncertainty: str | None = None
 
 
 @dataclass
@@ -382,8 +380,9 @@ class WindowResult:
     """What :func:`segment_window` returns for the core window ``core``: ``values`` (h, w)
     uint8 class + 1 (0 = nodata), ``probability`` (h, w) float32 (NaN = nodata) or None,
     the thumbnail ``pieces`` (name -> :data:`Piece`), ``counts`` (K,) int64 pixels per class,
-    ``tiles`` (tiles, classified, confident) of the core, and ``result`` (the ``.mat``) or
-    None."""
+    ``tiles`` (tiles, classified, confident) of the core, ``result`` (the ``.mat``) or
+    None, and ``uncertainty`` (h, w) float32 (NaN = nodata) with its
+    :class:`~dltools.engines.uncertainty.WindowTally`, or None."""
 
     core: Window
     values: np.ndarray
@@ -392,6 +391,8 @@ class WindowResult:
     counts: np.ndarray
     tiles: tuple[int, int, int]
     result: LabelResult | None
+    uncertainty: np.ndarray | None = None
+    tally: WindowTally | None = None
 
 
 def segment_window(task: WindowTask) -> WindowResult:
@@ -433,7 +434,30 @@ def segment_window(task: WindowTask) -> WindowResult:
     if task.mat:
         result_class = np.where(valid, class_map.astype(np.int16), MAT_NODATA)
         result = LabelResult(result_class, list(task.class_names), tile_map, seg.posteriors)
-    return WindowResult(core, values, probability, pieces, counts, tiles, result)
+    found = WindowResult(core, values, probability, pieces, counts, tiles, result)
+    if task.uncertainty is not None:
+        found.uncertainty, found.tally = _core_uncertainty(task, seg.posteriors, inner, valid)
+    return found
+
+
+def _core_uncertainty(
+    task: WindowTask, posteriors: np.ndarray, inner: tuple[slice, slice], valid: np.ndarray
+) -> tuple[np.ndarray, WindowTally]:
+    """The (h, w) float32 uncertainty (NaN where not ``valid``) of the core ``inner`` of the
+    outer window, whose (h', w', K) ``posteriors`` are at any scale, and the core's window
+    tally (see :mod:`dltools.engines.uncertainty`)."""
+    shape = (task.outer.height, task.outer.width)
+    values = upsample(uncertainty_map(posteriors, task.uncertainty), shape)[inner]
+    values[~valid] = np.nan
+    sy, sx = posteriors.shape[0] / shape[0], posteriors.shape[1] / shape[1]
+    rows, cols = (
+        slice(int(s.start * scale), max(int(s.stop * scale), int(s.start * scale) + 1))
+        for s, scale in zip(inner, (sy, sx), strict=True)
+    )
+    profile = read_profile(task.image_path)
+    tally = WindowTally((profile["height"], profile["width"]), posteriors.shape[2])
+    tally.add(task.core.row_off, task.core.col_off, values, posteriors[rows, cols])
+    return values, tally
 
 
 def segment_file(
@@ -493,9 +517,12 @@ def segment_file(
             paths.probability is not None,
             paths.mat is not None,
             quiet if executor.remote else progress,
+            None if paths.uncertainty is None else uncertainty,
         )
         for core, outer in windows
     ]
+    like = profile if paths.geotiff else None
+    tally = WindowTally((height, width), len(class_names))
     with contextlib.ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_MB))  # memory stays bounded
         geotiff = probability = None
@@ -507,6 +534,10 @@ def segment_file(
         if paths.probability is not None:
             probability = stack.enter_context(
                 open_cog_writer(paths.probability, profile, "float32", float("nan"))
+            )
+        if paths.uncertainty is not None:
+            put = stack.enter_context(
+                open_fraction_writer(paths.uncertainty, like, (height, width))
             )
         journal = None
         if not whole:
@@ -526,8 +557,9 @@ def segment_file(
                 thumbs.paste(name, piece)
             if res.result is not None:
                 write_result(paths.mat, res.result)
-            if paths.uncertainty is not None:
-                _write_next(res.result, profile if paths.geotiff else None, paths, uncertainty)
+            if res.uncertainty is not None:
+                put(res.uncertainty, res.core)
+                tally.merge(res.tally)
             del res
         fig = segmentation_figure(
             thumbs.arrays["image"],
@@ -539,6 +571,9 @@ def segment_file(
             title=f"{image_path.name}: tiles of {params.tile} px, refined by {params.refine}",
         )
         save_figure(fig, paths.figure)
+        if paths.uncertainty is not None:
+            ranked = tally.ranked()
+            write_window_ranking(ranked, class_names, like, paths.next_csv, paths.next_geojson)
     if journal is not None:
         journal.remove()
     labelled = max(int(counts.sum()), 1)
@@ -550,17 +585,6 @@ def segment_file(
         seconds=time.perf_counter() - start,
         windows=len(windows),
     )
-
-
-def _write_next(
-    result: LabelResult, profile: dict | None, paths: SegmentPaths, measure: str
-) -> None:
-    """Where to paint next (see :func:`dltools.engines.uncertainty.next_windows`): the
-    uncertainty of ``result``'s posteriors and its windows ranked, as ``paths`` name them."""
-    values, ranked = next_windows(result.preds, result.class_map != MAT_NODATA, measure)
-    write_fraction_raster(paths.uncertainty, values, profile)
-    names, csv_path, geojson = result.labels, paths.next_csv, paths.next_geojson
-    write_window_ranking(ranked, names, profile, csv_path, geojson)
 
 
 def _window_inputs(task: WindowTask, block: int) -> dict:
@@ -577,7 +601,7 @@ def _window_inputs(task: WindowTask, block: int) -> dict:
         "params": asdict(task.params),
         "bands": repr(task.bands),
         "block": block,
-        "outputs": [task.thumb_factor, task.probability],
+        "outputs": [task.thumb_factor, task.probability, task.uncertainty],
     }
 
 
