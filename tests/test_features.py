@@ -91,6 +91,90 @@ def test_bad_queries_and_broken_sets_fail_clearly(tmp_path, library, colour_mode
     assert "do not belong together" in capsys.readouterr().err
 
 
+def test_a_layer_of_a_tile_model_gives_its_vectors(tmp_path, library, colour_model, capsys):
+    """``features`` (every layer before the softmax) of the colour model is each tile's mean
+    colour; ``final_result`` is what the model gives without --layer; other names fail."""
+    from dltools.io.images import read_image
+
+    args = ["features", str(library), "-m", str(colour_model), "--tile", "16", "-o"]
+    assert dltools_main([*args, str(tmp_path / "mean"), "--layer", "features"]) == 0
+    features = read_features(tmp_path / "mean")
+    assert features.vectors.shape == (24, 3) and features.info["layer"] == "features"
+    colours = np.array([read_image(r["path"]).mean(axis=(0, 1)) for r in features.manifest])
+    colours /= np.linalg.norm(colours, axis=1, keepdims=True)
+    assert np.min(np.sum(colours * features.vectors, axis=1)) > 0.999
+    assert dltools_main([*args, str(tmp_path / "top"), "--layer", "final_result"]) == 0
+    assert dltools_main([*args, str(tmp_path / "plain")]) == 0
+    top, plain = read_features(tmp_path / "top").vectors, read_features(tmp_path / "plain").vectors
+    np.testing.assert_allclose(top, plain, atol=1e-6)
+    assert dltools_main([*args, str(tmp_path / "bad"), "--layer", "block_1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "features and final_result" in err
+    assert not list(tmp_path.glob("bad*"))
+
+
+def test_a_layer_of_imagenet_weights_embeds_tiles(tmp_path, library, shared_dir, capsys):
+    """MobileNetV2 ImageNet weights (.h5, as fcn train takes them): any layer by name,
+    averaged over the tile; a TF-Hub module has no layers to choose."""
+    weights = (
+        shared_dir / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    )
+    base = tmp_path / "mid"
+    args = ["features", str(library), "-m", str(weights), "--tile", "32", "-o", str(base)]
+    assert dltools_main([*args, "--layer", "block_6_expand_relu"]) == 0
+    features = read_features(base)
+    assert features.vectors.shape == (24, 192) and features.info["kind"] == "encoder"
+    query = library / "water" / "water_05.png"  # a file is embedded with the same layer
+    assert dltools_main(["similar", str(query), "-f", str(base), "-k", "3"]) == 0
+    assert Path(f"{base}_similar_water_05.csv").read_text().count("water") >= 3
+    module = shared_dir / "models" / "mobilenet_v2_100_feature_vector"
+    hub = ["features", str(library), "-m", str(module), "-o", str(tmp_path / "hub")]
+    assert dltools_main([*hub, "--layer", "block_6_expand_relu"]) == 2
+    assert "a TF-Hub module gives only its feature vector" in capsys.readouterr().err
+
+
+def test_the_index_finds_the_exact_neighbours_of_clustered_vectors(tmp_path):
+    """20,000 vectors in 100 clusters: the index's matches are those of exact search (recall
+    at 10 over 50 queries), with exact similarities, the query's own vector left out."""
+    pytest.importorskip("faiss")
+    from dltools.pipeline.features import build_index
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(100, 64))
+    vectors = centres[rng.integers(0, 100, 20_000)] + rng.normal(scale=0.3, size=(20_000, 64))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    build_index(vectors, tmp_path / "v.faiss")
+    import faiss
+
+    index = faiss.read_index(str(tmp_path / "v.faiss"))
+    recall = []
+    for row in range(0, 20_000, 400):
+        exact, _ = nearest(vectors, vectors[row], 10, exclude=row)
+        found, scores = nearest(vectors, vectors[row], 10, exclude=row, index=index)
+        assert row not in found and np.all(np.diff(scores) <= 0)
+        np.testing.assert_allclose(scores, vectors[found] @ vectors[row], rtol=1e-6)
+        recall.append(len(set(found) & set(exact)) / 10)
+    assert np.mean(recall) >= 0.95
+
+
+def test_similar_searches_the_index_of_a_set_that_has_one(tmp_path, library, colour_model, capsys):
+    pytest.importorskip("faiss")
+    base = tmp_path / "set"
+    args = ["features", str(library), "-m", str(colour_model), "--tile", "16", "-o", str(base)]
+    assert dltools_main([*args, "--layer", "features", "--index", "always"]) == 0
+    assert Path(f"{base}.faiss").is_file() and read_features(base).index.ntotal == 24
+    capsys.readouterr()
+    for extra in ([], ["--exact"]):
+        out = tmp_path / f"found{len(extra)}"
+        assert (
+            dltools_main(["similar", "3", "-f", str(base), "-k", "5", "-o", str(out), *extra]) == 0
+        )
+        assert ("search: exact" if extra else "search: index") in capsys.readouterr().out
+    assert (tmp_path / "found0.csv").read_text() == (tmp_path / "found1.csv").read_text()
+    assert dltools_main([*args, "--force", "--index", "never"]) == 0  # no stale index left
+    assert not Path(f"{base}.faiss").exists() and read_features(base).index is None
+
+
 def test_exact_search_over_chunks_matches_a_full_sort(monkeypatch):
     import dltools.pipeline.features as features
 
@@ -129,9 +213,10 @@ def test_retrained_features_find_same_class_tiles_far_above_chance(shared_dir, s
         for tile in sorted(folder.glob("*.jpg"))[::5]:
             (held_out / folder.name / tile.name).symlink_to(tile)
     found = {}
-    for name, source in (("module", module), ("retrained", model)):
+    layers = {"module": [], "retrained": [], "retrained_features": ["--layer", "features"]}
+    for name, source in (("module", module), ("retrained", model), ("retrained_features", model)):
         base = tmp_path / name
-        args = ["features", str(held_out), "-m", str(source), "-o", str(base)]
+        args = ["features", str(held_out), "-m", str(source), "-o", str(base), *layers[name]]
         assert dltools_main([*args, "--tile", "96"]) == 0
         features = read_features(base)
         classes = np.array([row["class"] for row in features.manifest])
@@ -141,3 +226,4 @@ def test_retrained_features_find_same_class_tiles_far_above_chance(shared_dir, s
     print(f"precision@10: chance {chance:.3f}, {found}")
     assert found["module"] > chance + 0.05
     assert found["retrained"] > chance + 0.15 and found["retrained"] > 0.9
+    assert found["retrained_features"] > chance + 0.05

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dltools.cli._common import DefaultsHelpFormatter, add_force, reports_errors, show_progress
-from dltools.pipeline.features import embed, feature_paths
+from dltools.pipeline.features import INDEX_ABOVE, INDEXING, embed, feature_paths, index_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,8 +23,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         required=True,
         metavar="MODEL_OR_MODULE",
-        help="a TF-Hub module folder (its feature vectors) or a tile model trained by retrain "
-        "(its class probabilities)",
+        help="a TF-Hub module folder (its feature vectors), a tile model trained by retrain "
+        "(its class probabilities, or --layer) or Keras' MobileNetV2 ImageNet weights without "
+        "the top (a local .h5, as fcn train --encoder-weights takes)",
+    )
+    parser.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="embed with this layer, averaged over each tile: any layer of a .keras tile model "
+        "or of MobileNetV2 ImageNet weights (.h5, e.g. block_6_expand_relu); 'features' (the "
+        "vector the softmax reads) or 'final_result' of a SavedModel tile model (default: the "
+        "model's output; out_relu for .h5 weights; a TF-Hub module has no layers to choose)",
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="base name to write")
     parser.add_argument(
@@ -42,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batch-size", type=int, default=64, help="tiles per network call (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--index",
+        choices=INDEXING,
+        default="auto",
+        help=f"also write OUT.faiss, an index that `similar` searches instead of every vector "
+        f"(approximate, for large sets; needs faiss-cpu, pip install 'dltools[index]'): "
+        f"always, never, or auto: above {INDEX_ABOVE:,} vectors (default: %(default)s)",
     )
     add_force(parser)
     return parser
@@ -62,10 +79,13 @@ def run(args: argparse.Namespace) -> None:
         args.batch_size,
         args.force,
         show_progress,
+        args.layer,
+        args.index,
     )
     count, dimensions = found.vectors.shape
     print(f"{count} tiles, {dimensions} features each ({found.info['kind']})")
-    for path in feature_paths(args.output):
+    written = [*feature_paths(args.output), *([index_path(args.output)] if found.index else [])]
+    for path in written:
         print(f"wrote {path}")
 
 

@@ -12,9 +12,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dltools similar",
         formatter_class=DefaultsHelpFormatter,
-        description="Find the tiles most like QUERY (cosine similarity of feature vectors, "
-        "exact search) in a feature set made by `dltools features`. Writes OUT.csv (rank, "
-        "similarity, path, row, col, size, class) and OUT.png (a contact sheet).",
+        description="Find the tiles most like QUERY (cosine similarity of feature vectors) in "
+        "a feature set made by `dltools features`: exact search over every vector, or, when "
+        "the set has an index (FEATURES.faiss), over the candidates it proposes. Writes "
+        "OUT.csv (rank, similarity, path, row, col, size, class) and OUT.png (a contact sheet).",
     )
     parser.add_argument(
         "query",
@@ -33,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         metavar="OUT",
         help="base name of the CSV and the contact sheet (default: FEATURES_similar_QUERY)",
+    )
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="search every vector even when the set has an index (slower on large sets)",
     )
     add_force(parser)
     return parser
@@ -56,7 +62,9 @@ def run(args: argparse.Namespace) -> None:
     paths = [Path(f"{base}.csv"), Path(f"{base}.png")]
     ensure_new(paths, args.force)
     features = read_features(args.features)
-    query, matches = similar(features, args.query, args.k)
+    query, matches = similar(features, args.query, args.k, args.exact)
+    searched = "exact" if args.exact or features.index is None else "index"
+    print(f"search: {searched} over {len(features.manifest):,} tiles")
     write_matches(paths[0], matches)
     captions = [f"{m.rank}: {m.similarity:.3f} {m.tile['class']}".strip() for m in matches]
     title = f"{len(matches)} tiles most like {args.query}"

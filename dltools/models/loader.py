@@ -175,6 +175,66 @@ def load_model(path: str | os.PathLike) -> TileModel:
     )
 
 
+FEATURES_LAYER = "features"  # a tile model's layers before its softmax: the feature vector
+PROBABILITIES_LAYER = LEGACY_OUTPUT  # its softmax layer: the class probabilities
+
+
+def load_layer(
+    path: str | os.PathLike, layer: str
+) -> tuple[Callable[[tf.Tensor], tf.Tensor], tuple[int, int]]:
+    """``(forward, size)``: the output of layer ``layer`` of the tile model at ``path`` for
+    (N, *size, 3) float images in [0, 1], as (N, D) float (a layer that keeps rows and columns
+    is averaged over them).
+
+    A ``.keras`` file gives any of its layers by name. A SavedModel written by dltools records
+    no layer names: it gives :data:`FEATURES_LAYER` (every layer before the last, the
+    feature vector its softmax reads) and :data:`PROBABILITIES_LAYER` (the last).
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix == ".keras":
+        model = tf_keras.models.load_model(
+            path, custom_objects={"KerasLayer": hub.KerasLayer}, compile=False
+        )
+        names = [item.name for item in model.layers]
+        if layer not in names:
+            raise DltoolsError(f"{path} has no layer {layer!r}; its layers: {', '.join(names)}")
+        part = tf_keras.Model(model.inputs, model.get_layer(layer).output)
+        size = _size(tf.TensorShape(model.input_shape), path)
+        return (lambda x: _pooled(part(x, training=False))), size
+    if not (path.is_dir() and (path / "saved_model.pb").is_file()):
+        raise DltoolsError(f"{path}: --layer needs a tile model (a SavedModel folder or .keras)")
+    choices = (FEATURES_LAYER, PROBABILITIES_LAYER)
+    if layer not in choices:
+        raise DltoolsError(
+            f"{path}: a SavedModel tile model gives the layers {' and '.join(choices)}, not "
+            f"{layer!r} (a .keras model gives any layer by name)"
+        )
+    loaded = tf.saved_model.load(str(path))
+    model = getattr(loaded, "model", None)
+    stack = []
+    while model is not None and hasattr(model, f"layer-{len(stack)}"):
+        stack.append(getattr(model, f"layer-{len(stack)}"))
+    if len(stack) < 2:
+        raise DltoolsError(f"{path}: not a tile model saved by dltools (no layers to choose)")
+    if layer == FEATURES_LAYER:
+        stack = stack[:-1]
+    spec = loaded.signatures["serving_default"].structured_input_signature[1]
+    size = _size(next(iter(spec.values())).shape, path)
+
+    def forward(x: tf.Tensor) -> tf.Tensor:
+        for item in stack:
+            x = item(x)
+        return _pooled(x)
+
+    forward.keep_alive = loaded  # the layers need the loaded object to stay alive
+    return forward, size
+
+
+def _pooled(x: tf.Tensor) -> tf.Tensor:
+    """(N, h, w, D) -> (N, D) means over rows and columns; (N, D) unchanged."""
+    return tf.reduce_mean(x, axis=[1, 2]) if len(x.shape) == 4 else x
+
+
 def check_format(path: str | os.PathLike, bands: BandChoice) -> None:
     """DltoolsError if a model of ``bands`` cannot be saved at ``path`` (``.keras`` and ``.pb``
     files record no bands: only the default, bands 1,2,3 of 3-band 8-bit images)."""

@@ -72,6 +72,38 @@ class Upsample2x(layers.Layer):
         return (shape[0], *(None if n is None else 2 * n for n in shape[1:3]), shape[3])
 
 
+def _mobilenet(weights: str | None, alpha: float) -> keras.Model:
+    """Keras' MobileNetV2 without its top, any input size, weights from ``weights`` or random."""
+    try:
+        return keras.applications.MobileNetV2(
+            input_shape=(None, None, 3), alpha=alpha, include_top=False, weights=weights
+        )
+    except ValueError as err:  # Keras names the layer whose weights do not fit
+        raise DltoolsError(
+            f"{weights}: these are not MobileNetV2 weights of width {alpha} without the top ({err})"
+        ) from err
+
+
+def encoder_layer(
+    weights: str | os.PathLike, layer: str = BOTTOM, alpha: float = 1.0
+) -> keras.Model:
+    """Layer ``layer`` of MobileNetV2 with ImageNet weights from a local Keras ``_no_top.h5``
+    file of width ``alpha``: (N, h, w, 3) float32 in 0..255 -> (N, D) float32, the layer's
+    output averaged over rows and columns."""
+    weights = encoder_weights_file(weights)
+    if weights is None:
+        raise DltoolsError("an encoder needs its weights file (a MobileNetV2 _no_top.h5)")
+    base = _mobilenet(weights, alpha)
+    names = [item.name for item in base.layers]
+    if layer not in names:
+        shown = ", ".join(n for n in names if n.endswith(("_relu", "_add")))
+        raise DltoolsError(f"MobileNetV2 has no layer {layer!r}; e.g. {shown}")
+    inputs = keras.Input((None, None, 3))
+    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = keras.Model(base.input, base.get_layer(layer).output)(x)
+    return keras.Model(inputs, layers.GlobalAveragePooling2D()(x))
+
+
 def build_fcn(
     n_classes: int,
     encoder_weights: str | os.PathLike | None = None,
@@ -93,14 +125,7 @@ def build_fcn(
         raise ValueError(f"decoder_filters needs {len(SKIPS)} values, got {decoder_filters}")
     weights = encoder_weights_file(encoder_weights)
     keras.utils.set_random_seed(seed)
-    try:
-        base = keras.applications.MobileNetV2(
-            input_shape=(None, None, 3), alpha=alpha, include_top=False, weights=weights
-        )
-    except ValueError as err:  # Keras names the layer whose weights do not fit
-        raise DltoolsError(
-            f"{weights}: these are not MobileNetV2 weights of width {alpha} without the top ({err})"
-        ) from err
+    base = _mobilenet(weights, alpha)
     for layer in base.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = BN_MOMENTUM

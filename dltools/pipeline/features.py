@@ -7,10 +7,14 @@ feature set is three files sharing a base name::
 
     OUT.npy    (N, D) float32 feature vectors, each of unit length (cosine = dot product)
     OUT.csv    the manifest: index, path, row, col, size, class (library tiles) per vector
-    OUT.json   the model, the tile size and the vector length it was made with
+    OUT.json   the model, its layer, the tile size and the vector length it was made with
+    OUT.faiss  beyond INDEX_ABOVE vectors (or when asked): an inverted-file index of 8-bit
+               quantised vectors (faiss-cpu, the optional extra ``dltools[index]``)
 
-:func:`nearest` returns the ``k`` vectors most similar to a query (exact cosine search, in
-chunks, for up to about a million vectors).
+:func:`nearest` returns the ``k`` vectors most similar to a query: exact cosine search, in
+chunks, up to about a million vectors; with an index, the index proposes candidates from the
+nearest of its clusters and they are scored exactly (approximate: a true neighbour in a
+cluster not visited is missed; ``bench/similar.py`` measures how often).
 """
 
 from __future__ import annotations
@@ -36,18 +40,25 @@ from dltools.raster.windows import edge_aligned_origins
 
 FORMAT = "dltools-features"
 SUFFIXES = (".npy", ".csv", ".json")
+INDEX_SUFFIX = ".faiss"
 FIELDS = ("index", "path", "row", "col", "size", "class")
 SEARCH_CHUNK = 65536  # vectors scored per matrix product
+INDEX_ABOVE = 1_000_000  # feature sets with more vectors get an index (INDEXING "auto")
+INDEXING = ("auto", "always", "never")
+PROBES = 32  # clusters of the index visited per query
+CANDIDATES = 4  # candidates the index proposes per match wanted, then scored exactly
 
 
 @dataclass(frozen=True)
 class FeatureSet:
     """Unit-length ``vectors`` (N, D) float32 and their ``manifest`` rows; ``info``: the model
-    (``model``, ``kind``), ``tile`` size and ``dimensions`` they were made with."""
+    (``model``, ``kind``, ``layer``), ``tile`` size and ``dimensions`` they were made with;
+    ``index``: the set's faiss index, or None."""
 
     vectors: np.ndarray
     manifest: list[dict[str, str]]
     info: dict
+    index: object | None = None  # a faiss index over the vectors (see build_index), or None
 
 
 def feature_paths(base: str | os.PathLike) -> list[Path]:
@@ -58,22 +69,76 @@ def feature_paths(base: str | os.PathLike) -> list[Path]:
     return [Path(f"{base}{suffix}") for suffix in SUFFIXES]
 
 
-def embedder(model: str | os.PathLike, tile: int) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+def index_path(base: str | os.PathLike) -> Path:
+    """``base.faiss``: the feature set's index (see :func:`build_index`)."""
+    return feature_paths(base)[0].with_suffix(INDEX_SUFFIX)
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise DltoolsError(
+            "an index needs faiss-cpu: pip install 'dltools[index]' (or --index never)"
+        ) from None
+    return faiss
+
+
+def build_index(vectors: np.ndarray, path: str | os.PathLike, seed: int = 0) -> None:
+    """Write an index of (N, D) float32 unit ``vectors`` (a memory map is read in chunks) to
+    ``path``: an inverted file of about 4 sqrt(N) clusters (k-means on a sample, ``seed``)
+    holding the vectors quantised to 8 bits per dimension, searched by inner product."""
+    faiss = _faiss()
+    count, dimensions = vectors.shape
+    clusters = int(np.clip(4 * np.sqrt(count), 1, max(1, count // 39)))
+    index = faiss.index_factory(dimensions, f"IVF{clusters},SQ8", faiss.METRIC_INNER_PRODUCT)
+    faiss.extract_index_ivf(index).cp.seed = seed
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(count, min(count, 64 * clusters), replace=False))
+    index.train(np.ascontiguousarray(vectors[sample], np.float32))
+    for start in range(0, count, SEARCH_CHUNK):
+        index.add(np.ascontiguousarray(vectors[start : start + SEARCH_CHUNK], np.float32))
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
+
+
+def embedder(
+    model: str | os.PathLike, tile: int, layer: str | None = None
+) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """``(embed, kind)``: (N, h, w, 3) uint8 tiles -> (N, D) float32 vectors through ``model``.
 
-    A SavedModel folder written by dltools (``dltools.json`` inside) or a ``.keras`` / ``.pb``
-    tile model gives its class probabilities (``kind`` "tile-model"); any other SavedModel
-    folder is read as a TF-Hub module giving its feature vector at ``tile`` px
-    ("module").
+    - A SavedModel folder written by dltools (``dltools.json`` inside) or a ``.keras`` /
+      ``.pb`` tile model ("tile-model") gives its class probabilities, or with ``layer`` that
+      layer's output (see :func:`dltools.models.loader.load_layer`: ``features`` is the
+      feature vector its softmax reads, retrained or not).
+    - A ``.h5`` file of Keras' MobileNetV2 ImageNet weights without the top (as ``fcn train
+      --encoder-weights`` takes) ("encoder") gives the mean of its layer ``layer`` (default
+      ``out_relu``) over each tile at ``tile`` px.
+    - Any other SavedModel folder is read as a TF-Hub module giving its feature vector at
+      ``tile`` px ("module"); it has no layers to choose.
+
+    Layers that keep rows and columns are averaged over them.
     """
     path = Path(model)
     if not path.exists():
         raise DltoolsError(f"{path}: model not found")
-    from dltools.models.loader import load_model, prepare_images  # TensorFlow: only here
+    from dltools.models.loader import load_layer, load_model, prepare_images  # TensorFlow
 
+    if path.is_file() and path.suffix == ".h5":
+        from dltools.models.unet import BOTTOM, encoder_layer
+
+        encoder = encoder_layer(path, layer or BOTTOM)
+        return (lambda tiles: encoder(tiles.astype(np.float32), training=False).numpy()), "encoder"
     if read_metadata(path) or path.is_file():
-        tile_model = load_model(path)
-        return tile_model.predict, "tile-model"
+        if layer is None:
+            return load_model(path).predict, "tile-model"
+        forward, size = load_layer(path, layer)
+        return (lambda tiles: forward(prepare_images(tiles, size)).numpy()), "tile-model"
+    if layer is not None:
+        raise DltoolsError(
+            f"{path}: a TF-Hub module gives only its feature vector; --layer takes a tile "
+            "model (SavedModel or .keras) or MobileNetV2 ImageNet weights (.h5)"
+        )
     from dltools.models.hub import feature_layer
 
     layer = feature_layer(str(path))
@@ -133,14 +198,22 @@ def embed(
     batch_size: int = 64,
     force: bool = False,
     progress: Progress = quiet,
+    layer: str | None = None,
+    indexing: str = "auto",
 ) -> FeatureSet:
     """Embed ``source`` (a tile library folder, an image or a folder of images) with
-    ``model`` (see :func:`embedder`) and write the feature set ``out`` (see the module
-    docstring). Images are cut into ``tile`` px windows every ``stride`` px (default: no
-    overlap); library tiles are used whole. Returns what was written.
+    ``model`` and its ``layer`` (see :func:`embedder`) and write the feature set ``out`` (see
+    the module docstring). Images are cut into ``tile`` px windows every ``stride`` px
+    (default: no overlap); library tiles are used whole. ``indexing``: write ``OUT.faiss``
+    (:func:`build_index`) "always", "never", or when there are more than
+    :data:`INDEX_ABOVE` vectors ("auto"). Returns what was written.
     """
+    if indexing not in INDEXING:
+        raise ValueError(f"indexing must be one of {INDEXING}, got {indexing!r}")
     paths = feature_paths(out)
-    ensure_new(paths, force)
+    ensure_new([*paths, index_path(out)], force)
+    if indexing == "always":
+        _faiss()  # fail before the work
     source = Path(source)
     if source.is_dir() and any(p.is_dir() for p in source.iterdir()):
         rows = library_tiles(source)
@@ -149,14 +222,14 @@ def embed(
         rows = grid_tiles(images, tile, stride or tile)
     if not rows:
         raise DltoolsError(f"{source}: no tiles to embed (images smaller than {tile} px?)")
-    embed_tiles, kind = embedder(model, tile)
+    embed_tiles, kind = embedder(model, tile, layer)
     parts = []
     batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     for batch in progress(batches, total=len(rows), desc="tiles", unit="tile", count=len):
         parts.append(np.asarray(embed_tiles(_read(batch)), np.float32))
     vectors = _unit(np.concatenate(parts))
     manifest = [{"index": str(i), **row} for i, row in enumerate(rows)]
-    info = {"format": FORMAT, "model": str(model), "kind": kind, "tile": tile}
+    info = {"format": FORMAT, "model": str(model), "kind": kind, "layer": layer, "tile": tile}
     info["dimensions"] = int(vectors.shape[1])
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(paths[0]) as tmp, tmp.open("wb") as f:
@@ -167,7 +240,10 @@ def embed(
         writer.writerows(manifest)
     with atomic_path(paths[2]) as tmp:
         tmp.write_text(json.dumps(info, indent=1) + "\n")
-    return FeatureSet(vectors, manifest, info)
+    index_path(out).unlink(missing_ok=True)  # replaced with force: never a stale index
+    if indexing == "always" or (indexing == "auto" and len(vectors) > INDEX_ABOVE):
+        build_index(vectors, index_path(out))
+    return read_features(out)
 
 
 def read_features(base: str | os.PathLike) -> FeatureSet:
@@ -187,7 +263,15 @@ def read_features(base: str | os.PathLike) -> FeatureSet:
             f"{base}: {vectors.shape[0]} vectors of {vectors.shape[1]} but the manifest lists "
             f"{len(manifest)} tiles of {info['dimensions']}: the files do not belong together"
         )
-    return FeatureSet(vectors, manifest, info)
+    index = None
+    if index_path(base).is_file():
+        index = _faiss().read_index(str(index_path(base)))
+        if (index.ntotal, index.d) != vectors.shape:
+            raise DltoolsError(
+                f"{index_path(base)} indexes {index.ntotal} vectors of {index.d}, not the set's "
+                f"{vectors.shape[0]} of {vectors.shape[1]}: remove it or make the set again"
+            )
+    return FeatureSet(vectors, manifest, info, index)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -196,12 +280,26 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 
 def nearest(
-    vectors: np.ndarray, query: np.ndarray, k: int, exclude: int | None = None
+    vectors: np.ndarray,
+    query: np.ndarray,
+    k: int,
+    exclude: int | None = None,
+    index: object | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows of ``vectors`` (N, D) most similar to ``query`` (D,) by cosine, best
     first: ``(indices (k,) int64, similarities (k,) float32)``; ``exclude``: a row left out
-    (the query's own). Exact search in chunks of :data:`SEARCH_CHUNK` rows."""
+    (the query's own). Exact search in chunks of :data:`SEARCH_CHUNK` rows; with ``index``
+    (:func:`build_index`), :data:`CANDIDATES` per match from the :data:`PROBES` nearest
+    clusters, scored exactly."""
     query = _unit(np.asarray(query, np.float32)[None])[0]
+    if index is not None:
+        index.nprobe = PROBES
+        _, found = index.search(query[None], k * CANDIDATES + 1)
+        left_out = -1 if exclude is None else exclude
+        found = np.unique(found[0][(found[0] >= 0) & (found[0] != left_out)])
+        scores = np.asarray(vectors[found]) @ query  # rows in order: a memory map reads fast
+        keep = np.argsort(-scores, kind="stable")[:k]
+        return found[keep].astype(np.int64), scores[keep].astype(np.float32)
     best_index = np.zeros(0, np.int64)
     best_score = np.zeros(0, np.float32)
     for start in range(0, len(vectors), SEARCH_CHUNK):
@@ -227,11 +325,12 @@ class Match:
 
 
 def similar(
-    features: FeatureSet, query: int | str | os.PathLike, k: int = 20
+    features: FeatureSet, query: int | str | os.PathLike, k: int = 20, exact: bool = False
 ) -> tuple[np.ndarray, list[Match]]:
     """The ``k`` tiles of ``features`` most like ``query``: a manifest index (the tile itself
-    is left out) or an image file (embedded whole with the set's model, at its tile size).
-    Returns the query tile ((h, w, 3) uint8) and the matches, best first."""
+    is left out) or an image file (embedded whole with the set's model, at its tile size),
+    through the set's index if it has one and not ``exact``. Returns the query tile
+    ((h, w, 3) uint8) and the matches, best first."""
     if isinstance(query, int) or str(query).isdigit():
         row = int(query)
         if not 0 <= row < len(features.manifest):
@@ -241,11 +340,13 @@ def similar(
         picture, vector, exclude = _read([features.manifest[row]])[0], features.vectors[row], row
     else:
         picture = read_tiles([query])[0]
-        embed_tile, _ = embedder(features.info["model"], features.info["tile"])
+        info = features.info
+        embed_tile, _ = embedder(info["model"], info["tile"], info.get("layer"))
         vector, exclude = embed_tile(picture[None])[0], None
         if len(vector) != features.info["dimensions"]:
             raise DltoolsError(f"{query}: its vector does not match the feature set's")
-    indices, scores = nearest(features.vectors, vector, k, exclude)
+    index = None if exact else features.index
+    indices, scores = nearest(features.vectors, vector, k, exclude, index)
     matches = [
         Match(rank + 1, float(score), features.manifest[int(i)])
         for rank, (i, score) in enumerate(zip(indices, scores, strict=True))
