@@ -26,6 +26,7 @@ from dltools.pipeline.fcn import (
     Augmentation,
     LabelledImage,
     Tiling,
+    TrainSettings,
     infer_file,
     load_labelled,
     load_run,
@@ -281,6 +282,14 @@ def test_training_on_strokes_sees_only_the_stroked_pixels(tmp_path):
         assert (labels >= 0).any()
     (full,) = load_labelled([(tmp_path / image_path.name, mat)], classes)
     np.testing.assert_array_equal(full.labels, dense)  # the default: the dense labels
+    pair = [(tmp_path / image_path.name, mat)]
+    (both,) = load_labelled(pair, classes, strokes=True, second=True)  # CRF labels: K + k
+    n = len(classes.names)
+    expected = np.where((strokes == 0) & (dense > 0), dense.astype(np.int64) + n, strokes)
+    np.testing.assert_array_equal(both.labels, expected)
+    assert [len(a) for a in both.anchors] == [len(a) for a in loaded.anchors]
+    with pytest.raises(DltoolsError, match="--crf-weight"):
+        TrainSettings(crf_weight=0.3)  # a second target needs --train-on strokes
     with pytest.raises(DltoolsError, match="strokes come from <name>_mres"):
         load_labelled(pairs[:1], classes, strokes=True)
 
@@ -326,6 +335,15 @@ def test_loss_ignores_unlabelled_pixels_and_weights_classes():
     w = weights[labels[kept]]
     assert value == pytest.approx(float((w * -np.log(picked)).sum() / w.sum()), rel=1e-5)
     assert float(loss(np.full((1, 8, 8), IGNORE), probs[:1])) == 0.0
+    # labels K..2K-1: the second target, class y - K, weighed second_weight more
+    second = np.where(rng.random(labels.shape) < 0.5, labels + 3, labels)
+    second[labels < 0] = IGNORE
+    both = MaskedCrossEntropy(weights.tolist(), second_weight=0.25)
+    is_second = second[kept] >= 3
+    w = weights[labels[kept]] * np.where(is_second, 0.25, 1.0)
+    expected = (w * -np.log(picked)).sum() / w.sum()
+    assert float(both(second, probs)) == pytest.approx(float(expected), rel=1e-5)
+    assert MaskedCrossEntropy.from_config(both.get_config()).second_weight == 0.25
 
     w = class_weights([9000, 1000, 0])
     assert w[1] == pytest.approx(3 * w[0]) and w[2] == 0

@@ -221,6 +221,15 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     opts.add_argument(
+        "--crf-weight",
+        type=float,
+        default=DEFAULTS.crf_weight,
+        metavar="W",
+        help="with --train-on strokes: also learn the CRF labels of the _mres.mat files (their "
+        "'class') on the pixels without strokes, as a second target weighted W in [0, 1] "
+        "against the strokes' 1 (0: strokes only; default: %(default)s)",
+    )
+    opts.add_argument(
         "--jitter",
         type=float,
         default=DEFAULTS.jitter,
@@ -301,6 +310,7 @@ def run_train(args: argparse.Namespace) -> None:
         encoder_weights=_encoder_weights(args),
         seed=args.seed,
         train_on=args.train_on,
+        crf_weight=args.crf_weight,
     )
     bands, stretch = band_options(args)
     if args.resume:

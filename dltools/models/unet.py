@@ -164,27 +164,38 @@ class MaskedCrossEntropy(keras.losses.Loss):
     ``y_true``: (N, h, w) int labels, 0..K-1 or :data:`IGNORE`; ``y_pred``: (N, h, w, K)
     probabilities. The loss is ``sum(w[y] * -log p[y]) / sum(w[y])`` over the labelled pixels
     of the batch, ``w`` being ``class_weights`` (default all 1); 0 when no pixel is labelled.
+    Labels K..2K-1 are class ``y - K`` of a second target, whose pixels weigh ``w[y - K] *
+    second_weight``.
     """
 
-    def __init__(self, class_weights: Sequence[float] | None = None, name="masked_ce", **kwargs):
+    def __init__(
+        self,
+        class_weights: Sequence[float] | None = None,
+        second_weight: float = 0.0,
+        name="masked_ce",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.second_weight = float(second_weight)
 
     def call(self, y_true, y_pred):
         n_classes = ops.shape(y_pred)[-1]
         labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
         probabilities = ops.reshape(y_pred, (-1, n_classes))
         labelled = labels >= 0
-        safe = ops.where(labelled, labels, 0)
+        second = labels >= n_classes
+        safe = ops.where(labelled, ops.where(second, labels - n_classes, labels), 0)
         picked = ops.take_along_axis(probabilities, ops.expand_dims(safe, -1), axis=-1)[:, 0]
         nll = -ops.log(ops.clip(picked, 1e-7, 1.0))
-        weight = ops.cast(labelled, nll.dtype)
+        weight = ops.cast(labelled, nll.dtype) * ops.where(second, self.second_weight, 1.0)
         if self.class_weights is not None:
             weight = weight * ops.take(ops.convert_to_tensor(self.class_weights), safe)
         return ops.sum(weight * nll) / ops.maximum(ops.sum(weight), 1e-6)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "class_weights": self.class_weights}
+        config = {**super().get_config(), "class_weights": self.class_weights}
+        return config | {"second_weight": self.second_weight}
 
 
 def class_weights(counts: Sequence[int], power: float = 0.5) -> np.ndarray:

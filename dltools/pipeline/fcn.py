@@ -155,16 +155,24 @@ def load_labelled(
     progress: Progress = quiet,
     bands: BandChoice = RGB8,
     strokes: bool = False,
+    second: bool = False,
 ) -> list[LabelledImage]:
     """Read the ``(image, label file)`` pairs, the images as the network's 8-bit RGB made by
     ``bands``; sizes must agree. Images with nodata (alpha or a nodata value) have those
     pixels unlabelled. With ``strokes`` the labels are the strokes of ``_mres.mat`` files
     (every other pixel unlabelled), and crops are anchored on every stroked pixel (thin strokes
-    fall between the points of the anchor grid)."""
+    fall between the points of the anchor grid). With ``second`` too, the pixels without
+    strokes take the files' CRF labels as a second target: class k is stored as K + k (K
+    classes), which :class:`dltools.models.unet.MaskedCrossEntropy` weighs apart."""
     loaded = []
     for image_path, label_path in progress(pairs, desc="label images", unit="image"):
         image = bands.apply(read_image(image_path), image_path)
         labels = read_label_map(label_path, classes, strokes=strokes)
+        if second:
+            dense = read_label_map(label_path, classes)
+            n_classes = len(classes.names)
+            labels = np.where((labels == 0) & (dense > 0), dense + n_classes, labels)
+            labels = labels.astype(np.uint8)
         if labels.shape != image.shape[:2]:
             raise DltoolsError(
                 f"{image_path} is {image.shape[0]} x {image.shape[1]} pixels but its labels "
@@ -321,7 +329,8 @@ class TrainSettings:
     :func:`dltools.models.unet.class_weights`. ``val_fraction``: share of the images of a plain
     folder held out for validation; ``val_crops``: validation crops per validation image.
     ``train_on``: ``labels`` (dense label maps) or ``strokes`` (the strokes of ``_mres.mat``
-    files; see :func:`load_labelled`).
+    files; see :func:`load_labelled`); ``crf_weight``: with strokes, the weight in [0, 1] of
+    the files' CRF labels on the pixels without strokes, a second target (0: none).
     """
 
     epochs: int = 10
@@ -341,6 +350,7 @@ class TrainSettings:
     encoder_weights: str | None = None
     seed: int = 0
     train_on: str = "labels"
+    crf_weight: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -356,6 +366,8 @@ class TrainSettings:
             problems.append("--jitter must lie in [0, 1) and --class-weight-power be >= 0")
         if self.train_on not in TRAIN_ON:
             problems.append(f"--train-on must be one of {', '.join(TRAIN_ON)}")
+        if not 0 <= self.crf_weight <= 1 or (self.crf_weight and self.train_on != "strokes"):
+            problems.append("--crf-weight must lie in [0, 1] and needs --train-on strokes")
         if problems:
             raise DltoolsError("; ".join(problems))
 
@@ -414,7 +426,8 @@ def train(
         ensure_new([run / name for name in RUN_FILES], force)
         shutil.rmtree(run / LOGS, ignore_errors=True)  # --force: no mixing with old curves
     strokes = settings.train_on == "strokes"
-    train_images = load_labelled(train_pairs, classes, bands=bands, strokes=strokes)
+    second = settings.crf_weight > 0
+    train_images = load_labelled(train_pairs, classes, bands=bands, strokes=strokes, second=second)
     val_images = load_labelled(val_pairs, classes, bands=bands, strokes=strokes)
     counts = pixel_counts(train_images, len(classes.names))
     absent = [n for n, c in zip(classes.names, counts, strict=True) if not c]
@@ -453,7 +466,7 @@ def train(
         )
         run.mkdir(parents=True, exist_ok=True)
         write_labeldefs(run / LABELDEFS, classes)
-    loss = network.MaskedCrossEntropy(weights.tolist())
+    loss = network.MaskedCrossEntropy(weights.tolist(), settings.crf_weight)
     callbacks = []
     if val_images:
         x_val, y_val = validation_crops(
