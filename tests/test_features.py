@@ -175,6 +175,25 @@ def test_similar_searches_the_index_of_a_set_that_has_one(tmp_path, library, col
     assert not Path(f"{base}.faiss").exists() and read_features(base).index is None
 
 
+def test_auto_indexing_starts_above_the_threshold_and_warns_without_faiss(
+    tmp_path, library, colour_model, monkeypatch
+):
+    pytest.importorskip("faiss")
+    import importlib.util
+
+    import dltools.pipeline.features as features
+
+    monkeypatch.setattr(features, "INDEX_ABOVE", 20)  # the library has 24 tiles
+    args = ["features", str(library), "-m", str(colour_model), "--tile", "16", "-o"]
+    assert dltools_main([*args, str(tmp_path / "indexed")]) == 0
+    assert read_features(tmp_path / "indexed").index is not None
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.warns(UserWarning, match="no faiss-cpu to index them"):
+        assert dltools_main([*args, str(tmp_path / "plain")]) == 0
+    assert Path(f"{tmp_path / 'plain'}.npy").is_file()
+    assert not Path(f"{tmp_path / 'plain'}.faiss").exists()
+
+
 def test_exact_search_over_chunks_matches_a_full_sort(monkeypatch):
     import dltools.pipeline.features as features
 

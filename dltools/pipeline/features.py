@@ -20,8 +20,10 @@ cluster not visited is missed; ``bench/similar.py`` measures how often).
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +243,14 @@ def embed(
     with atomic_path(paths[2]) as tmp:
         tmp.write_text(json.dumps(info, indent=1) + "\n")
     index_path(out).unlink(missing_ok=True)  # replaced with force: never a stale index
-    if indexing == "always" or (indexing == "auto" and len(vectors) > INDEX_ABOVE):
+    wanted = indexing == "always" or (indexing == "auto" and len(vectors) > INDEX_ABOVE)
+    if wanted and indexing == "auto" and importlib.util.find_spec("faiss") is None:
+        warnings.warn(
+            f"{len(vectors):,} vectors and no faiss-cpu to index them: `similar` will search "
+            "them all (pip install 'dltools[index]', then make the set again)",
+            stacklevel=2,
+        )
+    elif wanted:
         build_index(vectors, index_path(out))
     return read_features(out)
 
