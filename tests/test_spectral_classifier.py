@@ -6,12 +6,14 @@ import dataclasses
 import numpy as np
 import pytest
 import rasterio
+from gis_checks import assert_cog, assert_styled_classes
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from dltools.cli.spectral import main
 from dltools.io.geo import read_raster, write_raster
 from dltools.io.images import read_image
+from dltools.io.labels import Classes
 from dltools.spectral.cube import open_cube, open_labels
 from dltools.spectral.inference import compiled
 from dltools.spectral.labelled import labelled_pixels
@@ -83,6 +85,9 @@ def test_reloaded_model_predicts_exactly_as_trained(data, trained, predicted):
     np.testing.assert_array_equal(written, scores)  # predict reloaded the model from its folder
     with rasterio.open(predicted / "b_classes.tif") as src:
         assert (src.crs, src.transform, src.dtypes[0]) == (GRID["crs"], GRID["transform"], "uint8")
+    assert_cog(predicted / "b_classes.tif", overviews=False)  # a styled COG, as every step's
+    colors = np.array(trained.config["classes"]["colors"], np.uint8)
+    assert_styled_classes(predicted / "b_classes.tif", Classes(NAMES, colors))
     features = read_raster(predicted / "b_features_dense_0_relu.tif")
     assert features.shape == (64, 64, 64) and features.min() == 0 and features.max() > 0
 

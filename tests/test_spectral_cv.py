@@ -133,4 +133,4 @@ def test_predict_on_a_one_column_cube_stays_small(tmp_path):
     print(f"peak RSS: predict {peak:.2f} GB, import TensorFlow + load the model {floor:.2f} GB")
     assert peak < 1.0 and peak - floor < 0.2
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["cube_classes.png", "cube_classes.tif", "cube_scores.tif"]  # no figure
+    assert names == ["cube_classes.png", "cube_classes.qml", "cube_classes.tif", "cube_scores.tif"]

@@ -23,6 +23,7 @@ from dltools.cli._common import (
 )
 from dltools.errors import DltoolsError
 from dltools.io.outputs import ensure_new
+from dltools.io.qgis import qml_path
 from dltools.spectral.options import (
     CLASSIFIER_TRAINING,
     DECAYS,
@@ -642,6 +643,7 @@ def _predict(args: argparse.Namespace) -> None:
     if no_figure:
         print(no_figure)
     written = [p for p in paths if (args.scores or p != paths[3]) and (picture or p != paths[2])]
+    written.insert(1, qml_path(paths[0]))  # the class map is a styled COG
     ensure_new(written, args.force)
     model = load_model(args.model)
     classes = model.config["classes"]

@@ -20,6 +20,7 @@ import scipy.io
 from rasterio.transform import Affine
 
 from dltools.errors import DltoolsError
+from dltools.io.cog import open_cog_writer
 from dltools.io.geo import (
     Window,
     open_raster,
@@ -28,6 +29,7 @@ from dltools.io.geo import (
     read_raster,
     write_window,
 )
+from dltools.io.labels import Classes
 from dltools.progress import Progress, quiet
 from dltools.raster.windows import iter_windows
 from dltools.scale.executor import Executor, InProcess
@@ -311,12 +313,21 @@ def pixel_batches(
 
 @dataclass(frozen=True)
 class RasterOutput:
-    """One output GeoTIFF of :func:`map_pixels`: ``bands`` of ``dtype``, ``fill`` where no data."""
+    """One output GeoTIFF of :func:`map_pixels`: ``bands`` of ``dtype``, ``fill`` where no data;
+    with ``classes`` (a one-band class raster, value k = ``classes.names[k - 1]``), a styled
+    COG (:func:`dltools.io.cog.open_cog_writer`)."""
 
     path: Path
     bands: int
     dtype: str
     fill: float
+    classes: Classes | None = None
+
+    def open(self, like: dict):
+        """The writer of this output on the grid of ``like`` (a context manager)."""
+        if self.classes is not None:
+            return open_cog_writer(self.path, like, self.dtype, self.fill, self.classes)
+        return open_raster_writer(self.path, like, self.bands, self.dtype, self.fill)
 
 
 @dataclass(frozen=True)
@@ -385,10 +396,7 @@ def map_pixels(
     totals: dict[str, np.ndarray] = {}
     with contextlib.ExitStack() as stack:
         writers = {
-            name: stack.enter_context(
-                open_raster_writer(out.path, cube.profile, out.bands, out.dtype, out.fill)
-            )
-            for name, out in outputs.items()
+            name: stack.enter_context(out.open(cube.profile)) for name, out in outputs.items()
         }
         pixels = cube.shape[0] * cube.shape[1]
         done = executor.map_unordered(map_window, units())

@@ -7,7 +7,7 @@ as the output's nodata value (NaN for float rasters, 0 for class maps).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from dltools.errors import DltoolsError
 from dltools.io.geo import Window
+from dltools.io.labels import Classes
 from dltools.progress import Progress, quiet
 from dltools.scale.cache import Cached
 from dltools.scale.executor import Executor, InProcess
@@ -293,7 +294,8 @@ def predict_cube(
     classify, function = _pixel_function(_classifier, model, options, executor)
     values = classify.values
     dtype = "uint8" if values.max() <= 255 else "uint16"
-    outputs = {"classes": RasterOutput(Path(classes_path), 1, dtype, 0)}
+    table = class_table(model.config["classes"])
+    outputs = {"classes": RasterOutput(Path(classes_path), 1, dtype, 0, table)}
     if scores_path is not None:
         outputs["scores"] = RasterOutput(Path(scores_path), len(values), "float32", np.nan)
     if features is not None:
@@ -302,6 +304,20 @@ def predict_cube(
         )
     totals = map_pixels(cube, function, outputs, block, progress, executor)
     return classify.summary(totals["counts"])
+
+
+def class_table(classes: Mapping) -> Classes:
+    """The class table of a classifier's class map from its config's ``classes`` (``values``,
+    ``names``, ``colors``): value v names class ``names[i]`` where ``values[i] == v``; values
+    between them that no class has are named ``value v``, in grey."""
+    top = max(classes["values"])
+    names = [f"value {v}" for v in range(1, top + 1)]
+    colors = np.full((top, 3), 128, np.uint8)
+    for value, name, color in zip(
+        classes["values"], classes["names"], classes["colors"], strict=True
+    ):
+        names[value - 1], colors[value - 1] = name, color
+    return Classes(names, colors)
 
 
 def sample_spectra(cube: Cube, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
