@@ -125,6 +125,11 @@ def _segment(*extra: str) -> list[str]:
     ]
 
 
+def _fcn_train(*extra: str, data: str = "{ws}/good", weights: str = "none") -> list[str]:
+    args = ["fcn", "train", "--name", "{ws}/new_run", "--data-dir", data, "-l", "{ws}/labels.txt"]
+    return [*args, "--encoder-weights", weights, *extra]
+
+
 def _label(image: str, *extra: str) -> list[str]:
     return ["label", "-i", image, "-l", "{ws}/labels.txt", "-c", "{ws}/colors.txt", *extra]
 
@@ -362,70 +367,27 @@ CASES = [
     ),
     (
         "fcn-train-tile-size",
-        [
-            "fcn",
-            "train",
-            "--name",
-            "{ws}/new_run",
-            "--data-dir",
-            "{ws}/good",
-            "-l",
-            "{ws}/labels.txt",
-            "--encoder-weights",
-            "none",
-            "--tile-size",
-            "100",
-        ],
+        _fcn_train("--tile-size", "100"),
         "--tile-size",
     ),
     (
         "fcn-train-strokes-from-label-rasters",
-        [
-            "fcn",
-            "train",
-            "--name",
-            "{ws}/new_run",
-            "--data-dir",
-            "{ws}/good",
-            "-l",
-            "{ws}/labels.txt",
-            "--encoder-weights",
-            "none",
-            "--train-on",
-            "strokes",
-        ],
+        _fcn_train("--train-on", "strokes"),
         "strokes come from",
     ),
     (
+        "fcn-train-crf-weight-without-strokes",
+        _fcn_train("--crf-weight", "0.3"),
+        "--crf-weight",
+    ),
+    (
         "fcn-train-rgba-without-bands",
-        [
-            "fcn",
-            "train",
-            "--name",
-            "{ws}/new_run",
-            "--data-dir",
-            "{ws}/rgba",
-            "-l",
-            "{ws}/labels.txt",
-            "--encoder-weights",
-            "none",
-        ],
+        _fcn_train(data="{ws}/rgba"),
         "--bands",
     ),
     (
         "fcn-train-missing-weights",
-        [
-            "fcn",
-            "train",
-            "--name",
-            "{ws}/new_run",
-            "--data-dir",
-            "{ws}/good",
-            "-l",
-            "{ws}/labels.txt",
-            "--encoder-weights",
-            "{ws}/nowhere.h5",
-        ],
+        _fcn_train(weights="{ws}/nowhere.h5"),
         "nowhere.h5",
     ),
 ]
