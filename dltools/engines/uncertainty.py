@@ -61,6 +61,13 @@ class WindowScore:
     doubt: tuple[int, ...]
 
 
+def scaled(span: slice, ratio: float) -> slice:
+    """The pixels ``span`` (start and stop set) of an axis on a grid ``ratio`` times as fine
+    (at least one pixel): where posteriors at another scale lie under them."""
+    start = int(span.start * ratio)
+    return slice(start, max(int(span.stop * ratio), start + 1))
+
+
 class WindowTally:
     """Running sums over the windows of ``size`` px of an (H, W) image that arrives in blocks,
     to rank them (:meth:`ranked`) without holding the image: per window, the sum and count of
@@ -102,8 +109,7 @@ class WindowTally:
                 finite = np.isfinite(part)
                 self.total[k] += float(part[finite].sum(dtype=np.float64))
                 self.count[k] += int(finite.sum())
-                rows = slice(int(r0 * sy), max(int(r1 * sy), int(r0 * sy) + 1))
-                cols = slice(int(c0 * sx), max(int(c1 * sx), int(c0 * sx) + 1))
+                rows, cols = scaled(slice(r0, r1), sy), scaled(slice(c0, c1), sx)
                 p, u = posteriors[rows, cols], small[rows, cols]
                 doubtful = u >= DOUBT
                 self.doubtful[k] += p[doubtful].sum(axis=0)

@@ -121,13 +121,18 @@ def _load_saved_model(path: Path) -> TileModel:
     )
 
 
-def _load_keras(path: Path) -> TileModel:
+def _keras_model(path: Path) -> tf_keras.Model:
+    """The tf_keras model of a ``.keras`` file (TF-Hub layers included)."""
     try:
-        model = tf_keras.models.load_model(
+        return tf_keras.models.load_model(
             path, custom_objects={"KerasLayer": hub.KerasLayer}, compile=False
         )
     except (OSError, ValueError) as err:
         raise DltoolsError(f"{path}: cannot load this .keras model ({err})") from None
+
+
+def _load_keras(path: Path) -> TileModel:
+    model = _keras_model(path)
     shape = tf.TensorShape(model.input_shape)
     return TileModel(
         path,
@@ -192,9 +197,7 @@ def load_layer(
     """
     path = Path(path)
     if path.is_file() and path.suffix == ".keras":
-        model = tf_keras.models.load_model(
-            path, custom_objects={"KerasLayer": hub.KerasLayer}, compile=False
-        )
+        model = _keras_model(path)
         names = [item.name for item in model.layers]
         if layer not in names:
             raise DltoolsError(f"{path} has no layer {layer!r}; its layers: {', '.join(names)}")

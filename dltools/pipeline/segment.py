@@ -35,7 +35,7 @@ import rasterio
 from dltools.engines.crf import NODATA, CRFParams, confidence_map
 from dltools.engines.refine import REFINERS, known_evidence, refine, working_shape
 from dltools.engines.tiles import TileGrid, decimated, fill_unclassified, tile_classes, tile_grid
-from dltools.engines.uncertainty import WindowTally, uncertainty_map, upsample
+from dltools.engines.uncertainty import WindowTally, scaled, uncertainty_map, upsample
 from dltools.errors import DltoolsError
 from dltools.figures.display import to_display
 from dltools.figures.panels import MAX_FIGURE_PIXELS, save_figure, segmentation_figure
@@ -356,7 +356,7 @@ class WindowTask:
     :class:`dltools.scale.cache.Cached` reference that loads it once per process (a Dask
     worker); ``thumb_factor``: scale of the figure's thumbnails; ``probability``: also return
     the probability of the chosen class; ``mat``: also return the ``.mat`` result;
-    ``uncertainty``: also return the core's uncertainty of this measure and its window tally
+    ``image_shape``: (H, W) of the whole image; ``uncertainty``: also return the core's uncertainty of this measure and its window tally
     (see :mod:`dltools.engines.uncertainty`; None: not)."""
 
     image_path: Path
@@ -371,6 +371,7 @@ class WindowTask:
     thumb_factor: float
     probability: bool
     mat: bool
+    image_shape: tuple[int, int]  # (H, W) of the whole image
     progress: Progress = quiet
     uncertainty: str | None = None
 
@@ -449,13 +450,9 @@ def _core_uncertainty(
     shape = (task.outer.height, task.outer.width)
     values = upsample(uncertainty_map(posteriors, task.uncertainty), shape)[inner]
     values[~valid] = np.nan
-    sy, sx = posteriors.shape[0] / shape[0], posteriors.shape[1] / shape[1]
-    rows, cols = (
-        slice(int(s.start * scale), max(int(s.stop * scale), int(s.start * scale) + 1))
-        for s, scale in zip(inner, (sy, sx), strict=True)
-    )
-    profile = read_profile(task.image_path)
-    tally = WindowTally((profile["height"], profile["width"]), posteriors.shape[2])
+    rows = scaled(inner[0], posteriors.shape[0] / shape[0])
+    cols = scaled(inner[1], posteriors.shape[1] / shape[1])
+    tally = WindowTally(task.image_shape, posteriors.shape[2])
     tally.add(task.core.row_off, task.core.col_off, values, posteriors[rows, cols])
     return values, tally
 
@@ -516,6 +513,7 @@ def segment_file(
             thumbs.factor,
             paths.probability is not None,
             paths.mat is not None,
+            (height, width),
             quiet if executor.remote else progress,
             None if paths.uncertainty is None else uncertainty,
         )
