@@ -356,8 +356,9 @@ class WindowTask:
     :class:`dltools.scale.cache.Cached` reference that loads it once per process (a Dask
     worker); ``thumb_factor``: scale of the figure's thumbnails; ``probability``: also return
     the probability of the chosen class; ``mat``: also return the ``.mat`` result;
-    ``image_shape``: (H, W) of the whole image; ``uncertainty``: also return the core's uncertainty of this measure and its window tally
-    (see :mod:`dltools.engines.uncertainty`; None: not)."""
+    ``image_shape``: (H, W) of the whole image; ``uncertainty``: also return the core's
+    uncertainty of this measure and its window tally (see :mod:`dltools.engines.uncertainty`;
+    None: not)."""
 
     image_path: Path
     core: Window
