@@ -35,7 +35,7 @@ done
 
 step "step 4: train a small tile CNN from scratch (no download; see the README for TF-Hub modules)"
 "$PY" train_dcnn_tfhub/retrain.py --image_dir "$OUT/train/tile_64" --tfhub_module scratch \
-    --how_many_training_steps 200 --train_batch_size 32 --eval_step_interval 50 --flip_left_right \
+    --how_many_training_steps 200 --train_batch_size 32 --eval_step_interval 50 \
     --output_graph "$OUT/tile_model" --output_labels "$OUT/tile_labels.txt" \
     --summaries_dir "$OUT/summaries" --seed 0
 

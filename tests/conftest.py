@@ -50,13 +50,21 @@ def stmarg(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 
 STMARG_RETRAIN = ["--image_size", "96", "--how_many_training_steps", "1000"]
-STMARG_RETRAIN += ["--learning_rate", "0.01", "--eval_step_interval", "100", "--balance"]
+STMARG_RETRAIN += [
+    "--learning_rate",
+    "0.01",
+    "--eval_step_interval",
+    "100",
+    "--legacy",
+    "--balance",
+]
 
 
 @pytest.fixture(scope="session")
 def stmarg_balanced(shared_dir: Path, stmarg: dict[str, Path]) -> dict[str, Path]:
     """The tile model of the 7 training frames, trained once per session: ``retrain`` with the
-    shared MobileNetV2 features at 96 px, 1000 steps at 0.01, ``--balance``. Keys: ``folder``
+    shared MobileNetV2 features at 96 px, 1000 steps at 0.01, ``--legacy --balance`` (the frozen
+    module, so bottlenecks are cached and it takes a minute). Keys: ``folder``
     (``ROOT/balance``), ``model`` and ``labels``."""
     from dltools.cli import main as dltools_main
 

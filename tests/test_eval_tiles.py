@@ -3,8 +3,9 @@
 Evidence: the ten St Margaret's frames of ../shared/data/stmarg/train, split by image: the first
 seven by name train, the last three (26818, 26836, 27113) are held out. All are cut into 96-px
 tiles at purity 0.9 (retile), classifiers are trained on the seven (retrain, shared MobileNetV2,
-features at 96 px, 1000 steps, gradient descent at 0.01), and every tile of the three held-out
-frames is scored (eval-tiles). Sediment is the rare class (3% of the tiles). The tile
+features at 96 px, 1000 steps, gradient descent at 0.01: the original command line, with today's
+default recipe, with ``--legacy`` and with ``--legacy --balance``), and every tile of the three
+held-out frames is scored (eval-tiles). Sediment is the rare class (3% of the tiles). The tile
 libraries come from the session fixture ``stmarg`` (tests/conftest.py).
 """
 
@@ -26,10 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo_data"
 HELD_OUT = ("26818", "26836", "27113")
 COMMON = ["--image_size", "96", "--how_many_training_steps", "1000", "--learning_rate", "0.01"]
-FINE_TUNE = ["--fine_tune_layers", "10", "--fine_tune_steps", "150"]
 SETTINGS = {  # and "balance": the stmarg_balanced fixture (tests/conftest.py)
-    "default": [*COMMON, "--eval_step_interval", "100"],
-    "fine_tune": [*COMMON, "--eval_step_interval", "50", *FINE_TUNE],
+    "legacy": [*COMMON, "--eval_step_interval", "100", "--legacy"],
+    "recipe": [*COMMON, "--eval_step_interval", "100"],  # today's defaults: balance, fine-tuning
 }
 
 
@@ -44,7 +44,7 @@ def held_out_scores(
     """test_metrics.json of each setting on every held-out tile."""
     module = shared_dir / "models" / "mobilenet_v2_100_feature_vector"
     scores = {}
-    for name in ("default", "balance", "fine_tune"):
+    for name in ("legacy", "balance", "recipe"):
         out = stmarg["train"].parent.parent / name
         if name != "balance":
             run_cli(
@@ -79,20 +79,30 @@ def test_stmarg_pairs_and_tiles_by_image(stmarg: dict[str, Path]) -> None:
 
 @pytest.mark.slow
 def test_original_settings_reach_093_accuracy_on_held_out_frames(held_out_scores) -> None:
-    default = held_out_scores["default"]
-    assert default["n"] == sum(s["support"] for s in default["per_class"].values()) > 2000
-    assert default["accuracy"] >= 0.93
-    assert default["macro_f1"] > 0.63
+    legacy = held_out_scores["legacy"]
+    assert legacy["n"] == sum(s["support"] for s in legacy["per_class"].values()) > 2000
+    assert legacy["accuracy"] >= 0.93
+    assert legacy["macro_f1"] > 0.63
 
 
 @pytest.mark.slow
 def test_balance_and_fine_tuning_raise_macro_f1_on_held_out_frames(held_out_scores) -> None:
-    default = held_out_scores["default"]["macro_f1"]
-    for name in ("balance", "fine_tune"):
-        assert held_out_scores[name]["macro_f1"] > default + 0.01, name
+    legacy = held_out_scores["legacy"]["macro_f1"]
+    for name in ("balance", "recipe"):
+        assert held_out_scores[name]["macro_f1"] > legacy + 0.01, name
         assert held_out_scores[name]["accuracy"] >= 0.93, name
     sediment = {k: s["per_class"]["sediment"]["recall"] for k, s in held_out_scores.items()}
-    assert sediment["balance"] > sediment["default"] and sediment["fine_tune"] > sediment["default"]
+    assert sediment["balance"] > sediment["legacy"] and sediment["recipe"] > sediment["legacy"]
+
+
+@pytest.mark.slow
+def test_default_recipe_clears_the_tile_floor_on_held_out_frames(held_out_scores) -> None:
+    """Issue #17's floor for the original command line on unseen river frames: tile macro F1 at
+    least 0.80 (the 2018 training gives about 0.74 here)."""
+    recipe, legacy = held_out_scores["recipe"], held_out_scores["legacy"]
+    assert recipe["macro_f1"] >= 0.85 and recipe["macro_f1"] > legacy["macro_f1"] + 0.08
+    assert recipe["accuracy"] >= legacy["accuracy"]
+    assert recipe["per_class"]["sediment"]["f1"] > 0.5
 
 
 @pytest.mark.slow

@@ -224,7 +224,7 @@ def test_retrained_features_find_same_class_tiles_far_above_chance(shared_dir, s
         "retrain", "--image_dir", str(stmarg["train"]), "--tfhub_module", str(module),
         "--output_graph", str(model), "--output_labels", str(tmp_path / "labels.txt"),
         "--bottleneck_dir", str(stmarg["bottlenecks"]), "--image_size", "96",
-        "--how_many_training_steps", "300", "--balance",
+        "--how_many_training_steps", "300", "--legacy", "--balance",
     ]) == 0  # fmt: skip
     held_out = tmp_path / "held_out"  # every fifth held-out tile of each class
     for folder in sorted(p for p in stmarg["test"].iterdir() if p.is_dir()):

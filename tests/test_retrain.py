@@ -205,6 +205,7 @@ def test_scratch_cnn_end_to_end_with_summaries(
     args = ["retrain", "--image_dir", str(demo_tiles), "--tfhub_module", "scratch"]
     args += ["--how_many_training_steps", "60", "--train_batch_size", "32"]
     args += ["--eval_step_interval", "20", "--flip_left_right", "--random_brightness", "10"]
+    args += ["--legacy"]  # tiles as they come: the test split's proportions
     args += ["--output_graph", str(out / "model.keras"), "--output_labels", str(out / "labels.txt")]
     args += ["--summaries_dir", str(out / "summaries"), "--seed", "1"]
     assert dltools_main(args) == 0
@@ -290,3 +291,43 @@ def test_fine_tuning_needs_a_pretrained_module(demo_tiles: Path, tmp_path: Path)
     args += ["--fine_tune_layers", "3", "--output_graph", str(tmp_path / "m")]
     args += ["--output_labels", str(tmp_path / "l.txt")]
     assert dltools_main(args) == 2
+
+
+def trained_settings(demo_tiles: Path, folder: Path, module: str | Path, *extra: str) -> dict:
+    """Train a few steps with ``extra`` options; the settings its metrics record."""
+    args = ["retrain", "--image_dir", str(demo_tiles), "--tfhub_module", str(module)]
+    args += ["--output_graph", str(folder / "m"), "--output_labels", str(folder / "l.txt")]
+    args += ["--how_many_training_steps", "4", "--eval_step_interval", "2", *extra]
+    assert dltools_main(args) == 0
+    return json.loads((folder / "m_metrics.json").read_text())
+
+
+def test_defaults_are_the_recipe_and_legacy_is_the_original(demo_tiles: Path, tmp_path) -> None:
+    recipe = trained_settings(demo_tiles, tmp_path / "recipe", "scratch")["settings"]
+    assert recipe["balance"] and recipe["augmentation"]["flip_left_right"]
+    assert recipe["augmentation"]["random_brightness"] == 10
+    assert recipe["fine_tune_layers"] == 0  # scratch trains its whole network anyway
+    legacy = trained_settings(demo_tiles, tmp_path / "legacy", "scratch", "--legacy")["settings"]
+    assert not legacy["balance"] and not legacy["augmentation"]["flip_left_right"]
+    assert legacy["augmentation"]["random_brightness"] == 0 and legacy["fine_tune_layers"] == 0
+    mixed = ["--legacy", "--balance", "--random_brightness", "5"]
+    mixed = trained_settings(demo_tiles, tmp_path / "mixed", "scratch", *mixed)["settings"]
+    assert mixed["balance"] and mixed["augmentation"]["random_brightness"] == 5
+    assert not mixed["augmentation"]["flip_left_right"]
+
+
+def test_recipe_trains_the_head_on_cached_bottlenecks_then_fine_tunes(
+    shared_dir: Path, demo_tiles: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """With distortions and fine-tuning (the defaults), the softmax layer still learns from the
+    cached bottlenecks; the distorted tiles go through the module while it is fine-tuned."""
+    module = shared_dir / "models" / "mobilenet_v2_100_feature_vector"
+    cache = tmp_path / "bottlenecks"
+    extra = ["--image_size", "48", "--fine_tune_steps", "4", "--bottleneck_dir", str(cache)]
+    metrics = trained_settings(demo_tiles, tmp_path, module, *extra)
+    assert "bottlenecks: 0 of" in capsys.readouterr().out  # computed, none cached before
+    assert sum(1 for _ in cache.glob("*/*.npz")) > 0
+    assert metrics["settings"]["fine_tune_layers"] == 20
+    assert [(h["phase"], h["step"]) for h in metrics["history"]] == [
+        ("train", 2), ("train", 4), ("fine-tune", 6), ("fine-tune", 8)
+    ]  # fmt: skip

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
+from dltools.models.recipes import LEGACY, RECIPE
 
 DEFAULT_MODULE = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4"
 
@@ -15,13 +16,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dltools retrain",
         description=(
             "Train a tile classifier on IMAGE_DIR/<class>/*.jpg (as made by retile): a softmax "
-            "layer on the features of a frozen TF-Hub image module (bottlenecks cached on disk), "
-            "optionally fine-tuning the module's top layers, or a small CNN from scratch. Tiles "
-            "are split into training/validation/testing by a hash of their file names, so a tile "
-            "keeps its split when more are added. Writes the model, the labels file (class-index "
-            "order) and MODEL_metrics.json; the last line printed is 'Final test accuracy = "
-            "x% (N=n)'."
+            "layer on the features of a TF-Hub image module (bottlenecks, cached on disk), then "
+            "the module's top layers fine-tuned with it on randomly mirrored and brightened "
+            "tiles, classes drawn equally often (the recipe measured on unseen frames, README "
+            "step 5); or a small CNN from scratch. --legacy trains as dl_tools did in 2018 "
+            "(frozen module, tiles as they come). Tiles are split into training/validation/"
+            "testing by a hash of their file names, so a tile keeps its split when more are "
+            "added. Writes the model, the labels file (class-index order) and "
+            "MODEL_metrics.json; the last line printed is 'Final test accuracy = x% (N=n)'."
         ),
+    )
+    parser.add_argument(
+        "--legacy",
+        action="store_true",
+        help="the 2018 dl_tools training, for comparison: options not given take the original's "
+        "values (no --balance, no distortions, --fine_tune_layers 0) (default: off)",
     )
     io = parser.add_argument_group("inputs and outputs")
     io.add_argument("--image_dir", required=True, help="folder of class folders of tiles")
@@ -123,12 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="score the validation tiles every N steps (default: %(default)s)",
     )
     aug = parser.add_argument_group(
-        "random distortions of training tiles (features are then computed for every batch: slow)"
+        "random distortions of training tiles (while fine-tuning; without it, the softmax layer "
+        "trains on features computed for every batch: slow)"
     )
     aug.add_argument(
         "--flip_left_right",
-        action="store_true",
-        help="mirror a random half of the training tiles (default: off)",
+        action=argparse.BooleanOptionalAction,
+        help="mirror a random half of the training tiles (default: on; off with --legacy)",
     )
     aug.add_argument(
         "--random_crop",
@@ -147,17 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     aug.add_argument(
         "--random_brightness",
         type=float,
-        default=0,
         metavar="P",
         help="multiply the brightness of each training tile by a random 1 +- P%% (default: "
-        "%(default)s, off)",
+        f"{RECIPE['random_brightness']:g}; {LEGACY['random_brightness']:g}, off, with --legacy)",
     )
     more = parser.add_argument_group("beyond the original")
     more.add_argument(
         "--balance",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="draw every class equally often in training batches (oversamples rare classes; "
-        "default: off, tiles as they come)",
+        "default: on; off with --legacy: tiles as they come)",
     )
     more.add_argument(
         "--early_stopping",
@@ -172,17 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     more.add_argument(
         "--fine_tune_layers",
         type=int,
-        default=0,
         metavar="N",
         help=(
             "after the softmax layer has trained, also train the top N layers with weights of "
-            "the module (Adam), on the tiles themselves (default: %(default)s, module frozen)"
+            "the module (Adam), on the tiles themselves; 0 keeps the module frozen (default: "
+            f"{RECIPE['fine_tune_layers']} with a module, 0 with scratch or --legacy)"
         ),
     )
     more.add_argument(
         "--fine_tune_steps",
         type=int,
-        default=500,
+        default=300,
         metavar="N",
         help="training steps of the fine-tuning phase (with --fine_tune_layers) (default: "
         "%(default)s)",
@@ -200,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-
     from dltools.models.classifier import Augmentation
     from dltools.pipeline.retrain import ModelOutputs, RetrainSettings, retrain
 
@@ -212,6 +220,10 @@ def run(args: argparse.Namespace) -> None:
         bottlenecks=args.bottleneck_dir and Path(args.bottleneck_dir),
         summaries=args.summaries_dir and Path(args.summaries_dir),
     )
+    recipe = RECIPE | (LEGACY if args.legacy else {"fine_tune_layers": None})  # None: per module
+    choice = {
+        key: recipe[key] if getattr(args, key) is None else getattr(args, key) for key in recipe
+    }
     settings = RetrainSettings(
         steps=args.how_many_training_steps,
         learning_rate=args.learning_rate,
@@ -220,11 +232,14 @@ def run(args: argparse.Namespace) -> None:
         testing_percentage=args.testing_percentage,
         eval_interval=args.eval_step_interval,
         augmentation=Augmentation(
-            args.flip_left_right, args.random_crop, args.random_scale, args.random_brightness
+            choice["flip_left_right"],
+            args.random_crop,
+            args.random_scale,
+            choice["random_brightness"],
         ),
-        balance=args.balance,
+        balance=choice["balance"],
         early_stopping=args.early_stopping,
-        fine_tune_layers=args.fine_tune_layers,
+        fine_tune_layers=choice["fine_tune_layers"],
         fine_tune_steps=args.fine_tune_steps,
         fine_tune_learning_rate=args.fine_tune_learning_rate,
         image_size=args.image_size,

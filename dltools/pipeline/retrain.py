@@ -1,10 +1,11 @@
 """Step 4: train a tile classifier on a library of class folders (``IMAGE_DIR/<class>/*.jpg``).
 
-With a TF-Hub module the module stays frozen and only a softmax layer is trained, on cached
-bottlenecks (or, with random distortions, on features computed for every batch). Optionally
-the top layers of the module are then fine-tuned with the head. ``scratch`` trains a small CNN
-end to end instead. Tiles are split into training / validation / testing by a hash of their
-file names (:func:`dltools.models.classifier.split_by_name`).
+With a TF-Hub module a softmax layer is trained on the module's features, cached on disk
+(bottlenecks); then the module's top layers are fine-tuned with it on the tiles themselves,
+randomly distorted. Without fine-tuning, distortions apply to the softmax layer's training,
+whose features are then computed for every batch (the original retrain.py). ``scratch`` trains
+a small CNN end to end instead. Tiles are split into training / validation / testing by a hash
+of their file names (:func:`dltools.models.classifier.split_by_name`).
 """
 
 from __future__ import annotations
@@ -48,12 +49,18 @@ from dltools.models.hub import (
     top_layer_variables,
 )
 from dltools.models.loader import check_format, prepare_images, save_model
+from dltools.models.recipes import RECIPE
 from dltools.progress import Progress, quiet
 
 
 @dataclass
 class RetrainSettings:
-    """How to train (the options of ``dltools retrain``)."""
+    """How to train (the options of ``dltools retrain``).
+
+    The defaults are :data:`dltools.models.recipes.RECIPE` (``dltools retrain --legacy`` uses
+    ``LEGACY``). ``fine_tune_layers=None`` means the recipe's layers for a module and 0
+    for scratch (whose whole network trains).
+    """
 
     steps: int = 4000
     learning_rate: float = 0.01
@@ -61,14 +68,25 @@ class RetrainSettings:
     validation_percentage: float = 10.0
     testing_percentage: float = 10.0
     eval_interval: int = 10
-    augmentation: Augmentation = field(default_factory=Augmentation)
-    balance: bool = False
+    augmentation: Augmentation = field(
+        default_factory=lambda: Augmentation(
+            flip_left_right=RECIPE["flip_left_right"],
+            random_brightness=RECIPE["random_brightness"],
+        )
+    )
+    balance: bool = RECIPE["balance"]
     early_stopping: int = 0  # patience in evaluations; 0 = train all steps, keep the last weights
-    fine_tune_layers: int = 0
-    fine_tune_steps: int = 500
+    fine_tune_layers: int | None = None
+    fine_tune_steps: int = 300
     fine_tune_learning_rate: float = 1e-4
     image_size: int | None = None
     seed: int = 0
+
+    def tuned_layers(self, module: str) -> int:
+        """Top module layers to fine-tune with ``module`` (a handle or ``"scratch"``)."""
+        if self.fine_tune_layers is not None:
+            return self.fine_tune_layers
+        return 0 if module == SCRATCH else RECIPE["fine_tune_layers"]
 
     def check(self) -> None:
         flags = {
@@ -89,7 +107,7 @@ class RetrainSettings:
                 "--validation_percentage and --testing_percentage must be >= 0 and leave some "
                 "tiles for training (their sum below 100)"
             )
-        if self.early_stopping < 0 or self.fine_tune_layers < 0:
+        if self.early_stopping < 0 or (self.fine_tune_layers or 0) < 0:
             raise DltoolsError("--early_stopping and --fine_tune_layers cannot be negative")
         if self.image_size is not None and self.image_size < 8:
             raise DltoolsError(f"--image_size must be at least 8, got {self.image_size}")
@@ -148,11 +166,11 @@ def _predict(function: Callable[[tf.Tensor], tf.Tensor], data: np.ndarray, k: in
 def _extractor(module: str, settings: RetrainSettings, first_tile: Path):
     """The feature layer and the square input size (see ``--image_size``)."""
     if module == SCRATCH:
-        if settings.fine_tune_layers:
+        if settings.tuned_layers(module):
             raise DltoolsError("--fine_tune_layers needs a pretrained --tfhub_module, not scratch")
         size = settings.image_size or image_shape(first_tile)[0]
         return scratch_features(size, settings.seed), size
-    features = feature_layer(module, trainable=settings.fine_tune_layers > 0)
+    features = feature_layer(module, trainable=settings.tuned_layers(module) > 0)
     return features, settings.image_size or declared_image_size(features) or DEFAULT_IMAGE_SIZE
 
 
@@ -187,9 +205,9 @@ def retrain(
     )
 
     scratch = module == SCRATCH
-    tune = settings.fine_tune_layers > 0 and not scratch  # scratch refuses it in _extractor
+    layers = settings.tuned_layers(module)  # scratch refuses layers in _extractor
     features, size = _extractor(module, settings, paths[0])
-    tuned = top_layer_variables(features, settings.fine_tune_layers) if tune else []
+    tuned = top_layer_variables(features, layers) if layers else []
     image_size = (size, size)
     model = build_tile_classifier(features, image_size, k, settings.seed)
     head = head_layer(model)
@@ -221,7 +239,9 @@ def retrain(
         )
 
     tiles = None
-    if scratch or settings.augmentation.active:
+    # distortions need features for every batch; with fine-tuning they wait for it, and the
+    # head trains on cached bottlenecks (faster, and better on unseen frames: README, step 5)
+    if scratch or (settings.augmentation.active and not layers):
         tiles = data = read_tiles(paths)
         forward = image_forward(model, image_size, scratch, settings.augmentation, settings.seed)
         predict = infer
@@ -251,10 +271,10 @@ def retrain(
         "train", settings.steps, data, forward, variables, optimizer, predict, 0, settings.seed
     )
 
-    if settings.fine_tune_layers:
+    if layers:
         data = tiles if tiles is not None else read_tiles(paths)
         predict = infer
-        log(f"fine-tuning the top {settings.fine_tune_layers} layers ({len(tuned)} variables)")
+        log(f"fine-tuning the top {layers} layers ({len(tuned)} variables)")
         history += run(
             "fine-tune",
             settings.fine_tune_steps,
@@ -281,7 +301,7 @@ def retrain(
         "class_names": names,
         "bands": bands.to_dict(),
         "tiles": counts,
-        "settings": dataclasses.asdict(settings),
+        "settings": dataclasses.asdict(settings) | {"fine_tune_layers": layers},
         "history": history,
         "test": None if test is None else test.to_dict(),
     }
