@@ -50,25 +50,17 @@ def stmarg(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 
 STMARG_RETRAIN = ["--image_size", "96", "--how_many_training_steps", "1000"]
-STMARG_RETRAIN += [
-    "--learning_rate",
-    "0.01",
-    "--eval_step_interval",
-    "100",
-    "--legacy",
-    "--balance",
-]
+STMARG_RETRAIN += ["--learning_rate", "0.01", "--eval_step_interval", "100"]
 
 
 @pytest.fixture(scope="session")
-def stmarg_balanced(shared_dir: Path, stmarg: dict[str, Path]) -> dict[str, Path]:
+def stmarg_tile_model(shared_dir: Path, stmarg: dict[str, Path]) -> dict[str, Path]:
     """The tile model of the 7 training frames, trained once per session: ``retrain`` with the
-    shared MobileNetV2 features at 96 px, 1000 steps at 0.01, ``--legacy --balance`` (the frozen
-    module, so bottlenecks are cached and it takes a minute). Keys: ``folder``
-    (``ROOT/balance``), ``model`` and ``labels``."""
+    original command line (the shared MobileNetV2 at 96 px, 1000 steps at 0.01) and today's
+    default recipe (about 2 minutes). Keys: ``folder`` (``ROOT/recipe``), ``model``, ``labels``."""
     from dltools.cli import main as dltools_main
 
-    folder = stmarg["train"].parent.parent / "balance"
+    folder = stmarg["train"].parent.parent / "recipe"
     module = shared_dir / "models" / "mobilenet_v2_100_feature_vector"
     model, labels = folder / "model", folder / "labels.txt"
     args = ["retrain", "--image_dir", stmarg["train"], "--tfhub_module", module]
