@@ -252,7 +252,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_images(
     left when the run is interrupted however fast the machine is."""
     folder = tmp_path / "photos"
     folder.mkdir()
-    copies = 3
+    copies = 6
     for image in sorted(data["photos"].iterdir()):
         for k in range(copies):
             (folder / f"{image.stem}_copy{k}{image.suffix}").write_bytes(image.read_bytes())
