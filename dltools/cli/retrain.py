@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
-from dltools.models.recipes import LEGACY, RECIPE
+from dltools.models.recipes import FINE_TUNE_STEPS, LEGACY, RECIPE
 
 DEFAULT_MODULE = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4"
 
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     more.add_argument(
         "--fine_tune_steps",
         type=int,
-        default=300,
+        default=FINE_TUNE_STEPS,
         metavar="N",
         help="training steps of the fine-tuning phase (with --fine_tune_layers) (default: "
         "%(default)s)",

@@ -12,6 +12,7 @@ RECIPE = {
     "random_brightness": 10.0,
     "fine_tune_layers": 20,
 }
+FINE_TUNE_STEPS = 300  # steps of the fine-tuning phase, whenever there is one
 LEGACY = {
     "balance": False,
     "flip_left_right": False,

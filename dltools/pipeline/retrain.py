@@ -49,7 +49,7 @@ from dltools.models.hub import (
     top_layer_variables,
 )
 from dltools.models.loader import check_format, prepare_images, save_model
-from dltools.models.recipes import RECIPE
+from dltools.models.recipes import FINE_TUNE_STEPS, RECIPE
 from dltools.progress import Progress, quiet
 
 
@@ -77,7 +77,7 @@ class RetrainSettings:
     balance: bool = RECIPE["balance"]
     early_stopping: int = 0  # patience in evaluations; 0 = train all steps, keep the last weights
     fine_tune_layers: int | None = None
-    fine_tune_steps: int = 300
+    fine_tune_steps: int = FINE_TUNE_STEPS
     fine_tune_learning_rate: float = 1e-4
     image_size: int | None = None
     seed: int = 0
