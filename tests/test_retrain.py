@@ -23,9 +23,9 @@ from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images
 from dltools.io.images import list_images, read_image
 from dltools.io.labels import read_labels
-from dltools.io.tile_library import read_band_choice
+from dltools.io.tile_library import read_band_choice, source_image
 from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
-from dltools.models.classifier import Augmentation, split_by_name
+from dltools.models.classifier import Augmentation, split_by_group, split_by_name
 from dltools.models.hub import (
     declared_image_size,
     feature_layer,
@@ -60,6 +60,24 @@ def test_split_by_name_is_stable_and_near_the_percentages() -> None:
     np.testing.assert_array_equal(more[: len(names)], split)  # adding files moves none
     grouped = split_by_name([f"x{i}_nohash_{j}.jpg" for i in range(50) for j in range(3)], 30, 30)
     assert all(len(set(grouped[3 * i : 3 * i + 3])) == 1 for i in range(50))
+
+
+def test_split_by_group_keeps_images_whole_and_every_class_in_training() -> None:
+    assert source_image("StMarg_26818_96_1056.jpg") == "StMarg_26818"
+    assert source_image("water_3.jpg") == "water_3.jpg"  # not made by retile: its own source
+    groups = np.repeat([f"frame_{g}" for g in range(12)], 50)
+    labels = np.zeros(len(groups), int)
+    labels[(groups == "frame_0") | (groups == "frame_7")] = 1  # the rare class: 2 frames
+    labels[groups == "frame_0"] = 2  # and a class that only one frame has
+    split = split_by_group(groups, labels, 10, 20)
+    for name in set(groups):
+        assert len(set(split[groups == name])) == 1  # a frame is never cut
+    assert split[groups == "frame_0"][0] == 0  # its class would have no training tiles
+    assert set(labels[split == 0]) == {0, 1, 2}
+    fractions = np.bincount(split, minlength=3) / len(groups)
+    half_a_frame = 25 / 600  # the shares come as near the percentages as whole frames allow
+    np.testing.assert_allclose(fractions[1:], [0.1, 0.2], atol=half_a_frame)
+    assert np.all(split_by_group(groups, labels, 0, 0) == 0)
 
 
 def test_augmentation_is_seeded_and_does_what_it_says() -> None:
@@ -314,6 +332,32 @@ def test_defaults_are_the_recipe_and_legacy_is_the_original(demo_tiles: Path, tm
     mixed = trained_settings(demo_tiles, tmp_path / "mixed", "scratch", *mixed)["settings"]
     assert mixed["balance"] and mixed["augmentation"]["random_brightness"] == 5
     assert not mixed["augmentation"]["flip_left_right"]
+
+
+def test_split_by_image_holds_out_whole_photos_when_there_are_enough(
+    demo_tiles: Path, tmp_path: Path
+) -> None:
+    metrics = trained_settings(demo_tiles, tmp_path / "eight", "scratch", "--split", "image")
+    assert metrics["split_by"] == "image" and metrics["settings"]["split"] == "image"
+    held = metrics["held_out_images"]
+    assert (
+        held["validation"]
+        and held["testing"]
+        and not set(held["validation"]) & set(held["testing"])
+    )
+    for split, photos in held.items():  # every tile of a held-out photo, none of the others
+        tiles = sum(len(list(demo_tiles.glob(f"*/{photo}_*.jpg"))) for photo in photos)
+        assert sum(metrics["tiles"][split].values()) == tiles
+    two = tmp_path / "two_photos"  # too few photos to hold any out: split by tile, said so
+    for tile in demo_tiles.glob("*/*.jpg"):
+        if tile.name.startswith(("coast_01_", "coast_02_")):
+            (two / tile.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(tile, two / tile.parent.name / tile.name)
+    shutil.copy(demo_tiles / "bands.json", two / "bands.json")
+    assert trained_settings(two, tmp_path / "two", "scratch", "--split", "image")["split_by"] == (
+        "tile"
+    )
+    assert trained_settings(demo_tiles, tmp_path / "default", "scratch")["split_by"] == "tile"
 
 
 def test_recipe_trains_the_head_on_cached_bottlenecks_then_fine_tunes(

@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 
 from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
-from dltools.models.recipes import FINE_TUNE_STEPS, LEGACY, RECIPE
+from dltools.models.recipes import (
+    FINE_TUNE_STEPS,
+    LEGACY,
+    MIN_SPLIT_IMAGES,
+    RECIPE,
+    SPLIT_UNITS,
+)
 
 DEFAULT_MODULE = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/4"
 
@@ -116,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="percentage of the tiles held out to choose and stop training (split by a hash of "
         "the file name) (default: %(default)s)",
         metavar="P",
+    )
+    train.add_argument(
+        "--split",
+        choices=SPLIT_UNITS,
+        default="tile",
+        help="image: the validation and testing tiles come from whole source images (hash of "
+        "the image name) that training never sees, when the library has tiles of at least "
+        f"{MIN_SPLIT_IMAGES} images; tile: any tile may go to any split (the original) "
+        "(default: %(default)s)",
     )
     train.add_argument(
         "--testing_percentage",
@@ -239,6 +254,7 @@ def run(args: argparse.Namespace) -> None:
         ),
         balance=choice["balance"],
         early_stopping=args.early_stopping,
+        split=args.split,
         fine_tune_layers=choice["fine_tune_layers"],
         fine_tune_steps=args.fine_tune_steps,
         fine_tune_learning_rate=args.fine_tune_learning_rate,

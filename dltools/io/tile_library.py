@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,13 @@ class Tile:
     def name(self) -> str:
         """The tile's file name: ``<image stem>_<row>_<col>.jpg``."""
         return f"{self.image.stem}_{self.row}_{self.col}.jpg"
+
+
+def source_image(tile_name: str) -> str:
+    """The stem of the image a tile was cut from, ``<image stem>`` of a name made by
+    :meth:`Tile.name`; a name of another form is its own source."""
+    match = re.fullmatch(r"(.+)_\d+_\d+\.[^.]+", tile_name)
+    return match.group(1) if match else tile_name
 
 
 def write_tile(path: Path, rgb: np.ndarray) -> None:

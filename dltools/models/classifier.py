@@ -30,6 +30,14 @@ SPLITS = ("training", "validation", "testing")
 HISTORY_KEYS = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy")
 
 
+def _hash_percent(name: str) -> float:
+    """A file name's place in [0, 100] by the original retrain.py's hash (``_nohash_`` and
+    anything after it ignored)."""
+    hashed = re.sub(r"_nohash_.*$", "", name)
+    value = int(hashlib.sha1(hashed.encode()).hexdigest(), 16) % (MAX_PER_CLASS + 1)
+    return value * (100.0 / MAX_PER_CLASS)
+
+
 def split_by_name(
     names: Sequence[str], validation_percentage: float, testing_percentage: float
 ) -> np.ndarray:
@@ -38,15 +46,47 @@ def split_by_name(
     The rule of the original retrain.py: a file keeps its split when files are added, and
     anything after ``_nohash_`` in a name is ignored, so variants of a tile stay together.
     """
+    percent = np.array([_hash_percent(name) for name in names])
     out = np.zeros(len(names), np.int8)
-    for i, name in enumerate(names):
-        hashed = re.sub(r"_nohash_.*$", "", name)
-        value = int(hashlib.sha1(hashed.encode()).hexdigest(), 16) % (MAX_PER_CLASS + 1)
-        percent = value * (100.0 / MAX_PER_CLASS)
-        if percent < validation_percentage:
-            out[i] = 1
-        elif percent < validation_percentage + testing_percentage:
-            out[i] = 2
+    out[percent < validation_percentage + testing_percentage] = 2
+    out[percent < validation_percentage] = 1
+    return out
+
+
+def split_by_group(
+    groups: Sequence[str],
+    labels: np.ndarray,
+    validation_percentage: float,
+    testing_percentage: float,
+) -> np.ndarray:
+    """(N,) int splits (0 = training, 1 = validation, 2 = testing) that keep each group (e.g.
+    the source image of a tile) whole, so validation and test scores come from unseen images.
+
+    ``groups``: (N,) group names; ``labels``: (N,) int classes. Groups are taken in the order of
+    a hash of their names (:func:`split_by_name`'s, so the order stays when groups are added)
+    into validation until it holds ``validation_percentage`` of the samples, then into testing
+    likewise. After the first, a group is passed over when taking it would move the share
+    further from the percentage; any group is passed over when taking it would leave a class
+    without training samples. The other groups train.
+    """
+    groups = np.asarray(groups)
+    labels = np.asarray(labels)
+    out = np.zeros(len(groups), np.int8)
+    names = sorted(set(groups.tolist()), key=lambda g: (_hash_percent(g), g))
+    members = {name: np.flatnonzero(groups == name) for name in names}
+    for split, percentage in ((1, validation_percentage), (2, testing_percentage)):
+        target = percentage * len(out) / 100
+        for name in names:
+            taken = int(np.sum(out == split))
+            if taken >= target:
+                break
+            rows = members[name]
+            if out[rows[0]] or (taken and abs(taken + len(rows) - target) > target - taken):
+                continue
+            training = out == 0
+            training[rows] = False
+            if set(labels[training].tolist()) == set(labels.tolist()):
+                out[rows] = split
     return out
 
 

@@ -13,6 +13,8 @@ RECIPE = {
     "fine_tune_layers": 20,
 }
 FINE_TUNE_STEPS = 300  # steps of the fine-tuning phase, whenever there is one
+SPLIT_UNITS = ("image", "tile")  # what a training / validation / testing split keeps whole
+MIN_SPLIT_IMAGES = 3  # a library cut from fewer source images is split by tile
 LEGACY = {
     "balance": False,
     "flip_left_right": False,

@@ -5,7 +5,9 @@ With a TF-Hub module a softmax layer is trained on the module's features, cached
 randomly distorted. Without fine-tuning, distortions apply to the softmax layer's training,
 whose features are then computed for every batch (the original retrain.py). ``scratch`` trains
 a small CNN end to end instead. Tiles are split into training / validation / testing by a hash
-of their file names (:func:`dltools.models.classifier.split_by_name`).
+of their file names (:func:`dltools.models.classifier.split_by_name`) or, keeping the tiles of
+one source image together, of their images' names (:func:`~dltools.models.classifier.
+split_by_group`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from dltools.errors import DltoolsError
 from dltools.io.images import image_shape
 from dltools.io.labels import write_labels
 from dltools.io.outputs import atomic_path, ensure_new
-from dltools.io.tile_library import list_tile_classes, read_band_choice, read_tiles
+from dltools.io.tile_library import (
+    list_tile_classes,
+    read_band_choice,
+    read_tiles,
+    source_image,
+)
 from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
 from dltools.models.classifier import (
     SPLITS,
@@ -36,6 +43,7 @@ from dltools.models.classifier import (
     fit,
     head_layer,
     image_forward,
+    split_by_group,
     split_by_name,
     train_step_function,
 )
@@ -49,7 +57,7 @@ from dltools.models.hub import (
     top_layer_variables,
 )
 from dltools.models.loader import check_format, prepare_images, save_model
-from dltools.models.recipes import FINE_TUNE_STEPS, RECIPE
+from dltools.models.recipes import FINE_TUNE_STEPS, MIN_SPLIT_IMAGES, RECIPE, SPLIT_UNITS
 from dltools.progress import Progress, quiet
 
 
@@ -76,6 +84,7 @@ class RetrainSettings:
     )
     balance: bool = RECIPE["balance"]
     early_stopping: int = 0  # patience in evaluations; 0 = train all steps, keep the last weights
+    split: str = "tile"  # "image": validation and testing tiles come from other images
     fine_tune_layers: int | None = None
     fine_tune_steps: int = FINE_TUNE_STEPS
     fine_tune_learning_rate: float = 1e-4
@@ -109,6 +118,8 @@ class RetrainSettings:
             )
         if self.early_stopping < 0 or (self.fine_tune_layers or 0) < 0:
             raise DltoolsError("--early_stopping and --fine_tune_layers cannot be negative")
+        if self.split not in SPLIT_UNITS:
+            raise DltoolsError(f"--split must be one of {', '.join(SPLIT_UNITS)}, got {self.split}")
         if self.image_size is not None and self.image_size < 8:
             raise DltoolsError(f"--image_size must be at least 8, got {self.image_size}")
 
@@ -126,8 +137,9 @@ class ModelOutputs:
 
 def _library(
     image_dir: str | Path, settings: RetrainSettings
-) -> tuple[list[str], list[Path], np.ndarray, np.ndarray]:
-    """Class names, tile paths, their (N,) labels and splits, checked for what training needs."""
+) -> tuple[list[str], list[Path], np.ndarray, np.ndarray, str]:
+    """Class names, tile paths, their (N,) labels and splits, checked for what training needs,
+    and the unit of the split (``"image"`` needs :data:`MIN_SPLIT_IMAGES` source images)."""
     classes = list_tile_classes(image_dir)
     names = list(classes)
     if len(names) < 2:
@@ -136,9 +148,13 @@ def _library(
         )
     paths = [p for name in names for p in classes[name]]
     labels = np.array([k for k, name in enumerate(names) for _ in classes[name]])
-    split = split_by_name(
-        [p.name for p in paths], settings.validation_percentage, settings.testing_percentage
-    )
+    percentages = settings.validation_percentage, settings.testing_percentage
+    sources = [source_image(p.name) for p in paths]
+    unit = settings.split if len(set(sources)) >= MIN_SPLIT_IMAGES else "tile"
+    if unit == "image":
+        split = split_by_group(sources, labels, *percentages)
+    else:
+        split = split_by_name([p.name for p in paths], *percentages)
     lacking = [name for k, name in enumerate(names) if not np.any((labels == k) & (split == 0))]
     if lacking:
         raise DltoolsError(
@@ -146,7 +162,7 @@ def _library(
             "to validation/testing); add tiles or lower --validation_percentage and "
             "--testing_percentage"
         )
-    return names, paths, labels, split
+    return names, paths, labels, split, unit
 
 
 def _counts(labels: np.ndarray, split: np.ndarray, names: list[str]) -> dict:
@@ -192,7 +208,7 @@ def retrain(
     ensure_new([outputs.model, outputs.labels, outputs.metrics], force)
     bands = read_band_choice(image_dir)
     check_format(outputs.model, bands)
-    names, paths, labels, split = _library(image_dir, settings)
+    names, paths, labels, split, unit = _library(image_dir, settings)
     k = len(names)
     parts = [np.flatnonzero(split == i) for i in range(len(SPLITS))]
     train_labels, val_labels, test_labels = (labels[p] for p in parts)
@@ -200,7 +216,7 @@ def retrain(
         raise DltoolsError("--early_stopping needs validation tiles: raise --validation_percentage")
     counts = _counts(labels, split, names)
     log(
-        "tiles (training/validation/testing): "
+        f"tiles (training/validation/testing, split by {unit}): "
         + ", ".join(f"{n} {'/'.join(str(counts[s][n]) for s in SPLITS)}" for n in names)
     )
 
@@ -301,6 +317,14 @@ def retrain(
         "class_names": names,
         "bands": bands.to_dict(),
         "tiles": counts,
+        "split_by": unit,
+        "held_out_images": None
+        if unit == "tile"
+        else {
+            s: sorted({source_image(paths[i].name) for i in parts[k]})
+            for k, s in enumerate(SPLITS)
+            if k
+        },
         "settings": dataclasses.asdict(settings) | {"fine_tune_layers": layers},
         "history": history,
         "test": None if test is None else test.to_dict(),
