@@ -456,9 +456,17 @@ def test_infer_geotiff_keeps_the_grid_and_streams_by_bands(trained, tmp_path):
 
 def test_infer_photo_writes_png_labels_mat_and_overlay(trained, tmp_path):
     photo = DEMO / "images" / "coast_06.jpg"
-    args = ["infer", "--name", trained, "--samples-dir", photo, "--output-dir", tmp_path, "--tta"]
+    args = ["infer", "--name", trained, "--samples-dir", photo, "--output-dir", tmp_path]
     assert run_cli(*args) == 0
     label = read_image(tmp_path / "coast_06_fcn_label.png")[..., 0]
+    # the default averages the four flips (TTA); --no-tta is the plain network
+    assert run_cli(*args[:-1], tmp_path / "plain", "--no-tta") == 0
+    plain = read_image(tmp_path / "plain" / "coast_06_fcn_label.png")[..., 0]
+    run = load_run(trained)
+    for labels, tiling in ((label, Tiling()), (plain, Tiling(tta=False))):
+        probs = predict_image(read_image(photo), run.predictor(), tiling)
+        np.testing.assert_array_equal(labels, probs.argmax(axis=2) + 1)
+    assert Tiling().tta and np.any(label != plain)
     result = read_result(tmp_path / "coast_06_ares_fcn.mat")
     assert result.labels == read_labels(DEMO / "labels.txt")
     np.testing.assert_array_equal(result.class_map + 1, label)

@@ -399,7 +399,11 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         help="windows per batch (default: %(default)s)",
     )
     parser.add_argument(
-        "--tta", action="store_true", help="average the predictions of the four flips (4x time)"
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=TILING.tta,
+        help="average the predictions of the four flips of each window: about 4x the network's "
+        f"time, better labels on unseen images (default: {'on' if TILING.tta else 'off'})",
     )
     if not crf:
         parser.add_argument(

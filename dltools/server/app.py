@@ -297,7 +297,9 @@ def create_app(models: dict[str, ServedModel], settings: ServerSettings) -> Fast
         prob_thres: Annotated[float, Query(ge=0, le=1)] = 0.5,
         decim: Annotated[int, Query(ge=1)] = 1,
         fct: Annotated[float, Query(gt=0, le=1)] = 0.25,
-        tta: Annotated[bool, Query(description="FCN runs: average the four flips")] = False,
+        tta: Annotated[
+            bool, Query(description="FCN runs: average the four flips")
+        ] = inference.SegmentOptions.tta,
         crf: Annotated[bool, Query(description="FCN runs: refine by the dense CRF")] = False,
         filename: Annotated[str | None, Query(description="name of a raw-body image")] = None,
     ) -> Response:

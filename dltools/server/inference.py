@@ -20,6 +20,7 @@ import numpy as np
 from dltools.errors import DltoolsError
 from dltools.io.geo import is_georeferenced, read_profile, read_raster
 from dltools.io.images import write_image
+from dltools.pipeline.fcn import Tiling
 from dltools.raster.windows import iter_windows
 from dltools.server.registry import (
     FCN,
@@ -44,7 +45,7 @@ class SegmentOptions:
     prob_thres: float = 0.5
     decim: int = 1
     fct: float = 0.25
-    tta: bool = False
+    tta: bool = Tiling.tta
     crf: bool = False
 
 
@@ -128,7 +129,6 @@ def segment(served: ServedModel, image: Path, workdir: Path, options: SegmentOpt
             CRF_GT_PROB,
             CRF_SCALE,
             InferOutputs,
-            Tiling,
             infer_file,
             infer_file_crf,
         )
