@@ -11,8 +11,7 @@ Data sets (from ../shared), split by image group, k-fold:
   tile out). ``--quick``: one fold (tile_1 held out), full size (the images are small and
   halving them erases the roads).
 
-``--quick`` also trains the FCN for 3 epochs instead of its default 10 (time); everything else
-keeps its defaults.
+Every method keeps its defaults, ``--quick`` included (the FCN's 10 epochs too).
 
 Methods, each trained on the training groups of a fold and run on its held-out images through
 the command line with its defaults (only the paths, classes and the module are given):
@@ -29,7 +28,7 @@ out): pixel accuracy, macro F1, pixel-weighted F1, per-class F1. CPU minutes are
 user + system time (all threads and child processes) spent training and predicting, summed over
 the folds; the load average is printed with them, since the machine may be shared.
 
-    python bench/accuracy.py --quick               # 40-60 min on 2 shared cores, most of it the FCN
+    python bench/accuracy.py --quick               # about 60 min on 2 idle cores
     python bench/accuracy.py                       # every fold, full size
     python bench/accuracy.py --sets dubai --methods rf-baseline fcn --work /tmp/acc
 """
@@ -359,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="one fold per set, river frames halved, FCN trained for 3 epochs",
+        help="one fold per set, river frames halved",
     )
     parser.add_argument("--sets", nargs="+", default=["stmarg", "dubai"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -391,8 +390,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     report = {"argv": list(argv) if argv is not None else sys.argv[1:]}
     loads = []
     wall = time.time()
-    if args.quick:
-        extra["fcn"] = ["--epochs", "3", *extra["fcn"]]  # a later --epochs wins
     for name in args.sets:
         factor = args.factor or (2 if args.quick and name == "stmarg" else 1)
         data = loaders[name](factor, args.quick)
