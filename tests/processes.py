@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,11 +17,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 def start(args: list, **kwargs) -> subprocess.Popen:
     """``python -m dltools ARGS`` started from this checkout; stdout and stderr piped (text)
-    unless ``kwargs`` say otherwise."""
+    unless ``kwargs`` say otherwise.
+
+    A Ctrl-C (SIGINT) reaches it as in a terminal even when the tests themselves run as a
+    background job (``make test &``), whose processes inherit SIGINT ignored."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
     return subprocess.Popen(
-        [sys.executable, "-m", "dltools", *map(str, args)], env=env, text=True, **streams
+        [sys.executable, "-m", "dltools", *map(str, args)],
+        env=env,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **streams,
     )
 
 
