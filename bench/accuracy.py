@@ -59,6 +59,7 @@ STMARG_COLORS = ["b", "#D2691E", "g"]
 STMARG_QUICK = ("26818", "26836", "27113")
 HYBRID = ("hybrid-crf", "hybrid-mlp", "hybrid-rf")
 METHODS = (*HYBRID, "fcn", "rf-baseline")
+STEP_COMMANDS = {"retile": "retile", "retrain": "retrain", "segment": "segment", "fcn": "fcn train"}
 RF_SAMPLES = 300_000
 RF_WINDOW = 5
 
@@ -360,28 +361,42 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="one fold per set, river frames halved",
     )
-    parser.add_argument("--sets", nargs="+", default=["stmarg", "dubai"])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument(
+        "--sets",
+        nargs="+",
+        default=["stmarg", "dubai"],
+        choices=["stmarg", "dubai"],
+        help="data sets of ../shared to score on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        choices=METHODS,
+        help="methods to train and score (default: all)",
+    )
     parser.add_argument(
         "--factor",
         type=int,
         help="downscale factor of every set (default: 1; --quick: 2 for the river frames)",
     )
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of every step (default: %(default)s)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
-    for step in ("retile", "retrain", "segment", "fcn"):
+    for step, command in STEP_COMMANDS.items():
         parser.add_argument(
             f"--{step}-args",
             default="",
             metavar="ARGS",
-            help=f"extra arguments of {step} (fcn: fcn train), to measure a variant",
+            help=f"extra arguments of `dltools {command}`, quoted, to measure a variant "
+            "(default: none)",
         )
     args = parser.parse_args(argv)
     if not SHARED.is_dir():
         raise SystemExit(f"../shared not found at {SHARED}: the data sets are needed")
-    steps = ("retile", "retrain", "segment", "fcn")
-    extra = {step: shlex.split(getattr(args, f"{step}_args")) for step in steps}
+    extra = {step: shlex.split(getattr(args, f"{step}_args")) for step in STEP_COMMANDS}
     loaders: dict[str, Callable[[int, bool], DataSet]] = {
         "stmarg": load_stmarg,
         "dubai": load_dubai,
