@@ -141,7 +141,8 @@ def untrained_run(folder: Path) -> Path:
 def test_fcn_infer_and_infer_crf_on_dask_equal_in_process(data, cluster, tmp_path) -> None:
     """On the cluster, `fcn infer` sends the GeoTIFF in 9 parts (--block 384), each a unit of
     work; the labels, the uncertainty and its ranked windows are those of the in-process run,
-    which makes it in one."""
+    which makes it in one. `infer-crf` (--block 768, both runs) sends the photo whole to a
+    worker and the GeoTIFF in 4 windows."""
     model = untrained_run(tmp_path / "fcn_run")
     samples = tmp_path / "samples"
     samples.mkdir()
@@ -150,6 +151,8 @@ def test_fcn_infer_and_infer_crf_on_dask_equal_in_process(data, cluster, tmp_pat
     for command in ("infer", "infer-crf"):
         infer = ["fcn", command, "--name", model, "--samples-dir", samples, "--window", 256]
         infer += ["--overlap", 64, "--uncertainty"]
+        if command == "infer-crf":
+            infer += ["--block", 768, "--theta", 20]
         assert run(*infer, "--output-dir", tmp_path / "here") == 0
         parts = ["--block", 384] if command == "infer" else []
         assert run(*infer, *parts, "--output-dir", tmp_path / "dask", "--dask", cluster[0]) == 0
@@ -165,26 +168,30 @@ def test_fcn_infer_and_infer_crf_on_dask_equal_in_process(data, cluster, tmp_pat
             assert path.read_bytes() == (tmp_path / "dask" / path.name).read_bytes()
 
 
+@pytest.mark.parametrize("command", ["infer", "infer-crf"])
 def test_fcn_infer_resumes_a_raster_from_its_finished_parts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The GeoTIFF in 9 parts: interrupted after 3, `--resume` makes only the other 6 and
-    writes the labels of an uninterrupted run."""
+    """The GeoTIFF in 9 parts (`infer-crf`: 9 windows): interrupted after 3, `--resume` makes
+    only the other 6 and writes the labels of an uninterrupted run."""
     model = untrained_run(tmp_path / "fcn_run")
-    infer = ["fcn", "infer", "--name", model, "--samples-dir", ORTHO, "--window", 256]
+    infer = ["fcn", command, "--name", model, "--samples-dir", ORTHO, "--window", 256]
     infer += ["--overlap", 64, "--block", 384, "--no-overlay"]
+    if command == "infer-crf":
+        infer += ["--theta", 20]
     assert run(*infer, "--output-dir", tmp_path / "straight") == 0
     interrupter = Interrupter(monkeypatch)
     interrupter.stop_after = 3
     assert run(*infer, "--output-dir", tmp_path / "resumed") == 130
+    tag = "fcn" if command == "infer" else "fcn_crf"
     assert [p.name for p in (tmp_path / "resumed").iterdir()] == [
-        ".resume-coast_ortho_fcn_label.tif"
+        f".resume-coast_ortho_{tag}_label.tif"
     ]
     interrupter.ran.clear()
     interrupter.stop_after = None
     assert run(*infer, "--output-dir", tmp_path / "resumed", "--resume") == 0
     assert len(interrupter.ran) == 6
-    name = "coast_ortho_fcn_label.tif"
+    name = f"coast_ortho_{tag}_label.tif"
     same_raster(tmp_path / "resumed" / name, tmp_path / "straight" / name)
     assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == sorted(
         p.name for p in (tmp_path / "straight").iterdir()

@@ -482,6 +482,45 @@ def test_infer_photo_writes_png_labels_mat_and_overlay(trained, tmp_path):
     assert read_result(tmp_path / "coast_06_ares_fcn_crf.mat").labels == result.labels
 
 
+def test_infer_crf_of_a_raster_in_windows_agrees_with_one_piece(trained, tmp_path, monkeypatch):
+    """The demo GeoTIFF (900 px) with --block 320: 3 x 3 windows, each segmented and refined
+    with 160 px of context (twice theta 20 at scale 0.25; the network's overlap is less), so
+    no bigger than 640 px, against the CRF over the whole image: the same grid and nodata,
+    the same label almost everywhere, the uncertainty's windows ranked alike."""
+    import dltools.engines.crf as crf
+
+    ortho = DEMO / "geotiff" / "coast_ortho.tif"
+    args = ["infer-crf", "--name", trained, "--samples-dir", ortho, "--window", "256"]
+    args += ["--overlap", "64", "--theta", "20", "--no-overlay", "--uncertainty"]
+    assert run_cli(*args, "--output-dir", tmp_path / "whole") == 0
+    refined, label_from_probs = [], crf.label_from_probs
+    monkeypatch.setattr(
+        crf,
+        "label_from_probs",
+        lambda image, *rest: refined.append(image.shape[:2]) or label_from_probs(image, *rest),
+    )
+    assert run_cli(*args, "--output-dir", tmp_path / "windows", "--block", "320") == 0
+    assert len(refined) == 9 and max(max(shape) for shape in refined) == 640
+    name = "coast_ortho_fcn_crf_label.tif"
+    label = tmp_path / "windows" / name
+    source, written = read_profile(ortho), read_profile(label)
+    assert written["crs"] == source["crs"] and written["transform"] == source["transform"]
+    assert_cog(label)
+    whole, windows = read_raster(tmp_path / "whole" / name)[..., 0], read_raster(label)[..., 0]
+    nodata = read_nodata_mask(ortho)
+    assert not windows[nodata].any() and windows[~nodata].min() >= 1
+    assert np.mean(windows[~nodata] == whole[~nodata]) > 0.98
+    # the windows' tallies add up to the ranking of the uncertainty raster they wrote
+    uncertainty = read_raster(tmp_path / "windows" / "coast_ortho_fcn_crf_uncertainty.tif")
+    assert np.isnan(uncertainty[nodata]).all() and np.isfinite(uncertainty[~nodata]).all()
+    ranked = list(csv.DictReader((tmp_path / "windows" / "coast_ortho_fcn_crf_next.csv").open()))
+    assert len(ranked) == 4  # 512-px windows, the last ones aligned with the edges
+    for window in ranked:
+        row, col = int(window["row"]), int(window["col"])
+        mean = np.nanmean(uncertainty[row : row + 512, col : col + 512])
+        assert float(window["mean_uncertainty"]) == pytest.approx(mean, abs=6e-5)
+
+
 def test_tiled_inference_equals_whole_image_inference_away_from_the_borders(trained):
     """The default windows (1024 px, 256 overlap) against one pass over the whole image."""
     run = load_run(trained)

@@ -7,7 +7,6 @@ resolution crops, applied to images of any size in overlapping windows.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from dltools.pipeline.fcn import (
     Tiling,
     TrainSettings,
     check_label_colors,
+    crf_windows,
     infer_file,
     infer_file_crf,
     infer_images,
@@ -369,7 +369,8 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         "PNGs plus <name>_ares_TAG.mat otherwise. "
         + (
             "TAG is fcn_crf: the probabilities are refined by the dense CRF of step 2 at "
-            "--crf-scale; the image is held in memory."
+            "--crf-scale. An image larger than --block is done in windows with a margin of "
+            "context, so rasters larger than memory work."
             if crf
             else "TAG is fcn. Rasters are read and written block by block, so rasters larger "
             "than memory work."
@@ -405,15 +406,20 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         help="average the predictions of the four flips of each window: about 4x the network's "
         f"time, better labels on unseen images (default: {'on' if TILING.tta else 'off'})",
     )
-    if not crf:
-        parser.add_argument(
-            "--block",
-            type=int,
-            default=TILING.max_width,
-            help="images larger than this are made in parts of about BLOCK x BLOCK pixels, "
-            "which bound the memory; with --dask each part is a unit of work, and --resume "
-            "keeps the parts an interrupted run finished (default: %(default)s)",
-        )
+    parts = (
+        "windows of BLOCK x BLOCK pixels, each refined with a margin of context (labels near "
+        "a window's edge may differ slightly from a run in one piece)"
+        if crf
+        else "parts of about BLOCK x BLOCK pixels"
+    )
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=TILING.max_width,
+        help=f"images larger than this are made in {parts}, which bound the memory; with "
+        "--dask each is a unit of work, and --resume keeps those an interrupted run finished "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlays")
     tag = "fcn_crf" if crf else "fcn"
     add_uncertainty(
@@ -440,9 +446,7 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
 
 
 def _infer(args: argparse.Namespace, crf: bool) -> None:
-    tiling = Tiling(args.window, args.overlap, args.batch_size, args.tta)
-    if not crf:
-        tiling = dataclasses.replace(tiling, max_width=args.block)
+    tiling = Tiling(args.window, args.overlap, args.batch_size, args.tta, args.block)
     images = infer_images(args.samples_dir)
     tag = "fcn_crf" if crf else "fcn"
     if crf:
@@ -466,20 +470,24 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
     def work(path: Path, executor: Executor) -> str:
         start = time.perf_counter()
         out = outputs[path]
+        progress = show_progress if args.dask is None or executor.remote else quiet
         if crf:
             counts = infer_file_crf(
-                run(),
+                run,
                 path,
                 out,
                 params,
                 args.crf_scale,
                 tiling,
                 workers,
-                bands=choices[path],
-                uncertainty=measure,
+                None,
+                choices[path],
+                measure,
+                executor,
+                args.skip_existing,
+                progress,
             )
         else:
-            progress = show_progress if args.dask is None or executor.remote else quiet
             counts = infer_file(
                 run,
                 path,
@@ -503,7 +511,10 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
 
     def in_parts(path: Path) -> bool:  # its parts are the units of work
         profile = read_profile(path)
-        return not crf and len(infer_parts((profile["height"], profile["width"]), tiling)) > 1
+        shape = (profile["height"], profile["width"])
+        if crf:
+            return len(crf_windows(shape, params, args.crf_scale, tiling)) > 1
+        return len(infer_parts(shape, tiling)) > 1
 
     if args.uncertainty is None:
         return run_each(images, plan, work, args, run, in_parts)

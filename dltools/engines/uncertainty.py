@@ -144,6 +144,32 @@ def rank_windows(uncertainty: np.ndarray, posteriors: np.ndarray, size: int) -> 
     return tally.ranked()
 
 
+def core_uncertainty(
+    posteriors: np.ndarray,
+    shape: tuple[int, int],
+    core: tuple[slice, slice],
+    valid: np.ndarray,
+    measure: str,
+    image_shape: tuple[int, int],
+    origin: tuple[int, int],
+) -> tuple[np.ndarray, WindowTally]:
+    """Uncertainty of the ``core`` (rows, cols) slices of a window of (H', W') = ``shape``
+    pixels whose (h', w', K) ``posteriors`` are at any scale, for a window-by-window run.
+
+    Returns the core's (h, w) float32 uncertainty (``measure``, upsampled; NaN where the
+    (h, w) bool ``valid`` is False) and its :class:`WindowTally` in an image of
+    ``image_shape`` where the core starts at ``origin`` (row, col); the tallies of the cores
+    of an image :meth:`~WindowTally.merge` into the tally of the whole.
+    """
+    values = upsample(uncertainty_map(posteriors, measure), shape)[core]
+    values[~valid] = np.nan
+    rows = scaled(core[0], posteriors.shape[0] / shape[0])
+    cols = scaled(core[1], posteriors.shape[1] / shape[1])
+    tally = WindowTally(image_shape, posteriors.shape[2])
+    tally.add(*origin, values, posteriors[rows, cols])
+    return values, tally
+
+
 def next_windows(
     posteriors: np.ndarray,
     valid: np.ndarray,

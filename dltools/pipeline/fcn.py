@@ -33,20 +33,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
 
-from dltools.engines.uncertainty import WindowTally, next_windows, uncertainty_map
+from dltools.engines.uncertainty import WindowTally, core_uncertainty, uncertainty_map
 from dltools.errors import DltoolsError
 from dltools.figures.display import overlay
-from dltools.io.cog import cog_outputs, open_cog_writer, open_fraction_writer, write_fraction_raster
+from dltools.io.cog import cog_outputs, open_cog_writer, open_fraction_writer
 from dltools.io.discovery import find_labelled_images
 from dltools.io.geo import (
     STREAM_CACHE_MB,
@@ -66,10 +68,13 @@ from dltools.io.vectors import write_window_ranking
 from dltools.models import runs
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import RGB8, BandChoice
-from dltools.raster.windows import BlendPart, blend_blocks, blend_parts
+from dltools.raster.windows import BlendPart, blend_blocks, blend_parts, halo_windows
 from dltools.scale.cache import Cached
 from dltools.scale.executor import Executor, InProcess
 from dltools.scale.journal import Journal, file_identity, run_units
+
+if TYPE_CHECKING:
+    from dltools.engines.crf import CRFParams
 
 # As in dltools.models.unet, which is not imported here because it needs TensorFlow:
 STRIDE = 32  # window sides and steps are multiples of the network's downsampling
@@ -876,42 +881,85 @@ def infer_file(
     more than one are kept as they finish (see :mod:`dltools.scale.journal`): with ``resume``,
     those an interrupted run finished for the same inputs are read back, not made again.
     """
-    image_path = Path(image_path)
-    executor = InProcess() if executor is None else executor
-    loaded = run() if isinstance(run, Cached) else run
-    if executor.remote and not isinstance(run, Cached):
-        raise ValueError("parts run on a Dask cluster need run as a Cached reference")
+    executor, loaded = _executor_and_run(executor, run)
     bands = loaded.bands if bands is None else bands
     profile = read_profile(image_path)
-    parts = infer_parts((profile["height"], profile["width"]), tiling)
     wanted = confidence is not None
     measure = None if outputs.uncertainty is None else uncertainty
     units = [
         InferPart(
-            image_path, run if executor.remote else loaded, tiling, bands, part, wanted, measure
+            Path(image_path),
+            run if executor.remote else loaded,
+            tiling,
+            bands,
+            part,
+            wanted,
+            measure,
         )
-        for part in parts
+        for part in infer_parts((profile["height"], profile["width"]), tiling)
     ]
+    settings = {"tiling": dataclasses.asdict(tiling), "confidence": wanted}
+    return _write_units(
+        loaded,
+        image_path,
+        outputs,
+        infer_part,
+        units,
+        settings,
+        executor,
+        resume,
+        progress,
+        confidence,
+        bands,
+        measure,
+    )
+
+
+def _executor_and_run(executor: Executor | None, run: FcnRun | Cached) -> tuple[Executor, FcnRun]:
+    executor = InProcess() if executor is None else executor
+    if executor.remote and not isinstance(run, Cached):
+        raise ValueError("units run on a Dask cluster need run as a Cached reference")
+    return executor, run() if isinstance(run, Cached) else run
+
+
+def _write_units(
+    run: FcnRun,
+    image_path: str | os.PathLike,
+    outputs: InferOutputs,
+    work: Callable[[Any], PartResult],
+    units: Sequence[Any],
+    settings: dict,
+    executor: Executor,
+    resume: bool,
+    progress: Progress,
+    confidence: Callable[[np.ndarray], None] | None,
+    bands: BandChoice,
+    measure: str | None,
+) -> np.ndarray:
+    """Run ``work`` on the ``units`` of an image with ``executor`` and write what they make
+    as ``outputs``, the windows of its uncertainty ranked; return the (K + 1,) pixel count of
+    each label value. With more than one unit, finished units are kept in a journal (what
+    they depend on: the image, the model, ``bands``, ``measure`` and ``settings``)."""
+    image_path = Path(image_path)
     journal = None
-    if len(parts) > 1:
+    if len(units) > 1:
         inputs = {
             "image": file_identity(image_path),
-            "run": file_identity(loaded.folder / MODEL),
-            "tiling": dataclasses.asdict(tiling),
+            "run": file_identity(run.folder / MODEL),
             "bands": repr(bands),
-            "confidence": wanted,
             "uncertainty": measure,
         }
-        journal = Journal(outputs.files()[0], inputs, resume)
-    tally = WindowTally((profile["height"], profile["width"]), len(loaded.classes.names))
+        journal = Journal(outputs.files()[0], inputs | settings, resume)
+    profile = read_profile(image_path)
+    shape = (profile["height"], profile["width"])
+    tally = WindowTally(shape, len(run.classes.names))
     like = profile if outputs.label.suffix == ".tif" else None
     with contextlib.ExitStack() as stack:
         if outputs.uncertainty is not None:
-            shape = (profile["height"], profile["width"])
             put = stack.enter_context(open_fraction_writer(outputs.uncertainty, like, shape))
 
         def blocks() -> Iterator[Block]:
-            for found in run_units(executor, infer_part, units, journal):
+            for found in run_units(executor, work, units, journal):
                 if found.tally is not None:
                     tally.merge(found.tally)
                 for block, top, values in zip(
@@ -923,55 +971,166 @@ def infer_file(
                         put(values, Window(block[1], block[0], values.shape[1], values.shape[0]))
                     yield block
 
-        counts = write_outputs(image_path, blocks(), loaded.classes, outputs, progress, bands)
+        counts = write_outputs(image_path, blocks(), run.classes, outputs, progress, bands)
     if outputs.uncertainty is not None:
-        names = loaded.classes.names
+        names = run.classes.names
         write_window_ranking(tally.ranked(), names, like, outputs.next_csv, outputs.next_geojson)
     if journal is not None:
         journal.remove()
     return counts
 
 
+def crf_halo(params: CRFParams, scale: float, tiling: Tiling) -> int:
+    """Pixels of context around each window of :func:`infer_file_crf`: the network's window
+    overlap, or twice the CRF's spatial reach (``params.theta`` working pixels at ``scale``)
+    if that is more; a multiple of :data:`STRIDE`."""
+    reach = max(tiling.overlap, math.ceil(2 * params.theta / scale))
+    return -(-reach // STRIDE) * STRIDE
+
+
+@dataclass(frozen=True)
+class CrfWindow:
+    """One unit of :func:`infer_file_crf`: the ``outer`` window of an image (H, W) =
+    ``image_shape`` segmented by the network and refined by the CRF, of which the ``core``
+    is kept. ``run``, ``bands`` and ``uncertainty`` as in :class:`InferPart`; ``confidence``:
+    also return the network's top class probability over the core; ``params``, ``scale`` and
+    ``workers``: the CRF's settings, working scale and processes."""
+
+    image_path: Path
+    run: FcnRun | Cached
+    tiling: Tiling
+    bands: BandChoice
+    params: CRFParams
+    scale: float
+    workers: int | None
+    core: Window
+    outer: Window
+    image_shape: tuple[int, int]
+    confidence: bool
+    uncertainty: str | None = None
+
+
+def infer_crf_window(unit: CrfWindow) -> PartResult:
+    """Run one :class:`CrfWindow`; the result holds one block, the core."""
+    from dltools.engines.crf import NODATA as CRF_NODATA
+    from dltools.engines.crf import label_from_probs
+
+    run = unit.run() if isinstance(unit.run, Cached) else unit.run
+    core, outer = unit.core, unit.outer
+    with open_raster(unit.image_path) as src:
+        rows, cols = outer.row_off, outer.col_off
+        image = _reader(src, unit.bands)(rows, rows + outer.height, cols, cols + outer.width)
+        nodata = src.dataset_mask(window=outer) == 0
+    inner = (
+        slice(core.row_off - rows, core.row_off - rows + core.height),
+        slice(core.col_off - cols, core.col_off - cols + core.width),
+    )
+    probabilities = predict_image(image, run.predictor(), unit.tiling)
+    top = None
+    if unit.confidence:  # the network's, before the CRF
+        top = np.where(nodata, np.nan, probabilities.max(axis=2))[inner].astype(np.float32)
+    n_classes = len(run.classes.names)
+    class_map, posteriors = label_from_probs(
+        image, probabilities, n_classes, unit.scale, unit.params, nodata, unit.workers
+    )
+    del probabilities
+    labels = np.where(class_map == CRF_NODATA, 0, class_map + 1).astype(np.uint8)[inner]
+    found = PartResult([(core.row_off, core.col_off, labels)], [top], [None], None)
+    if unit.uncertainty is not None:
+        origin = (core.row_off, core.col_off)
+        values, found.tally = core_uncertainty(
+            posteriors,
+            image.shape[:2],
+            inner,
+            labels > 0,
+            unit.uncertainty,
+            unit.image_shape,
+            origin,
+        )
+        found.uncertainty = [values]
+    return found
+
+
 def infer_file_crf(
-    run: FcnRun,
+    run: FcnRun | Cached,
     image_path: str | os.PathLike,
     outputs: InferOutputs,
-    params,
-    scale: float = 0.25,
+    params: CRFParams,
+    scale: float = CRF_SCALE,
     tiling: Tiling = Tiling(),
     workers: int | None = None,
     confidence: Callable[[np.ndarray], None] | None = None,
     bands: BandChoice | None = None,
     uncertainty: str = "margin",
+    executor: Executor | None = None,
+    resume: bool = False,
+    progress: Progress = quiet,
 ) -> np.ndarray:
     """As :func:`infer_file`, then refine the probabilities with the dense CRF of
     :mod:`dltools.engines.crf` at working ``scale`` (``params``: a
     :class:`dltools.engines.crf.CRFParams`); ``outputs.uncertainty`` comes from the CRF's
-    posteriors. The whole image and its probabilities are held in memory."""
-    from dltools.engines.crf import NODATA as CRF_NODATA
-    from dltools.engines.crf import label_from_probs
+    posteriors.
 
-    image_path = Path(image_path)
-    bands = run.bands if bands is None else bands
-    with open_raster(image_path) as src:
-        image = _reader(src, bands)(0, src.height, 0, src.width)
-        nodata = src.dataset_mask() == 0
-    probabilities = predict_image(image, run.predictor(), tiling)
-    if confidence is not None:  # the network's, before the CRF
-        confidence(np.where(nodata, np.nan, probabilities.max(axis=2)))
-    class_map, posteriors = label_from_probs(
-        image, probabilities, len(run.classes.names), scale, params, nodata, workers
+    An image whose longer side is at most ``tiling.max_width`` is done whole. A larger one
+    is done in windows of that size that tile it, each with :func:`crf_halo` pixels of
+    context (a :class:`CrfWindow`, segmented and refined on its own, then cut to its
+    core), so memory is bounded by the window, not the image; ``executor`` runs the windows
+    and ``resume`` reads back those an interrupted run finished, as in :func:`infer_file`.
+    """
+    executor, loaded = _executor_and_run(executor, run)
+    bands = loaded.bands if bands is None else bands
+    profile = read_profile(image_path)
+    shape = (profile["height"], profile["width"])
+    wanted = confidence is not None
+    measure = None if outputs.uncertainty is None else uncertainty
+    units = [
+        CrfWindow(
+            Path(image_path),
+            run if executor.remote else loaded,
+            tiling,
+            bands,
+            params,
+            scale,
+            workers,
+            core,
+            outer,
+            shape,
+            wanted,
+            measure,
+        )
+        for core, outer in crf_windows(shape, params, scale, tiling)
+    ]
+    settings = {
+        "tiling": dataclasses.asdict(tiling),
+        "confidence": wanted,
+        "crf": dataclasses.asdict(params),
+        "scale": scale,
+    }
+    return _write_units(
+        loaded,
+        image_path,
+        outputs,
+        infer_crf_window,
+        units,
+        settings,
+        executor,
+        resume,
+        progress,
+        confidence,
+        bands,
+        measure,
     )
-    del probabilities
-    labels = np.where(class_map == CRF_NODATA, 0, class_map + 1).astype(np.uint8)
-    counts = write_outputs(image_path, [(0, 0, labels)], run.classes, outputs, bands=bands)
-    if outputs.uncertainty is not None:
-        like = read_profile(image_path) if outputs.label.suffix == ".tif" else None
-        values, ranked = next_windows(posteriors, labels > 0, uncertainty)
-        write_fraction_raster(outputs.uncertainty, values, like)
-        names = run.classes.names
-        write_window_ranking(ranked, names, like, outputs.next_csv, outputs.next_geojson)
-    return counts
+
+
+def crf_windows(
+    shape: tuple[int, int], params: CRFParams, scale: float, tiling: Tiling = Tiling()
+) -> list[tuple[Window, Window]]:
+    """The ``(core, outer)`` windows of :func:`infer_file_crf` on an (H, W) image: the whole
+    image, or cores of ``tiling.max_width`` px with :func:`crf_halo` px of context."""
+    if max(shape) <= tiling.max_width:
+        whole = Window(0, 0, shape[1], shape[0])
+        return [(whole, whole)]
+    return halo_windows(*shape, tiling.max_width, crf_halo(params, scale, tiling))
 
 
 def infer_images(samples: str | os.PathLike) -> list[Path]:

@@ -35,7 +35,7 @@ import rasterio
 from dltools.engines.crf import NODATA, CRFParams, confidence_map
 from dltools.engines.refine import REFINERS, known_evidence, refine, working_shape
 from dltools.engines.tiles import TileGrid, decimated, fill_unclassified, tile_classes, tile_grid
-from dltools.engines.uncertainty import WindowTally, scaled, uncertainty_map, upsample
+from dltools.engines.uncertainty import WindowTally, core_uncertainty
 from dltools.errors import DltoolsError
 from dltools.figures.display import to_display
 from dltools.figures.panels import MAX_FIGURE_PIXELS, save_figure, segmentation_figure
@@ -438,24 +438,16 @@ def segment_window(task: WindowTask) -> WindowResult:
         result = LabelResult(result_class, list(task.class_names), tile_map, seg.posteriors)
     found = WindowResult(core, values, probability, pieces, counts, tiles, result)
     if task.uncertainty is not None:
-        found.uncertainty, found.tally = _core_uncertainty(task, seg.posteriors, inner, valid)
+        found.uncertainty, found.tally = core_uncertainty(
+            seg.posteriors,
+            shape,
+            inner,
+            valid,
+            task.uncertainty,
+            task.image_shape,
+            (core.row_off, core.col_off),
+        )
     return found
-
-
-def _core_uncertainty(
-    task: WindowTask, posteriors: np.ndarray, inner: tuple[slice, slice], valid: np.ndarray
-) -> tuple[np.ndarray, WindowTally]:
-    """The (h, w) float32 uncertainty (NaN where not ``valid``) of the core ``inner`` of the
-    outer window, whose (h', w', K) ``posteriors`` are at any scale, and the core's window
-    tally (see :mod:`dltools.engines.uncertainty`)."""
-    shape = (task.outer.height, task.outer.width)
-    values = upsample(uncertainty_map(posteriors, task.uncertainty), shape)[inner]
-    values[~valid] = np.nan
-    rows = scaled(inner[0], posteriors.shape[0] / shape[0])
-    cols = scaled(inner[1], posteriors.shape[1] / shape[1])
-    tally = WindowTally(task.image_shape, posteriors.shape[2])
-    tally.add(task.core.row_off, task.core.col_off, values, posteriors[rows, cols])
-    return values, tally
 
 
 def segment_file(
