@@ -1,5 +1,8 @@
 """Benchmark ``semseg_fullyconv/infer.py`` on generated GeoTIFFs of 25, 100 and 400 megapixels.
 
+``--command infer-crf`` runs ``semseg_fullyconv/infer_crf.py`` instead (the network, then the
+dense CRF; rasters larger than ``--block`` in windows with a halo).
+
 For each size a square 3-band uint8 GeoTIFF (tiled, DEFLATE, UTM grid, nodata 0 with a black
 collar) is made from a mirrored synthetic coastal scene, then ``infer.py`` runs on it in a
 fresh process with its default options (1024-px windows, 256 overlap, label and overlay
@@ -14,6 +17,7 @@ from scratch on the demo data: weights do not change the speed.
 
     python bench/fcn.py                     # 25, 100 and 400 MP (about 15 minutes on 2 cores)
     python bench/fcn.py --sizes 25,100      # quicker
+    python bench/fcn.py --command infer-crf --sizes 25,100
 """
 
 from __future__ import annotations
@@ -34,12 +38,19 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo_data"
 SCENE = 2048  # the synthetic scene is mirrored in blocks of this size
 COLLAR = 512  # black (nodata) columns on the left, as on an orthomosaic's edge
+SCRIPTS = {"infer": "infer.py", "infer-crf": "infer_crf.py"}  # in semseg_fullyconv/
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="25,100,400", help="megapixels (comma-separated)")
     parser.add_argument("--tmp", help="folder for the rasters (default: a temporary folder)")
+    parser.add_argument(
+        "--command",
+        choices=sorted(SCRIPTS),
+        default="infer",
+        help="the step 8 script to run (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="dltools-bench-fcn-", dir=args.tmp) as tmp:
@@ -55,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             side = _make_raster(raster, mp)
             made = time.perf_counter() - start
             print(f"{mp} MP raster ({side} x {side}) made in {made:.0f} s", flush=True)
-            rows.append({"mp": side * side / 1e6, **_infer(run, raster, tmp / "out")})
+            found = _infer(run, raster, tmp / "out", SCRIPTS[args.command])
+            rows.append({"mp": side * side / 1e6, **found})
             raster.unlink()
             for out in (tmp / "out").iterdir():
                 out.unlink()
@@ -127,9 +139,9 @@ def _make_raster(path: Path, mp: int) -> int:
     return side
 
 
-def _infer(run: Path, raster: Path, out: Path) -> dict:
-    """Run infer.py on ``raster``; its wall time, the time it reports and its peak RSS."""
-    cmd = [sys.executable, str(REPO / "semseg_fullyconv" / "infer.py"), "--name", str(run)]
+def _infer(run: Path, raster: Path, out: Path, script: str) -> dict:
+    """Run ``script`` on ``raster``; its wall time, the time it reports and its peak RSS."""
+    cmd = [sys.executable, str(REPO / "semseg_fullyconv" / script), "--name", str(run)]
     cmd += ["--samples-dir", str(raster), "--output-dir", str(out), "--force"]
     start = time.perf_counter()
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
@@ -138,7 +150,7 @@ def _infer(run: Path, raster: Path, out: Path) -> dict:
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     if proc.returncode:
-        raise SystemExit(f"infer.py failed ({proc.returncode}): {stdout}")
+        raise SystemExit(f"{script} failed ({proc.returncode}): {stdout}")
     seconds = float(re.search(r"\(([\d.]+) s\)", stdout).group(1))
     return {"seconds": seconds, "wall": wall, "rss_gb": usage.ru_maxrss / 2**20}
 

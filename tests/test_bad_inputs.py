@@ -366,6 +366,22 @@ CASES = [
         "--window",
     ),
     (
+        "fcn-infer-crf-block-below-the-stride",
+        [
+            "fcn",
+            "infer-crf",
+            "--name",
+            "{ws}/fcn_run",
+            "--samples-dir",
+            "{ws}/good/a.png",
+            "--output-dir",
+            "{ws}/fcn_out",
+            "--block",
+            "0",
+        ],
+        "--block",
+    ),
+    (
         "fcn-train-tile-size",
         _fcn_train("--tile-size", "100"),
         "--tile-size",

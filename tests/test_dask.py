@@ -176,7 +176,7 @@ def test_fcn_infer_resumes_a_raster_from_its_finished_parts(
     only the other 6 and writes the labels of an uninterrupted run."""
     model = untrained_run(tmp_path / "fcn_run")
     infer = ["fcn", command, "--name", model, "--samples-dir", ORTHO, "--window", 256]
-    infer += ["--overlap", 64, "--block", 384, "--no-overlay"]
+    infer += ["--overlap", 64, "--block", 384, "--no-overlay", "--no-tta"]
     if command == "infer-crf":
         infer += ["--theta", 20]
     assert run(*infer, "--output-dir", tmp_path / "straight") == 0

@@ -491,7 +491,7 @@ def test_infer_crf_of_a_raster_in_windows_agrees_with_one_piece(trained, tmp_pat
 
     ortho = DEMO / "geotiff" / "coast_ortho.tif"
     args = ["infer-crf", "--name", trained, "--samples-dir", ortho, "--window", "256"]
-    args += ["--overlap", "64", "--theta", "20", "--no-overlay", "--uncertainty"]
+    args += ["--overlap", "64", "--theta", "20", "--no-overlay", "--no-tta", "--uncertainty"]
     assert run_cli(*args, "--output-dir", tmp_path / "whole") == 0
     refined, label_from_probs = [], crf.label_from_probs
     monkeypatch.setattr(

@@ -569,6 +569,8 @@ class Tiling:
             )
         if not 0 <= self.overlap <= self.window // 2 or self.batch_size < 1:
             raise DltoolsError("--overlap must lie in 0..window/2 and --batch-size be >= 1")
+        if self.max_width < STRIDE:
+            raise DltoolsError(f"--block must be at least {STRIDE} px, got {self.max_width}")
 
     def axis(self, length: int) -> tuple[int, int]:
         """``(window size, step)`` along an axis of ``length`` pixels."""
