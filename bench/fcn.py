@@ -18,6 +18,7 @@ from scratch on the demo data: weights do not change the speed.
     python bench/fcn.py                     # 25, 100 and 400 MP (about 15 minutes on 2 cores)
     python bench/fcn.py --sizes 25,100      # quicker
     python bench/fcn.py --command infer-crf --sizes 25,100
+    python bench/fcn.py --command infer-crf --sizes 100 --block 20000   # in one piece
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         default="infer",
         help="the step 8 script to run (default: %(default)s)",
     )
+    parser.add_argument(
+        "--block",
+        type=int,
+        help="the script's --block: rasters larger than this are made in parts or windows "
+        "(default: the script's own: 6144 for infer, 4096 for infer-crf)",
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="dltools-bench-fcn-", dir=args.tmp) as tmp:
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             side = _make_raster(raster, mp)
             made = time.perf_counter() - start
             print(f"{mp} MP raster ({side} x {side}) made in {made:.0f} s", flush=True)
-            found = _infer(run, raster, tmp / "out", SCRIPTS[args.command])
+            found = _infer(run, raster, tmp / "out", SCRIPTS[args.command], args.block)
             rows.append({"mp": side * side / 1e6, **found})
             raster.unlink()
             for out in (tmp / "out").iterdir():
@@ -139,10 +146,11 @@ def _make_raster(path: Path, mp: int) -> int:
     return side
 
 
-def _infer(run: Path, raster: Path, out: Path, script: str) -> dict:
+def _infer(run: Path, raster: Path, out: Path, script: str, block: int | None) -> dict:
     """Run ``script`` on ``raster``; its wall time, the time it reports and its peak RSS."""
     cmd = [sys.executable, str(REPO / "semseg_fullyconv" / script), "--name", str(run)]
     cmd += ["--samples-dir", str(raster), "--output-dir", str(out), "--force"]
+    cmd += [] if block is None else ["--block", str(block)]
     start = time.perf_counter()
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
         stdout = proc.stdout.read().decode()

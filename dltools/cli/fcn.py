@@ -32,6 +32,7 @@ from dltools.io.images import inference_bands, training_bands
 from dltools.io.labels import Classes, default_colors, read_classes
 from dltools.io.results import read_result
 from dltools.pipeline.fcn import (
+    CRF_BLOCK,
     CRF_GT_PROB,
     CRF_SCALE,
     TRAIN_ON,
@@ -415,7 +416,7 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
     parser.add_argument(
         "--block",
         type=int,
-        default=TILING.max_width,
+        default=CRF_BLOCK if crf else TILING.max_width,
         help=f"images larger than this are made in {parts}, which bound the memory; with "
         "--dask each is a unit of work, and --resume keeps those an interrupted run finished "
         "(default: %(default)s)",

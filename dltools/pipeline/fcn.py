@@ -90,6 +90,7 @@ ANCHOR_STEP = 8  # crops are placed around labelled pixels sampled on a grid of 
 MAP_SIZE = 768  # the validation map drawn after each epoch is at most this big
 CRF_GT_PROB = 0.8  # infer-crf trusts the network more than step 2 trusts strokes
 CRF_SCALE = 0.25  # working scale of infer-crf's CRF
+CRF_BLOCK = 4096  # infer-crf's windows (Tiling.max_width): about 3.4 GB at the peak
 
 
 # --- label maps ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ under a per-request folder that the caller removes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +126,7 @@ def segment(served: ServedModel, image: Path, workdir: Path, options: SegmentOpt
     elif served.kind == FCN:
         from dltools.engines.crf import CRFParams
         from dltools.pipeline.fcn import (
+            CRF_BLOCK,
             CRF_GT_PROB,
             CRF_SCALE,
             InferOutputs,
@@ -142,7 +143,7 @@ def segment(served: ServedModel, image: Path, workdir: Path, options: SegmentOpt
                 outputs,
                 params,
                 CRF_SCALE,
-                tiling,
+                replace(tiling, max_width=CRF_BLOCK),
                 1,
                 confidence=confidence.add,
             )
