@@ -138,8 +138,9 @@ def _retile(folder: str, *extra: str) -> list[str]:
     return ["retile", "-i", folder, "-l", "{ws}/labels.txt", "-t", "32", *extra]
 
 
-def _infer(samples: str, *extra: str) -> list[str]:
-    return ["fcn", "infer", "--name", "{ws}/fcn_run", "--samples-dir", samples, "--output-dir"]
+def _infer(command: str, samples: str, *extra: str) -> list[str]:
+    run = ["fcn", command, "--name", "{ws}/fcn_run", "--samples-dir", samples]
+    return [*run, "--output-dir", "{ws}/fcn_out", *extra]
 
 
 # (id, command line with {ws} for the workspace, text the error must name)
@@ -337,48 +338,17 @@ CASES = [
     ),
     (
         "fcn-infer-rgba-without-bands",
-        [
-            "fcn",
-            "infer",
-            "--name",
-            "{ws}/fcn_run",
-            "--samples-dir",
-            "{ws}/rgba/a.png",
-            "--output-dir",
-            "{ws}/fcn_out",
-        ],
+        _infer("infer", "{ws}/rgba/a.png"),
         "--bands",
     ),
     (
         "fcn-infer-window-not-a-multiple-of-32",
-        [
-            "fcn",
-            "infer",
-            "--name",
-            "{ws}/fcn_run",
-            "--samples-dir",
-            "{ws}/good/a.png",
-            "--output-dir",
-            "{ws}/fcn_out",
-            "--window",
-            "100",
-        ],
+        _infer("infer", "{ws}/good/a.png", "--window", "100"),
         "--window",
     ),
     (
         "fcn-infer-crf-block-below-the-stride",
-        [
-            "fcn",
-            "infer-crf",
-            "--name",
-            "{ws}/fcn_run",
-            "--samples-dir",
-            "{ws}/good/a.png",
-            "--output-dir",
-            "{ws}/fcn_out",
-            "--block",
-            "0",
-        ],
+        _infer("infer-crf", "{ws}/good/a.png", "--block", "0"),
         "--block",
     ),
     (

@@ -68,7 +68,13 @@ from dltools.io.vectors import write_window_ranking
 from dltools.models import runs
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import RGB8, BandChoice
-from dltools.raster.windows import BlendPart, blend_blocks, blend_parts, halo_windows
+from dltools.raster.windows import (
+    BlendPart,
+    blend_blocks,
+    blend_parts,
+    core_slices,
+    halo_windows,
+)
 from dltools.scale.cache import Cached
 from dltools.scale.executor import Executor, InProcess
 from dltools.scale.journal import Journal, file_identity, run_units
@@ -1024,10 +1030,7 @@ def infer_crf_window(unit: CrfWindow) -> PartResult:
         rows, cols = outer.row_off, outer.col_off
         image = _reader(src, unit.bands)(rows, rows + outer.height, cols, cols + outer.width)
         nodata = src.dataset_mask(window=outer) == 0
-    inner = (
-        slice(core.row_off - rows, core.row_off - rows + core.height),
-        slice(core.col_off - cols, core.col_off - cols + core.width),
-    )
+    inner = core_slices(core, outer)
     probabilities = predict_image(image, run.predictor(), unit.tiling)
     top = None
     if unit.confidence:  # the network's, before the CRF

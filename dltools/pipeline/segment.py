@@ -55,7 +55,7 @@ from dltools.io.results import LabelResult, result_name, write_result
 from dltools.io.vectors import write_window_ranking
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import BandChoice
-from dltools.raster.windows import halo_windows
+from dltools.raster.windows import core_slices, halo_windows
 from dltools.scale.cache import Cached
 from dltools.scale.executor import Executor, InProcess
 from dltools.scale.journal import Journal, file_identity, run_units
@@ -403,10 +403,7 @@ def segment_window(task: WindowTask) -> WindowResult:
     core, outer = task.core, task.outer
     image, nodata = _read(task.image_path, outer, task.whole)
     seg = segment_image(image, model, task.params, nodata, task.workers, task.progress, task.bands)
-    inner = (
-        slice(core.row_off - outer.row_off, core.row_off - outer.row_off + core.height),
-        slice(core.col_off - outer.col_off, core.col_off - outer.col_off + core.width),
-    )
+    inner = core_slices(core, outer)
     shape = image.shape[:2]
     class_map = seg.class_map[inner]
     tile_map = seg.grid.expand(seg.tile_classes(), shape, shape)[inner]

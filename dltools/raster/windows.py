@@ -10,7 +10,8 @@ Three layouts cover a raster:
   blended by :func:`blend_weights` / :func:`span_weights` so that no seam shows;
   :func:`blend_blocks` assembles predictions in bounded memory, whole or in independent
   :class:`BlendPart` units (:func:`blend_parts`);
-- :func:`halo_windows`: core windows that tile the raster, each with a margin of context.
+- :func:`halo_windows`: core windows that tile the raster, each with a margin of context
+  (:func:`core_slices` cuts a core out of its outer window).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "blend_parts",
     "blend_weights",
     "block_windows",
+    "core_slices",
     "covering_windows",
     "edge_aligned_origins",
     "halo_windows",
@@ -271,3 +273,10 @@ def halo_windows(height: int, width: int, core: int, halo: int) -> list[tuple[Wi
                 )
             )
     return out
+
+
+def core_slices(core: Window, outer: Window) -> tuple[slice, slice]:
+    """``(rows, cols)`` slices of ``core`` in an array read from ``outer`` (a window of
+    :func:`halo_windows`)."""
+    top, left = core.row_off - outer.row_off, core.col_off - outer.col_off
+    return slice(top, top + core.height), slice(left, left + core.width)
