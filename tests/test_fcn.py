@@ -484,9 +484,10 @@ def test_infer_photo_writes_png_labels_mat_and_overlay(trained, tmp_path):
 
 def test_infer_crf_of_a_raster_in_windows_agrees_with_one_piece(trained, tmp_path, monkeypatch):
     """The demo GeoTIFF (900 px) with --block 320: 3 x 3 windows, each segmented and refined
-    with 160 px of context (twice theta 20 at scale 0.25; the network's overlap is less), so
-    no bigger than 640 px, against the CRF over the whole image: the same grid and nodata,
-    the same label almost everywhere, the uncertainty's windows ranked alike."""
+    with 192 px of context (twice theta 20 and a working pixel at scale 0.25, the median
+    filter's 5 px, rounded up to 32 px; the network's overlap is less), so no bigger than
+    704 px, against the CRF over the whole image: the same grid and nodata, the same label
+    almost everywhere, the uncertainty's windows ranked alike."""
     import dltools.engines.crf as crf
 
     ortho = DEMO / "geotiff" / "coast_ortho.tif"
@@ -500,7 +501,7 @@ def test_infer_crf_of_a_raster_in_windows_agrees_with_one_piece(trained, tmp_pat
         lambda image, *rest: refined.append(image.shape[:2]) or label_from_probs(image, *rest),
     )
     assert run_cli(*args, "--output-dir", tmp_path / "windows", "--block", "320") == 0
-    assert len(refined) == 9 and max(max(shape) for shape in refined) == 640
+    assert len(refined) == 9 and max(max(shape) for shape in refined) == 704
     name = "coast_ortho_fcn_crf_label.tif"
     label = tmp_path / "windows" / name
     source, written = read_profile(ortho), read_profile(label)

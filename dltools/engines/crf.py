@@ -12,7 +12,10 @@ Any image size runs in bounded memory (one dense CRF needs about 0.5 GB per mega
    strokes takes its labels from its neighbourhood, and pixels that no stroke reaches within
    a window (a plain CRF leaves them uniform, so argmax says class 0) follow the image-wide
    answer. The pass does not depend on the windows and runs for small images too, so the
-   tiling does not change the result.
+   tiling does not change the result. Labelling from strokes shrinks the full-size image by
+   a whole number of pixels a cell instead (:func:`stroke_context`), reading it window by
+   window, so that an image too large to hold whole gets the same pass: its windows are
+   then labelled one by one with that pass as their :class:`ImageContext`.
 2. *Windows.* Overlapping windows (overlap 2 x theta by default) are cut in the parent
    process and solved by a pool of worker processes, at most two per worker in flight.
    Lattice features use whole-image coordinates and one band normalisation, so a window sees
@@ -32,10 +35,12 @@ labels nor pass messages; their posteriors are 0 and their class is :data:`NODAT
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import multiprocessing
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import cv2
@@ -45,7 +50,8 @@ import pydensecrf.densecrf as dcrf
 from dltools.engines.uncertainty import upsample
 from dltools.errors import DltoolsError
 from dltools.progress import Progress, quiet
-from dltools.raster.windows import span_weights, spread_spans
+from dltools.raster.cells import cell_sums
+from dltools.raster.windows import Window, iter_windows, span_weights, spread_spans
 
 NODATA = 255  # class-map value of nodata pixels
 PRIOR_WEIGHT = 0.1  # share of the coarse-pass posterior in the unary of pixels without evidence
@@ -53,6 +59,7 @@ _COARSE_PIXELS = 2**19  # the coarse pass holds at most this many pixels (about 
 _COARSE_REACH = 2.0  # its bilateral kernel reaches this many times further than the windows'
 _BAND_SAMPLE = 1_000_000  # pixels sampled to find the band ranges of non-uint8 images
 _ROWS_PER_BAND = 256  # full-resolution rows upsampled at a time
+_COARSE_READ = 2048  # the coarse pass of strokes reads windows of about this many pixels a side
 
 
 @dataclass(frozen=True)
@@ -261,6 +268,7 @@ def tiled_crf(
     overlap: int | None = None,
     workers: int | None = None,
     progress: Progress = quiet,
+    context: ImageContext | None = None,
 ) -> np.ndarray:
     """Dense CRF over an image of any size in overlapping windows, in parallel, blended.
 
@@ -270,7 +278,8 @@ def tiled_crf(
     0.5 GB at 1024); ``overlap``: pixels shared by neighbours (default 2 x theta); ``workers``:
     processes (default: all cores). Returns (h, w, K) float32 posteriors (0 at nodata).
     A coarse pass always runs first (see the module docstring), so the result barely depends on
-    ``window``.
+    ``window``. ``context``: ``image`` is a window of a larger image whose coarse pass has run
+    (see :class:`ImageContext`); its prior and band scaling are used instead.
     """
     image = _as_hwc(image)
     shape = image.shape[:2]
@@ -282,14 +291,16 @@ def tiled_crf(
             f"CRF window {window} px must be more than twice the overlap ({overlap} px); "
             "use a bigger window or a smaller theta"
         )
-    bands = band_scaling(image, valid)
     workers = max(1, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     ys, xs = spread_spans(shape[0], window, overlap), spread_spans(shape[1], window, overlap)
     n_tasks = len(ys) * len(xs)
     with Runner(min(workers, n_tasks)) as run:
-        coarse = _coarse_inputs(image, evidence, n_classes, params, valid, bands)
-        prior = run.one(dense_crf, *coarse)
-        del coarse
+        if context is None:
+            bands = band_scaling(image, valid)
+            coarse = _coarse_inputs(image, evidence, n_classes, params, valid, bands)
+            context = ImageContext(run.one(dense_crf, *coarse), shape, bands)
+            del coarse
+        top, left = context.origin
         wy, wx = span_weights(ys, shape[0]), span_weights(xs, shape[1])
         out = np.zeros((*shape, n_classes), np.float32)
 
@@ -297,9 +308,11 @@ def tiled_crf(
             for (y0, y1), ry in zip(ys, wy, strict=True):
                 for (x0, x1), rx in zip(xs, wx, strict=True):
                     win = (slice(y0, y1), slice(x0, x1))
-                    local = _bilinear(prior, shape, win)
+                    there = (slice(top + y0, top + y1), slice(left + x0, left + x1))
+                    local = _bilinear(context.prior, context.shape, there)
                     unary = _unary(evidence[win], n_classes, params.gt_prob, local)
-                    args = (image[win], unary, params, valid[win], bands, (y0, x0))
+                    origin = (top + y0, left + x0)
+                    args = (image[win], unary, params, valid[win], context.bands, origin)
                     yield (win, ry[:, None, None] * rx[None, :, None]), args
 
         done = run.ordered(dense_crf, tasks())
@@ -322,19 +335,146 @@ def _coarse_inputs(
     """Arguments of :func:`dense_crf` for the coarse pass: the image shrunk to half its side or
     to :data:`_COARSE_PIXELS`, whichever is smaller; theta shrinks less (:data:`_COARSE_REACH`)."""
     h, w = image.shape[:2]
-    factor = min(0.5, np.sqrt(_COARSE_PIXELS / (h * w)))
+    factor = coarse_factor((h, w))
     small = (max(1, round(h * factor)), max(1, round(w * factor)))
-    sxy = None if params.gaussian_sxy is None else params.gaussian_sxy * factor
-    coarse = replace(params, theta=params.theta * factor * _COARSE_REACH, gaussian_sxy=sxy)
     small_evidence = _resize_evidence(evidence, small, n_classes, valid)
     unary = _unary(small_evidence, n_classes, params.gt_prob)
     return (
         resize_valid_area(image, small, valid),
         unary,
-        coarse,
+        scaled_params(params, factor, _COARSE_REACH),
         working_valid_mask(valid, small),
         bands,
     )
+
+
+def coarse_factor(shape: tuple[int, int]) -> float:
+    """The coarse pass's side over the working image's, (h, w) = ``shape``: half, or less
+    to hold at most :data:`_COARSE_PIXELS`."""
+    return float(min(0.5, np.sqrt(_COARSE_PIXELS / (shape[0] * shape[1]))))
+
+
+def scaled_params(params: CRFParams, factor: float, reach: float = 1.0) -> CRFParams:
+    """``params`` for an image ``factor`` times the size it was set for: the kernels shrink
+    with the image, the bilateral one ``reach`` times less (the coarse pass:
+    :data:`_COARSE_REACH`)."""
+    sxy = None if params.gaussian_sxy is None else params.gaussian_sxy * factor
+    return replace(params, theta=params.theta * factor * reach, gaussian_sxy=sxy)
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """What one window of a larger image shares with the whole, for :func:`tiled_crf`.
+
+    ``prior``: (hc, wc, K) float32 posteriors of the coarse pass over the whole image;
+    ``shape``: the (H, W) working grid of the whole, onto which ``prior`` is stretched;
+    ``bands``: the (2, C) :func:`band_scaling` of the whole; ``origin``: the window's
+    (row, col) on the working grid.
+    """
+
+    prior: np.ndarray
+    shape: tuple[int, int]
+    bands: np.ndarray
+    origin: tuple[int, int] = (0, 0)
+
+
+# window -> its (h, w, C) pixels, (h, w) bool validity and (h, w) strokes
+StrokeReader = Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def stroke_context(
+    read: StrokeReader,
+    layout: tuple[tuple[int, int], int, np.dtype],
+    n_classes: int,
+    scale: float,
+    params: CRFParams,
+    progress: Progress = quiet,
+) -> ImageContext | None:
+    """The coarse pass of labelling an image from strokes, read window by window.
+
+    ``read`` and ``layout`` as in :func:`shrink_strokes`, which shrinks the image by
+    :func:`coarse_cell` to at most :data:`_COARSE_PIXELS`; one CRF then runs on it, as the
+    coarse pass of :func:`tiled_crf`. Returns the :class:`ImageContext` of the whole image
+    at working ``scale`` (its band scaling from the shrunk image), or None without any stroke.
+    """
+    shape = layout[0]
+    cell = coarse_cell(shape, scale)
+    small, valid, strokes = shrink_strokes(read, layout, cell, progress)
+    if not strokes.any():
+        return None
+    bands = band_scaling(small, valid)
+    unary = _unary(strokes, n_classes, params.gt_prob)
+    factor = 1 / (cell * scale)
+    prior = dense_crf(small, unary, scaled_params(params, factor, _COARSE_REACH), valid, bands)
+    return ImageContext(prior, _working_shape(shape, scale), bands)
+
+
+def shrink_strokes(
+    read: StrokeReader,
+    layout: tuple[tuple[int, int], int, np.dtype],
+    cell: int,
+    progress: Progress = quiet,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An image and its strokes shrunk by a whole factor, read window by window.
+
+    ``read(window)`` returns the window's (h, w, C) pixels, (h, w) bool validity and (h, w)
+    int strokes (0 = none, k = class k) at full size; ``layout``: the image's (H, W), band
+    count and dtype; ``cell``: full-size pixels a side of one pixel of the result. Windows of
+    about :data:`_COARSE_READ` px are read. Returns the (hc, wc, C) image (the mean of the
+    valid pixels of each cell, in the image's dtype), its (hc, wc) bool validity (half the
+    cell valid) and the (hc, wc) uint16 strokes (the class with most stroke pixels in the
+    cell; 0 = none), hc = ceil(H / cell) and wc = ceil(W / cell).
+    """
+    (height, width), n_bands, dtype = layout
+    size = (-(-height // cell), -(-width // cell))
+    sums = np.zeros((*size, n_bands), np.float64)
+    valid_sums = np.zeros(size, np.float64)
+    area = np.zeros(size, np.float64)
+    strokes = np.zeros(size, np.uint16)
+    most = np.zeros(size, np.float64)
+    step = cell * max(1, _COARSE_READ // cell)
+    windows = list(iter_windows(height, width, step))
+    for window in progress(windows, total=len(windows), desc="shrinking", unit="window"):
+        image, valid, marks = read(window)
+        image = _as_hwc(image)
+        valid = _valid_mask(image, valid)
+        top, left = window.row_off // cell, window.col_off // cell
+        cells = (
+            slice(top, top + -(-window.height // cell)),
+            slice(left, left + -(-window.width // cell)),
+        )
+        sums[cells] = cell_sums(np.where(valid[..., None], image, 0), cell)
+        valid_sums[cells] = cell_sums(valid, cell)
+        area[cells] = cell_sums(np.ones(valid.shape, np.uint8), cell)
+        for k in np.unique(marks[valid & (marks > 0)]):
+            share = cell_sums((marks == k) & valid, cell)
+            more = share > most[cells]
+            strokes[cells][more] = k
+            np.maximum(most[cells], share, out=most[cells])
+    means = sums / np.maximum(valid_sums, 1)[..., None]
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        means = np.clip(np.rint(means), info.min, info.max)
+    return means.astype(dtype), valid_sums >= 0.5 * area, strokes
+
+
+def coarse_cell(shape: tuple[int, int], scale: float) -> int:
+    """Full-size pixels a side of one pixel of :func:`stroke_context` for an (H, W) image at
+    working ``scale``: :func:`coarse_factor` of the working image, or a little less, as a
+    whole number of full-size pixels."""
+    return max(1, math.ceil(1 / (scale * coarse_factor(_working_shape(shape, scale))) - 1e-9))
+
+
+def _working_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def crf_reach(params: CRFParams, scale: float) -> int:
+    """Full-size pixels of context a window needs around the part of it that is kept, for
+    labels as a whole-image run would give them: twice the bilateral kernel's reach
+    (``params.theta`` working pixels at ``scale``), the median filter's radius, and one
+    working pixel for the upsampling."""
+    return math.ceil((2 * params.theta + 1) / scale) + params.median_radius
 
 
 class Runner:
@@ -395,19 +535,35 @@ def label_from_strokes(
     nodata: np.ndarray | None = None,
     workers: int | None = None,
     progress: Progress = quiet,
+    context: ImageContext | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label every pixel of ``image`` from a few strokes.
 
     ``image``: (H, W, C) or (H, W), any dtype, all bands used. ``strokes``: (H, W) int, 0 = no
     stroke, k = class k (1-based, <= ``n_classes``). ``scale``: working scale in (0, 1]; theta is
-    in working pixels. ``nodata``: (H, W) bool, True = no data. Returns (class map (H, W) uint8,
-    0-based, :data:`NODATA` at nodata; posteriors (h, w, K) float32 at working scale).
+    in working pixels. ``nodata``: (H, W) bool, True = no data. ``context``: ``image`` is a
+    window of a larger image (see :class:`ImageContext`; the window may then hold no stroke).
+    Returns (class map (H, W) uint8, 0-based, :data:`NODATA` at nodata; posteriors (h, w, K)
+    float32 at working scale).
     """
     image = _as_hwc(image)
-    _check_evidence(np.asarray(strokes), image.shape[:2], n_classes, "strokes")
-    if not np.any(strokes):
-        raise DltoolsError("there are no strokes to label from: draw at least one")
-    return _label(image, np.asarray(strokes), n_classes, scale, params, nodata, workers, progress)
+    strokes = np.asarray(strokes)
+    shape = image.shape[:2]
+    _check_evidence(strokes, shape, n_classes, "strokes")
+    if not 0 < scale <= 1:
+        raise DltoolsError(f"working scale must lie in (0, 1], got {scale}")
+    valid = np.ones(shape, bool) if nodata is None else ~_check_mask(nodata, shape)
+    if context is None:
+
+        def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rows, cols = window.toslices()
+            return image[rows, cols], valid[rows, cols], strokes[rows, cols]
+
+        layout = (shape, image.shape[2], image.dtype)
+        context = stroke_context(read, layout, n_classes, scale, params)
+        if context is None:
+            raise DltoolsError("there are no strokes to label from: draw at least one")
+    return _label(image, strokes, n_classes, scale, params, ~valid, workers, progress, context)
 
 
 def label_from_probs(
@@ -438,7 +594,7 @@ def label_from_probs(
     return _label(image, probabilities, n_classes, scale, params, nodata, workers, progress)
 
 
-def _label(image, evidence, n_classes, scale, params, nodata, workers, progress):
+def _label(image, evidence, n_classes, scale, params, nodata, workers, progress, context=None):
     """Shared body of the ``label_from_*`` functions: scale, CRF, upsample, median filter."""
     if not 0 < scale <= 1:
         raise DltoolsError(f"working scale must lie in (0, 1], got {scale}")
@@ -454,7 +610,14 @@ def _label(image, evidence, n_classes, scale, params, nodata, workers, progress)
         evidence_valid = valid if evidence.shape[:2] == full else np.ones(evidence.shape[:2], bool)
         evidence = _resize_evidence(evidence, small, n_classes, evidence_valid)
     posteriors = tiled_crf(
-        image, evidence, n_classes, params, work_valid, workers=workers, progress=progress
+        image,
+        evidence,
+        n_classes,
+        params,
+        work_valid,
+        workers=workers,
+        progress=progress,
+        context=context,
     )
     return upsample_labels(posteriors, valid, params.median_radius), posteriors
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dltools.raster.windows import edge_aligned_origins
+from dltools.raster.windows import Window, core_slices, edge_aligned_origins
 
 MEASURES = ("margin", "entropy")
 WINDOW = 512  # side in image pixels of the windows ranked by "where to paint next"
@@ -146,27 +146,28 @@ def rank_windows(uncertainty: np.ndarray, posteriors: np.ndarray, size: int) -> 
 
 def core_uncertainty(
     posteriors: np.ndarray,
-    shape: tuple[int, int],
-    core: tuple[slice, slice],
+    core: Window,
+    outer: Window,
     valid: np.ndarray,
     measure: str,
     image_shape: tuple[int, int],
-    origin: tuple[int, int],
 ) -> tuple[np.ndarray, WindowTally]:
-    """Uncertainty of the ``core`` (rows, cols) slices of a window of (H', W') = ``shape``
-    pixels whose (h', w', K) ``posteriors`` are at any scale, for a window-by-window run.
+    """Uncertainty of the ``core`` of an ``outer`` window (see
+    :func:`dltools.raster.windows.halo_windows`) of an image of (H, W) = ``image_shape``,
+    whose (h', w', K) ``posteriors`` cover ``outer`` at any scale, for a window-by-window run.
 
     Returns the core's (h, w) float32 uncertainty (``measure``, upsampled; NaN where the
-    (h, w) bool ``valid`` is False) and its :class:`WindowTally` in an image of
-    ``image_shape`` where the core starts at ``origin`` (row, col); the tallies of the cores
+    (h, w) bool ``valid`` is False) and its :class:`WindowTally`; the tallies of the cores
     of an image :meth:`~WindowTally.merge` into the tally of the whole.
     """
-    values = upsample(uncertainty_map(posteriors, measure), shape)[core]
+    shape = (outer.height, outer.width)
+    inner = core_slices(core, outer)
+    values = upsample(uncertainty_map(posteriors, measure), shape)[inner]
     values[~valid] = np.nan
-    rows = scaled(core[0], posteriors.shape[0] / shape[0])
-    cols = scaled(core[1], posteriors.shape[1] / shape[1])
+    rows = scaled(inner[0], posteriors.shape[0] / shape[0])
+    cols = scaled(inner[1], posteriors.shape[1] / shape[1])
     tally = WindowTally(image_shape, posteriors.shape[2])
-    tally.add(*origin, values, posteriors[rows, cols])
+    tally.add(core.row_off, core.col_off, values, posteriors[rows, cols])
     return values, tally
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import shutil
 import time
@@ -991,9 +990,11 @@ def _write_units(
 
 def crf_halo(params: CRFParams, scale: float, tiling: Tiling) -> int:
     """Pixels of context around each window of :func:`infer_file_crf`: the network's window
-    overlap, or twice the CRF's spatial reach (``params.theta`` working pixels at ``scale``)
-    if that is more; a multiple of :data:`STRIDE`."""
-    reach = max(tiling.overlap, math.ceil(2 * params.theta / scale))
+    overlap, or the CRF's (:func:`dltools.engines.crf.crf_reach`) if that is more; a
+    multiple of :data:`STRIDE`."""
+    from dltools.engines.crf import crf_reach
+
+    reach = max(tiling.overlap, crf_reach(params, scale))
     return -(-reach // STRIDE) * STRIDE
 
 
@@ -1043,15 +1044,8 @@ def infer_crf_window(unit: CrfWindow) -> PartResult:
     labels = np.where(class_map == CRF_NODATA, 0, class_map + 1).astype(np.uint8)[inner]
     found = PartResult([(core.row_off, core.col_off, labels)], [top], [None], None)
     if unit.uncertainty is not None:
-        origin = (core.row_off, core.col_off)
         values, found.tally = core_uncertainty(
-            posteriors,
-            image.shape[:2],
-            inner,
-            labels > 0,
-            unit.uncertainty,
-            unit.image_shape,
-            origin,
+            posteriors, core, outer, labels > 0, unit.uncertainty, unit.image_shape
         )
         found.uncertainty = [values]
     return found

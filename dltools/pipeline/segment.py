@@ -38,7 +38,8 @@ from dltools.engines.tiles import TileGrid, decimated, fill_unclassified, tile_c
 from dltools.engines.uncertainty import WindowTally, core_uncertainty
 from dltools.errors import DltoolsError
 from dltools.figures.display import to_display
-from dltools.figures.panels import MAX_FIGURE_PIXELS, save_figure, segmentation_figure
+from dltools.figures.panels import save_figure, segmentation_figure
+from dltools.figures.thumbnails import Piece, Thumbnails, thumbnail_piece
 from dltools.io.cog import cog_outputs, open_cog_writer, open_fraction_writer
 from dltools.io.geo import (
     STREAM_CACHE_MB,
@@ -297,40 +298,6 @@ def blocks(height: int, width: int, block: int, tile: int) -> list[tuple[Window,
     return halo_windows(height, width, max(tile, block // tile * tile), -(-HALO // tile) * tile)
 
 
-class _Thumbnails:
-    """Figure-sized copies of whole-image arrays, pasted together window by window."""
-
-    def __init__(self, shape: tuple[int, int]):
-        self.factor = min(1.0, MAX_FIGURE_PIXELS / max(shape))
-        self.size = (max(1, round(shape[0] * self.factor)), max(1, round(shape[1] * self.factor)))
-        self.arrays: dict[str, np.ndarray] = {}
-
-    def paste(self, name: str, piece: Piece | None) -> None:
-        """Paste a :func:`thumbnail_piece` (None: nothing to paste) into thumbnail ``name``."""
-        if piece is None:
-            return
-        (r0, r1, c0, c1), small = piece
-        if name not in self.arrays:
-            self.arrays[name] = np.zeros((*self.size, *small.shape[2:]), small.dtype)
-        self.arrays[name][r0:r1, c0:c1] = small
-
-
-Piece = tuple[tuple[int, int, int, int], np.ndarray]  # (r0, r1, c0, c1) in a thumbnail, pixels
-
-
-def thumbnail_piece(factor: float, core: Window, array: np.ndarray, labels: bool) -> Piece | None:
-    """The part of a thumbnail at scale ``factor`` that the ``core`` window's ``array`` (its
-    pixels, (h, w[, C])) makes: nearest-neighbour for ``labels``, area averages otherwise."""
-    f = factor
-    r0, r1 = round(core.row_off * f), round((core.row_off + core.height) * f)
-    c0, c1 = round(core.col_off * f), round((core.col_off + core.width) * f)
-    if r1 <= r0 or c1 <= c0:
-        return None
-    method = cv2.INTER_NEAREST if labels else cv2.INTER_AREA
-    small = cv2.resize(array, (c1 - c0, r1 - r0), interpolation=method)
-    return (r0, r1, c0, c1), small.reshape(r1 - r0, c1 - c0, *array.shape[2:])
-
-
 @dataclass
 class SegmentSummary:
     """What :func:`segment_file` did: tile counts, class fractions, seconds, windows."""
@@ -436,13 +403,7 @@ def segment_window(task: WindowTask) -> WindowResult:
     found = WindowResult(core, values, probability, pieces, counts, tiles, result)
     if task.uncertainty is not None:
         found.uncertainty, found.tally = core_uncertainty(
-            seg.posteriors,
-            shape,
-            inner,
-            valid,
-            task.uncertainty,
-            task.image_shape,
-            (core.row_off, core.col_off),
+            seg.posteriors, core, outer, valid, task.uncertainty, task.image_shape
         )
     return found
 
@@ -486,7 +447,7 @@ def segment_file(
     if paths.mat is not None and not whole:
         raise DltoolsError(f"{image_path} is processed in windows: it cannot have a .mat output")
     executor = InProcess() if executor is None else executor
-    thumbs = _Thumbnails((height, width))
+    thumbs = Thumbnails((height, width))
     counts = np.zeros(len(class_names), np.int64)  # pixels of each class
     tiles = np.zeros(3, np.int64)  # tiles, classified, confident (tiles of the windows' cores)
     tasks = [
