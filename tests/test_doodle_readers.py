@@ -240,3 +240,40 @@ def test_strokes_written_as_a_geopackage_replay_pixel_for_pixel(tmp_path, georef
     assert (read_strokes(path, SHAPE, NAMES, georef=georef) == strokes).all()
     with pytest.raises(DltoolsError, match="georeferenced"):
         write_stroke_layer(tmp_path / "x.gpkg", strokes, NAMES, {"crs": None})
+
+
+def test_strokes_read_in_windows_equal_the_whole_read(tmp_path):
+    """open_strokes (for images labelled in windows): a stroke raster and the demo's GeoJSON
+    strokes read window by window are the whole read, cut; what cannot be read in windows is
+    refused by name."""
+    from rasterio.windows import Window
+
+    from dltools.io.strokes import open_strokes
+    from dltools.raster.windows import halo_windows
+
+    demo = Path(__file__).resolve().parents[1] / "demo_data"
+    ortho, names = demo / "geotiff" / "coast_ortho.tif", read_labels(demo / "labels.txt")
+    georef = read_profile(ortho)
+    shape = (georef["height"], georef["width"])
+    geojson = demo / "doodles" / "coast_ortho_doodles.geojson"
+    whole = read_strokes(geojson, shape, names, georef=georef)
+    write_image(tmp_path / "coast_ortho_doodles.png", whole)
+    for source in (geojson, tmp_path / "coast_ortho_doodles.png"):
+        strokes = open_strokes(source, shape, names, georef=georef)
+        for _, outer in halo_windows(*shape, 256, 100):
+            rows, cols = outer.toslices()
+            assert np.array_equal(strokes.read(outer), whole[rows, cols]), (source, outer)
+    mat = tmp_path / "a_mres.mat"
+    scipy.io.savemat(mat, {"sparse": whole})
+    with pytest.raises(DltoolsError, match="labelled in windows"):
+        open_strokes(mat, shape, names, georef=georef)
+    write_image(tmp_path / "half.png", whole[::2, ::2])
+    with pytest.raises(DltoolsError, match="must have the image's size"):
+        open_strokes(tmp_path / "half.png", shape, names, georef=georef)
+    spoiled = whole.copy()
+    spoiled[-5:, -5:] = len(names) + 1  # found in the last window only
+    write_image(tmp_path / "spoiled.png", spoiled)
+    strokes = open_strokes(tmp_path / "spoiled.png", shape, names, georef=georef)
+    strokes.read(Window(0, 0, 100, 100))
+    with pytest.raises(DltoolsError, match=f"class value\\(s\\) \\[{len(names) + 1}\\]"):
+        strokes.read(Window(800, 800, 100, 100))

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -26,10 +27,14 @@ import numpy as np
 import rasterio.features
 import rasterio.warp
 import shapely
+from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
+from rasterio.windows import Window
 
 from dltools.errors import DltoolsError
+from dltools.io.geo import read_raster
+from dltools.io.images import image_shape as image_size
 from dltools.io.images import is_image_file, read_image
 from dltools.io.results import read_result
 from dltools.io.vectors import read_layer, write_layer
@@ -73,13 +78,7 @@ def read_strokes(
             )
         strokes = result.sparse
     elif is_image_file(path):
-        strokes = _label_values(read_image(path), path)
-        if strokes.size and strokes.max() > n:
-            found = sorted(int(v) for v in np.unique(strokes[strokes > n]))
-            raise DltoolsError(
-                f"{path} holds class value(s) {found} but only {n} classes are given "
-                f"({', '.join(class_names)}): values must lie in 0..{n} (0 = no stroke)"
-            )
+        strokes = _label_values(read_image(path), path, class_names)
     else:
         raise DltoolsError(
             f"{path}: cannot read strokes from a {path.suffix!r} file; give a label image "
@@ -88,8 +87,74 @@ def read_strokes(
     return _fit_to_shape(strokes.astype(stroke_dtype(n)), image_shape, path)
 
 
-def _label_values(pixels: np.ndarray, path: Path) -> np.ndarray:
-    """(H, W, C) pixels of a label image -> (H, W) int64 class values; C > 1 only if all equal."""
+@dataclass(frozen=True)
+class StrokeSource:
+    """Strokes of an image too large to hold whole, read window by window (see
+    :func:`open_strokes`): a stroke raster of the image's size, read through GDAL windows,
+    or vector strokes (``areas`` and ``lines``: (GeoJSON geometry, class) pairs in the
+    image's CRS) burnt onto each window with the image's ``transform``."""
+
+    path: Path
+    class_names: tuple[str, ...]
+    transform: Affine | None = None
+    areas: tuple = ()
+    lines: tuple = ()
+
+    def read(self, window: Window) -> np.ndarray:
+        """(h, w) stroke raster of ``window`` (uint8, uint16 above 254 classes)."""
+        dtype = stroke_dtype(len(self.class_names))
+        if self.transform is None:
+            pixels = read_raster(self.path, window)
+            return _label_values(pixels, self.path, self.class_names).astype(dtype)
+        strokes = np.zeros((window.height, window.width), dtype)
+        shifted = self.transform @ Affine.translation(window.col_off, window.row_off)
+        _burn(self.areas, self.lines, strokes, shifted)
+        return strokes
+
+    def none_found(self) -> DltoolsError:
+        """The error for strokes that fall nowhere on the image."""
+        if self.transform is None:
+            return DltoolsError(f"{self.path} holds no strokes: only zeros (0 = no stroke)")
+        return _outside_error(self.path, len(self.areas) + len(self.lines))
+
+
+def open_strokes(
+    path: str | os.PathLike,
+    image_shape: tuple[int, int],
+    class_names: Sequence[str],
+    *,
+    georef: dict | None = None,
+    class_field: str = "class",
+) -> StrokeSource:
+    """Strokes of ``path`` for an image of ``image_shape`` (H, W), to be read window by window.
+
+    As :func:`read_strokes`, except that a label image must have the image's size exactly
+    (its values are checked window by window) and a ``_mres.mat``, which holds its strokes
+    whole, is refused.
+    """
+    path = Path(path)
+    names = tuple(class_names)
+    suffix = path.suffix.lower()
+    if suffix in (*GEOJSON_SUFFIXES, GEOPACKAGE_SUFFIX):
+        areas, lines = _vector_shapes(path, names, georef, class_field)
+        return StrokeSource(path, names, georef["transform"], tuple(areas), tuple(lines))
+    if suffix == ".mat" or not is_image_file(path):
+        raise DltoolsError(
+            f"{path}: an image this large is labelled in windows, which read strokes from a "
+            "label image of the image's size (.png/.tif), a .geojson or a .gpkg"
+        )
+    height, width, _ = image_size(path)
+    if (height, width) != tuple(image_shape):
+        raise DltoolsError(
+            f"{path} is {width}x{height} pixels but the image is {image_shape[1]}x"
+            f"{image_shape[0]}: strokes read in windows must have the image's size"
+        )
+    return StrokeSource(path, names)
+
+
+def _label_values(pixels: np.ndarray, path: Path, class_names: Sequence[str]) -> np.ndarray:
+    """(H, W, C) pixels of a label image -> (H, W) int64 class values in 0..K; C > 1 only if
+    all bands are equal."""
     if pixels.shape[2] > 1 and not (pixels == pixels[..., :1]).all():
         raise DltoolsError(
             f"{path} has {pixels.shape[2]} different bands; a stroke image has one band of "
@@ -101,6 +166,13 @@ def _label_values(pixels: np.ndarray, path: Path) -> np.ndarray:
             raise DltoolsError(f"{path} holds fractional or NaN values: expected class numbers")
     if values.size and values.min() < 0:
         raise DltoolsError(f"{path} holds negative values: expected class numbers 0, 1, 2, ...")
+    n = len(class_names)
+    if values.size and values.max() > n:
+        found = sorted(int(v) for v in np.unique(values[values > n]))
+        raise DltoolsError(
+            f"{path} holds class value(s) {found} but only {n} classes are given "
+            f"({', '.join(class_names)}): values must lie in 0..{n} (0 = no stroke)"
+        )
     return values.astype(np.int64)
 
 
@@ -167,9 +239,40 @@ def _rasterize_vectors(
     georef: dict | None,
     class_field: str,
 ) -> np.ndarray:
-    """Burn vector strokes onto the image grid: lines and points mark every pixel they touch,
-    polygons the pixels whose centres they contain; later features are drawn over earlier ones
-    (all lines over all polygons)."""
+    """Burn vector strokes onto the image grid (see :func:`_burn`)."""
+    areas, lines = _vector_shapes(path, class_names, georef, class_field)
+    strokes = np.zeros(image_shape, stroke_dtype(len(class_names)))
+    _burn(areas, lines, strokes, georef["transform"])
+    if (areas or lines) and not strokes.any():
+        raise _outside_error(path, len(areas) + len(lines), georef["crs"])
+    return strokes
+
+
+def _burn(areas: Sequence, lines: Sequence, strokes: np.ndarray, transform: Affine) -> None:
+    """Burn (geometry, class) pairs into ``strokes`` (h, w), whose grid is ``transform``:
+    lines and points mark every pixel they touch, polygons the pixels whose centres they
+    contain; later shapes are drawn over earlier ones (all lines over all polygons)."""
+    for shapes, all_touched in ((areas, False), (lines, True)):
+        if shapes:
+            rasterio.features.rasterize(
+                shapes, out=strokes, transform=transform, all_touched=all_touched
+            )
+
+
+def _outside_error(path: Path, count: int, crs: CRS | None = None) -> DltoolsError:
+    where = f"in its CRS, {crs}" if crs is not None else "in its CRS"
+    return DltoolsError(
+        f"{path}: none of its {count} stroke(s) falls on the image (they lie outside its "
+        f"bounds once placed {where}); are they drawn on this image, and is the GeoJSON's CRS "
+        "right (EPSG:4326 unless it names one)?"
+    )
+
+
+def _vector_shapes(
+    path: Path, class_names: Sequence[str], georef: dict | None, class_field: str
+) -> tuple[list, list]:
+    """The (geometry in the image's CRS, class number) pairs of the polygons (``areas``) and
+    of the lines and points (``lines``) of a vector stroke file, in file order."""
     if georef is None or georef.get("crs") is None or georef.get("transform") is None:
         raise DltoolsError(
             f"{path}: vector strokes need a georeferenced image (a GeoTIFF with a CRS and a "
@@ -198,19 +301,7 @@ def _rasterize_vectors(
             f"{path}: class name(s) {', '.join(sorted(unknown))} (property {class_field!r}) are "
             f"not among the labels {', '.join(class_names)}"
         )
-    strokes = np.zeros(image_shape, stroke_dtype(len(class_names)))
-    for shapes, all_touched in ((areas, False), (lines, True)):
-        if shapes:
-            rasterio.features.rasterize(
-                shapes, out=strokes, transform=georef["transform"], all_touched=all_touched
-            )
-    if (areas or lines) and not strokes.any():
-        raise DltoolsError(
-            f"{path}: none of its {len(areas) + len(lines)} stroke(s) falls on the image (they "
-            f"lie outside its bounds once placed in its CRS, {georef['crs']}); are they drawn "
-            "on this image, and is the GeoJSON's CRS right (EPSG:4326 unless it names one)?"
-        )
-    return strokes
+    return areas, lines
 
 
 def write_stroke_layer(
@@ -225,14 +316,34 @@ def write_stroke_layer(
     4-connected stroke region with its class name in ``class_field``, in the image's CRS.
     Returns the polygon count; :func:`read_strokes` gives the same strokes back.
     """
+    _require_crs(path, georef)
+    shapes = list(
+        rasterio.features.shapes(strokes, mask=strokes > 0, transform=georef["transform"])
+    )
+    geometry = np.array([shapely.geometry.shape(shape) for shape, _ in shapes], dtype=object)
+    values = np.array([int(value) for _, value in shapes], dtype=np.int64)
+    return write_stroke_polygons(path, [(geometry, values)], class_names, georef, class_field)
+
+
+def write_stroke_polygons(
+    path: str | os.PathLike,
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    class_names: Sequence[str],
+    georef: dict,
+    class_field: str = "class",
+) -> int:
+    """Write stroke polygons as :func:`write_stroke_layer` does, from ``batches`` of
+    ((N,) object shapely polygons in the image's CRS, (N,) int class values k); e.g. those
+    of strokes polygonised window by window. Returns the polygon count."""
+    _require_crs(path, georef)
+    names = np.array(list(class_names), dtype=object)
+    layer = ((geometry, {class_field: names[values - 1]}) for geometry, values in batches)
+    schema = {class_field: np.dtype(object)}
+    return write_layer(path, layer, georef["crs"], "strokes", "Polygon", schema)
+
+
+def _require_crs(path: str | os.PathLike, georef: dict) -> None:
     if georef.get("crs") is None:
         raise DltoolsError(
             f"{path}: strokes are written as a vector layer only for georeferenced images"
         )
-    transform = georef["transform"]
-    shapes = list(rasterio.features.shapes(strokes, mask=strokes > 0, transform=transform))
-    geometry = np.array([shapely.geometry.shape(shape) for shape, _ in shapes], dtype=object)
-    names = np.array([class_names[int(value) - 1] for _, value in shapes], dtype=object)
-    schema = {class_field: np.dtype(object)}
-    batch = (geometry, {class_field: names})
-    return write_layer(path, [batch], georef["crs"], "strokes", "Polygon", schema)
