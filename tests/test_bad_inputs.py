@@ -92,6 +92,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
         json.dumps({"type": "FeatureCollection", "features": [feature]})
     )
     write_image(geo / "doodles.png", (label > 0).astype(np.uint8)[..., 0])
+    write_image(geo / "doodles_half.png", (label[::2, ::2] > 0).astype(np.uint8)[..., 0])
     nan = folder("nan")
     image = photo.astype(np.float32)
     image[:] = np.nan
@@ -175,6 +176,16 @@ CASES = [
         "label-scale-out-of-range",
         _label("{ws}/geo/ortho.tif", "--doodles", "{ws}/geo/doodles.png", "-s", "1.5"),
         "-s",
+    ),
+    (
+        "label-strokes-of-another-size-in-windows",
+        _label("{ws}/geo/ortho.tif", "--doodles", "{ws}/geo/doodles_half.png", "--block", "64"),
+        "doodles_half.png",
+    ),
+    (
+        "label-block-too-small",
+        _label("{ws}/geo/ortho.tif", "--doodles", "{ws}/geo/doodles.png", "--block", "8"),
+        "--block",
     ),
     (
         "label-existing-outputs",

@@ -17,6 +17,7 @@ from gis_checks import (
 )
 
 from dltools.cli.label import main, main_geotiff
+from dltools.io.geo import read_profile
 from dltools.io.images import read_image, write_image
 from dltools.io.labels import read_classes, read_labels
 from dltools.io.results import read_result
@@ -148,6 +149,138 @@ def test_geotiff_in_geotiff_out_with_strokes_from_geojson(tmp_path: Path) -> Non
         assert left <= x0 < x1 <= right and bottom <= y0 < y1 <= top
     report = (tmp_path / "coast_ortho_report.txt").read_text()
     assert "stroke cross-validation (3 folds" in report and "stroke cross-validation" in done.stdout
+
+
+def test_a_geotiff_larger_than_a_block_is_labelled_in_windows_as_it_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The demo GeoTIFF (900 px) with --block 320 at -s 0.5: a coarse pass read in 256-px
+    windows, then 3 x 3 windows with 248 px of context (twice theta 60 at the working scale,
+    the median filter and a working pixel, on the working grid), so that no read is of the
+    whole image and no CRF sees more than 816 px; the labels are those of the image labelled
+    whole, on the same grid and nodata, and the confidence, uncertainty and ranking stream
+    to their files."""
+    import dltools.engines.crf as crf
+    import dltools.pipeline.label as label
+
+    geojson = DEMO / "doodles" / "coast_ortho_doodles.geojson"
+    args = ["-i", str(ORTHO), *CLASSES, "-s", "0.5", "--doodles", str(geojson)]
+    args += ["--confidence", "--uncertainty", "--check", "3"]
+    saved = ["--save-strokes", str(tmp_path / "whole" / "strokes.gpkg")]
+    assert main_geotiff([*args, *saved, "--out-dir", str(tmp_path / "whole")]) == 0
+    reads, labelled = [], []
+    read_raster, label_from_strokes = label.read_raster, label.label_from_strokes
+    monkeypatch.setattr(crf, "_COARSE_READ", 256)
+    monkeypatch.setattr(
+        label, "read_raster", lambda path, window: reads.append(window) or read_raster(path, window)
+    )
+    monkeypatch.setattr(
+        label,
+        "label_from_strokes",
+        lambda image, *rest, **named: (
+            labelled.append(image.shape[:2]) or label_from_strokes(image, *rest, **named)
+        ),
+    )
+    capsys.readouterr()
+    saved = ["--save-strokes", str(tmp_path / "windows" / "strokes.gpkg")]
+    windowed = [*args, *saved, "--block", "320", "--out-dir", str(tmp_path / "windows")]
+    assert main_geotiff(windowed) == 0
+    # reads: the coarse pass's 16, the 9 windows', the check's 16 (on the image shrunk 5 times)
+    assert max(max(w.height, w.width) for w in reads) == 816 and len(reads) == 16 + 9 + 16
+    assert len(labelled) == 9 and max(max(shape) for shape in labelled) == 816
+    printed = capsys.readouterr().out
+    names = sorted(p.name for p in (tmp_path / "windows").iterdir())
+    assert names == sorted(
+        p.name
+        for p in (tmp_path / "whole").iterdir()
+        if not p.name.endswith(("_mres.mat", "_mres_label.png"))
+    )
+    assert all(f"wrote {tmp_path / 'windows' / name}" in printed for name in names)
+    with rasterio.open(ORTHO) as src:
+        valid = src.dataset_mask() > 0
+        grid = (src.crs, src.transform, src.shape)
+    rasters = {}
+    for name in ("mres_geo", "mres_confidence", "uncertainty"):
+        path = tmp_path / "windows" / f"coast_ortho_{name}.tif"
+        assert_cog(path)
+        with rasterio.open(path) as dst, rasterio.open(tmp_path / "whole" / path.name) as ref:
+            assert (dst.crs, dst.transform, dst.shape) == grid
+            rasters[name] = dst.read(1), ref.read(1)
+    windows, whole = rasters["mres_geo"]
+    assert not windows[~valid].any() and windows[valid].min() >= 1
+    agreement = np.mean(windows[valid] == whole[valid])
+    assert agreement > 0.995, f"windows agree with the whole image on only {agreement:.4f}"
+    for name in ("mres_confidence", "uncertainty"):
+        values, reference = rasters[name]
+        assert np.isnan(values[~valid]).all() and np.isfinite(values[valid]).all()
+        assert np.mean(np.abs(values[valid] - reference[valid])) < 0.01
+    assert_styled_classes(
+        tmp_path / "windows" / "coast_ortho_mres_geo.tif", read_classes(*CLASSES[1::2])
+    )
+    ranked = (tmp_path / "windows" / "coast_ortho_next.csv").read_text().splitlines()
+    assert len(ranked) == len(
+        (tmp_path / "whole" / "coast_ortho_next.csv").read_text().splitlines()
+    )
+    report = (tmp_path / "windows" / "coast_ortho_report.txt").read_text()
+    assert "labelled in 9 windows" in report
+    # the stroke check at the same scale (0.2) says about what it says of the whole image
+    agreements = [
+        float(
+            (tmp_path / run / "coast_ortho_report.txt")
+            .read_text()
+            .split("agreement ")[1]
+            .split()[0]
+        )
+        for run in ("whole", "windows")
+    ]
+    assert abs(agreements[0] - agreements[1]) < 0.05, agreements
+    # the strokes saved window by window are those saved whole, polygon for polygon
+    from dltools.io.strokes import read_strokes
+
+    replayed = [
+        read_strokes(tmp_path / run / "strokes.gpkg", grid[2], NAMES, georef=read_profile(ORTHO))
+        for run in ("whole", "windows")
+    ]
+    assert replayed[0].any() and np.array_equal(*replayed)
+    assert len(read_layer(tmp_path / "windows" / "strokes.gpkg")[0]) == len(
+        read_layer(tmp_path / "whole" / "strokes.gpkg")[0]
+    )
+
+
+def test_a_batch_interrupted_in_a_large_geotiff_resumes_from_its_finished_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch replay of the demo GeoTIFF in 3 x 3 windows of 320 px, stopped (Ctrl-C) after 3
+    windows: only the journal of finished windows is left; --resume labels the other 6 and
+    writes what an uninterrupted run writes."""
+    from processes import Interrupter
+
+    images, strokes = tmp_path / "images", tmp_path / "strokes"
+    images.mkdir()
+    strokes.mkdir()
+    (images / ORTHO.name).write_bytes(ORTHO.read_bytes())
+    geojson = DEMO / "doodles" / "coast_ortho_doodles.geojson"
+    (strokes / geojson.name).write_bytes(geojson.read_bytes())
+    args = ["-i", str(images), *CLASSES, "--doodles", str(strokes), "-s", "0.2"]
+    args += ["--block", "320", "--theta", "20"]
+    assert main([*args, "--out-dir", str(tmp_path / "straight")]) == 0
+    interrupter = Interrupter(monkeypatch)
+    interrupter.stop_after = 3
+    assert main([*args, "--out-dir", str(tmp_path / "resumed")]) == 130
+    assert [p.name for p in (tmp_path / "resumed").iterdir()] == [
+        ".resume-coast_ortho_mres_geo.tif"
+    ]
+    interrupter.ran.clear()
+    interrupter.stop_after = None
+    assert main([*args, "--out-dir", str(tmp_path / "resumed"), "--resume"]) == 0
+    assert len(interrupter.ran) == 6
+    names = sorted(p.name for p in (tmp_path / "straight").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "resumed").iterdir())
+    with (
+        rasterio.open(tmp_path / "straight" / "coast_ortho_mres_geo.tif") as straight,
+        rasterio.open(tmp_path / "resumed" / "coast_ortho_mres_geo.tif") as resumed,
+    ):
+        assert np.array_equal(straight.read(1), resumed.read(1))
 
 
 def test_label_1geotiff_refuses_a_plain_photo(tmp_path: Path, capsys) -> None:

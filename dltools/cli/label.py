@@ -29,7 +29,14 @@ from dltools.io.geo import is_georeferenced
 from dltools.io.images import image_shape
 from dltools.io.labels import read_classes
 from dltools.io.pairs import find_label_files
-from dltools.pipeline.label import ORDERS, LabelOptions, groundtruth_paths, label_image
+from dltools.pipeline.label import (
+    BLOCK,
+    ORDERS,
+    LabelOptions,
+    groundtruth_paths,
+    in_windows,
+    label_image,
+)
 from dltools.pipeline.polygonize import vector_path
 from dltools.progress import quiet
 from dltools.scale.executor import Executor
@@ -124,6 +131,15 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         help="initial brush radius in displayed pixels; + and - change it (default: %(default)s)",
     )
     parser.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=BLOCK,
+        metavar="PX",
+        help="GeoTIFFs whose longer side is over PX pixels are labelled from --doodles in "
+        "windows of PX pixels after a coarse pass over the whole (bounded memory; no .mat or "
+        "label PNG then; default: %(default)s)",
+    )
     add_crf_options(parser, DEFAULTS)
     guidance = parser.add_argument_group("labelling guidance")
     guidance.add_argument(
@@ -183,8 +199,30 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
     if args.order == "uncertain" and args.doodles and not args.paint:
         raise DltoolsError("--order uncertain orders the painter's windows: add --paint")
     georeferenced = is_georeferenced(args.image)
+    options = LabelOptions(
+        out_dir=args.out_dir,
+        strokes=args.doodles,
+        class_field=args.class_field,
+        paint=args.paint,
+        window=args.window,
+        brush=args.brush,
+        confidence=args.confidence,
+        georeferenced_only=geotiff,
+        save_strokes=args.save_strokes,
+        workers=args.workers,
+        force=args.force,
+        check=args.check,
+        uncertainty=args.uncertainty,
+        order=args.order,
+        block=args.block,
+    )
     paths = groundtruth_paths(
-        args.image, args.out_dir, georeferenced, args.confidence, args.uncertainty is not None
+        args.image,
+        args.out_dir,
+        georeferenced,
+        args.confidence,
+        args.uncertainty is not None,
+        in_windows(args.image, options),
     )
     label_raster = paths.geotiff or paths.label_png
     vector = vector_path(label_raster) if args.vector else None
@@ -193,22 +231,7 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
         classes,
         crf_params(args),
         args.working_scale,
-        LabelOptions(
-            out_dir=args.out_dir,
-            strokes=args.doodles,
-            class_field=args.class_field,
-            paint=args.paint,
-            window=args.window,
-            brush=args.brush,
-            confidence=args.confidence,
-            georeferenced_only=geotiff,
-            save_strokes=args.save_strokes,
-            workers=args.workers,
-            force=args.force,
-            check=args.check,
-            uncertainty=args.uncertainty,
-            order=args.order,
-        ),
+        options,
         progress=show_progress,
         also_new=[vector] if vector else [],
         log=print,
@@ -248,19 +271,8 @@ def _run_batch(args: argparse.Namespace, geotiff: bool) -> None:
     workers = args.workers if args.dask is None else args.workers or 1  # no pools in workers
     rasters = {}
 
-    def outputs(image: Path) -> list[Path]:
-        georeferenced = is_georeferenced(image)
-        if geotiff and not georeferenced:
-            raise DltoolsError(f"{image} has no georeferencing: use label_1image_crf.py")
-        paths = groundtruth_paths(
-            image, args.out_dir, georeferenced, args.confidence, args.uncertainty is not None
-        )
-        rasters[image] = (paths.geotiff or paths.label_png, paths.confidence, georeferenced)
-        vector = [vector_path(rasters[image][0])] if args.vector else []
-        return [*paths.outputs(), *vector]
-
-    def work(image: Path, executor: Executor) -> str:
-        options = LabelOptions(
+    def options(image: Path) -> LabelOptions:
+        return LabelOptions(
             out_dir=args.out_dir,
             strokes=strokes[image],
             class_field=args.class_field,
@@ -270,11 +282,41 @@ def _run_batch(args: argparse.Namespace, geotiff: bool) -> None:
             force=True,  # run_each has refused or allowed existing outputs
             check=args.check,
             uncertainty=args.uncertainty,
+            block=args.block,
+            resume=args.skip_existing,
         )
-        progress = show_progress if args.dask is None else quiet
+
+    def windowed(image: Path) -> bool:
+        return in_windows(image, options(image))
+
+    def outputs(image: Path) -> list[Path]:
+        georeferenced = is_georeferenced(image)
+        if geotiff and not georeferenced:
+            raise DltoolsError(f"{image} has no georeferencing: use label_1image_crf.py")
+        paths = groundtruth_paths(
+            image,
+            args.out_dir,
+            georeferenced,
+            args.confidence,
+            args.uncertainty is not None,
+            windowed(image),
+        )
+        rasters[image] = (paths.geotiff or paths.label_png, paths.confidence, georeferenced)
+        vector = [vector_path(rasters[image][0])] if args.vector else []
+        return [*paths.outputs(), *vector]
+
+    def work(image: Path, executor: Executor) -> str:
+        progress = show_progress if args.dask is None or executor.remote else quiet
         lines = [f"{image}: strokes {strokes[image]}"]
         paths = label_image(
-            image, classes, params, args.working_scale, options, progress, log=lines.append
+            image,
+            classes,
+            params,
+            args.working_scale,
+            options(image),
+            progress,
+            log=lines.append,
+            executor=executor,
         )
         lines += [f"  wrote {path}" for path in paths.outputs()]
         if args.vector:
@@ -288,7 +330,7 @@ def _run_batch(args: argparse.Namespace, geotiff: bool) -> None:
             )
         return "\n".join(lines)
 
-    run_each([image for image, _ in pairs], outputs, work, args)
+    run_each([image for image, _ in pairs], outputs, work, args, in_client=windowed)
 
 
 @reports_errors

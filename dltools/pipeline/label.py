@@ -8,32 +8,81 @@ image has nodata (-1 in the ``.mat`` file's ``class``);
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import rasterio
 
-from dltools.engines.crf import NODATA, CRFParams, confidence_map, label_from_strokes
+from dltools.engines.crf import (
+    NODATA,
+    CRFParams,
+    ImageContext,
+    confidence_map,
+    crf_reach,
+    label_from_strokes,
+    scaled_params,
+    shrink_strokes,
+    stroke_context,
+)
+from dltools.engines.polygons import polygonize, to_map
 from dltools.engines.stroke_check import StrokeCheck, check_strokes
-from dltools.engines.uncertainty import next_windows, uncertainty_map, upsample
+from dltools.engines.uncertainty import (
+    WindowTally,
+    core_uncertainty,
+    next_windows,
+    uncertainty_map,
+    upsample,
+)
 from dltools.errors import DltoolsError
-from dltools.figures.panels import groundtruth_figure, save_figure
+from dltools.figures.display import to_display
+from dltools.figures.panels import groundtruth_figure, save_figure, thicken_strokes
+from dltools.figures.thumbnails import Piece, Thumbnails, thumbnail_piece
 from dltools.gui.painter import paint_strokes
-from dltools.io.cog import cog_outputs, write_cog, write_fraction_raster
-from dltools.io.geo import is_georeferenced, read_nodata_mask, read_profile
+from dltools.io.cog import (
+    cog_outputs,
+    open_cog_writer,
+    open_fraction_writer,
+    write_cog,
+    write_fraction_raster,
+)
+from dltools.io.geo import (
+    STREAM_CACHE_MB,
+    Window,
+    is_georeferenced,
+    read_nodata_mask,
+    read_profile,
+    read_raster,
+    write_window,
+)
 from dltools.io.images import read_image, write_image
 from dltools.io.labels import Classes
 from dltools.io.outputs import atomic_path, ensure_new
 from dltools.io.results import NODATA as MAT_NODATA
 from dltools.io.results import LabelResult, write_result
-from dltools.io.strokes import read_strokes, write_stroke_layer
+from dltools.io.strokes import (
+    StrokeSource,
+    open_strokes,
+    read_strokes,
+    stroke_dtype,
+    write_stroke_layer,
+    write_stroke_polygons,
+)
 from dltools.io.vectors import write_window_ranking
 from dltools.progress import Progress, quiet
+from dltools.raster.windows import core_slices, halo_windows
+from dltools.scale.executor import Executor, InProcess
+from dltools.scale.journal import Journal, file_identity, run_units
 
 CHECK_SCALE = 0.2  # the stroke check's working scale at most (six CRF runs instead of one)
+CHECK_PIXELS = 4_000_000  # ... and the most pixels it shrinks an image labelled in windows to
+BLOCK = 8192  # georeferenced images with a longer side beyond this are labelled in windows
+MIN_BLOCK = 64  # smaller windows would be mostly context
 ORDERS = ("rows", "uncertain")  # the orders in which the painter visits its windows
 
 
@@ -42,9 +91,9 @@ class GroundTruthPaths:
     """Every file step 2 writes for one image (``None``: not written for this run)."""
 
     strokes: Path  # <name>_doodles.png: the painted strokes, saved as they are drawn
-    mat: Path
+    mat: Path | None  # None for an image labelled in windows, as label_png
     figure: Path
-    label_png: Path
+    label_png: Path | None
     report: Path
     geotiff: Path | None = None
     confidence: Path | None = None
@@ -55,7 +104,7 @@ class GroundTruthPaths:
     def outputs(self) -> list[Path]:
         """The result files (not the strokes, which are the input being painted), with the
         ``.qml`` styles of the GeoTIFFs."""
-        paths = [self.mat, self.figure, self.label_png, self.report]
+        paths = [p for p in (self.mat, self.figure, self.label_png, self.report) if p]
         for raster in (self.geotiff, self.confidence, self.uncertainty):
             if raster is not None:
                 paths += cog_outputs(raster) if raster.suffix == ".tif" else [raster]
@@ -68,19 +117,22 @@ def groundtruth_paths(
     geotiff: bool = False,
     confidence: bool = False,
     uncertainty: bool = False,
+    windowed: bool = False,
 ) -> GroundTruthPaths:
     """Output names for ``image_path``: ``<name>_mres.mat`` etc. in ``out_dir`` or beside it;
     with ``uncertainty``, ``<name>_uncertainty.tif`` (``.png`` for plain images) and the
-    ranked windows ``<name>_next.csv`` / ``<name>_next.geojson``."""
+    ranked windows ``<name>_next.csv`` / ``<name>_next.geojson``. An image labelled in
+    windows (``windowed``, see :func:`in_windows`) gets no ``.mat`` and no label PNG: the
+    GeoTIFF is the result."""
     image_path = Path(image_path)
     folder = Path(out_dir) if out_dir is not None else image_path.parent
     base = folder / image_path.stem
     confidence_suffix = ".tif" if geotiff else ".png"
     return GroundTruthPaths(
         strokes=Path(f"{base}_doodles.png"),
-        mat=Path(f"{base}_mres.mat"),
+        mat=None if windowed else Path(f"{base}_mres.mat"),
         figure=Path(f"{base}_mres.png"),
-        label_png=Path(f"{base}_mres_label.png"),
+        label_png=None if windowed else Path(f"{base}_mres_label.png"),
         report=Path(f"{base}_report.txt"),
         geotiff=Path(f"{base}_mres_geo.tif") if geotiff else None,
         confidence=Path(f"{base}_mres_confidence{confidence_suffix}") if confidence else None,
@@ -90,10 +142,26 @@ def groundtruth_paths(
     )
 
 
-def class_fractions(class_map: np.ndarray, n_classes: int) -> np.ndarray:
-    """(K,) float64: the fraction of valid (not nodata) pixels in each class."""
-    counts = np.bincount(class_map.ravel(), minlength=NODATA + 1)[:n_classes]
-    return counts / max(int(counts.sum()), 1)
+def class_counts(class_map: np.ndarray, n_classes: int) -> np.ndarray:
+    """(K + 1,) int64: the pixels of each class, then the nodata pixels, of a (H, W) class map."""
+    counts = np.bincount(class_map.ravel(), minlength=NODATA + 1)
+    return np.append(counts[:n_classes], counts[NODATA]).astype(np.int64)
+
+
+@dataclass
+class LabelSummary:
+    """What the report of one labelled image says: its (H, W) ``shape``, the (K + 1,)
+    ``counts`` of :func:`class_counts`, the working ``scale`` and CRF ``params``, the
+    ``seconds`` spent ("painting", "computing") and the stroke ``check``, if any."""
+
+    image_path: Path
+    shape: tuple[int, int]
+    counts: np.ndarray
+    scale: float
+    params: CRFParams
+    seconds: dict[str, float]
+    check: StrokeCheck | None = None
+    windows: int = 1
 
 
 @dataclass
@@ -115,27 +183,28 @@ class GroundTruth:
     uncertainty: str = "margin"  # the measure of the uncertainty raster (see engines.uncertainty)
 
 
-def report_text(gt: GroundTruth) -> str:
+def report_text(summary: LabelSummary, class_names: Sequence[str]) -> str:
     """The human-readable summary written to ``<name>_report.txt``."""
-    height, width = gt.class_map.shape
-    nodata = int((gt.class_map == NODATA).sum())
+    height, width = summary.shape
+    windows = f", labelled in {summary.windows} windows" if summary.windows > 1 else ""
     lines = [
-        f"image: {gt.image_path}",
-        f"size: {width} x {height} pixels ({height * width} pixels, {nodata} nodata)",
-        f"working scale: {gt.scale}",
-        "CRF: " + ", ".join(f"{k}={v}" for k, v in vars(gt.params).items()),
+        f"image: {summary.image_path}",
+        f"size: {width} x {height} pixels ({height * width} pixels, {summary.counts[-1]} "
+        f"nodata{windows})",
+        f"working scale: {summary.scale}",
+        "CRF: " + ", ".join(f"{k}={v}" for k, v in vars(summary.params).items()),
         "class fractions (of valid pixels):",
     ]
-    fractions = class_fractions(gt.class_map, len(gt.class_names))
-    width_names = max(len(name) for name in gt.class_names)
+    fractions = summary.counts[:-1] / max(int(summary.counts[:-1].sum()), 1)
+    width_names = max(len(name) for name in class_names)
     lines += [
         f"  {name:<{width_names}}  {fraction:.4f}"
-        for name, fraction in zip(gt.class_names, fractions, strict=True)
+        for name, fraction in zip(class_names, fractions, strict=True)
     ]
     for activity in ("painting", "computing"):
-        lines.append(f"minutes {activity}: {gt.seconds.get(activity, 0.0) / 60:.2f}")
-    if gt.check is not None:
-        lines += gt.check.lines(gt.class_names)
+        lines.append(f"minutes {activity}: {summary.seconds.get(activity, 0.0) / 60:.2f}")
+    if summary.check is not None:
+        lines += summary.check.lines(class_names)
     return "\n".join(lines) + "\n"
 
 
@@ -172,8 +241,17 @@ def write_groundtruth(gt: GroundTruth, paths: GroundTruthPaths) -> None:
         write_fraction_raster(paths.confidence, confidence, gt.profile)
     if paths.uncertainty is not None:
         write_next(gt, paths)
+    summary = LabelSummary(
+        gt.image_path,
+        gt.class_map.shape,
+        class_counts(gt.class_map, n_classes),
+        gt.scale,
+        gt.params,
+        gt.seconds,
+        gt.check,
+    )
     with atomic_path(paths.report) as tmp:
-        tmp.write_text(report_text(gt))
+        tmp.write_text(report_text(summary, gt.class_names))
 
 
 def write_next(gt: GroundTruth, paths: GroundTruthPaths) -> None:
@@ -199,7 +277,9 @@ class LabelOptions:
     :data:`CHECK_SCALE`; ``uncertainty``: the measure of the uncertainty raster and the ranked
     windows of "where to paint next" (None: not written); ``order``: the painter visits its
     windows row by row (``"rows"``) or most uncertain first (``"uncertain"``, from the CRF
-    posteriors of the strokes so far; its ``r`` key re-ranks)."""
+    posteriors of the strokes so far; its ``r`` key re-ranks); ``block``: georeferenced
+    images whose longer side is over this many pixels are labelled in windows (see
+    :func:`in_windows`); ``resume``: read back the windows an interrupted run finished."""
 
     out_dir: str | os.PathLike | None = None
     strokes: str | os.PathLike | None = None
@@ -215,6 +295,8 @@ class LabelOptions:
     check: int = 0
     uncertainty: str | None = None
     order: str = "rows"
+    block: int = BLOCK
+    resume: bool = False
 
 
 def label_image(
@@ -226,6 +308,7 @@ def label_image(
     progress: Progress = quiet,
     also_new: Sequence[Path] = (),
     log: Callable[[str], None] = lambda _: None,
+    executor: Executor | None = None,
 ) -> GroundTruthPaths:
     """Step 2 for one image: strokes (painted, or replayed from ``options.strokes``) -> a dense
     CRF label image at working ``scale`` (0 < scale <= 1), written as :class:`GroundTruthPaths`.
@@ -233,11 +316,15 @@ def label_image(
     Every input is checked and every output conflict (``also_new``: outputs the caller writes
     afterwards) found before any window opens or any file is written. The stroke check's report
     goes to ``log`` line by line (and to the report file). Returns the paths written.
+    An image that :func:`in_windows` is labelled by :func:`label_in_windows`, whose windows
+    ``executor`` runs (default: here, one after the other).
     """
     if not 0 < scale <= 1:
         raise DltoolsError(f"-s must be in (0, 1], got {scale}")
     if options.order not in ORDERS:
         raise DltoolsError(f"--order must be one of {', '.join(ORDERS)}, got {options.order!r}")
+    if options.block < MIN_BLOCK:
+        raise DltoolsError(f"--block must be at least {MIN_BLOCK} px, got {options.block}")
     image_path = Path(image_path)
     georeferenced = is_georeferenced(image_path)
     if options.georeferenced_only and not georeferenced:
@@ -245,17 +332,24 @@ def label_image(
             f"{image_path} has no georeferencing: use label_1image_crf.py for plain images"
         )
     profile = read_profile(image_path) if georeferenced else None
+    windowed = in_windows(image_path, options)
     paths = groundtruth_paths(
         image_path,
         options.out_dir,
         georeferenced,
         options.confidence,
         options.uncertainty is not None,
+        windowed,
     )
     if options.save_strokes and profile is None:
         raise DltoolsError(f"--save-strokes: {image_path} is not georeferenced")
     saved = [Path(options.save_strokes)] if options.save_strokes else []
     ensure_new([*paths.outputs(), *saved, *also_new], force=options.force)
+    if windowed:
+        label_in_windows(
+            image_path, classes, params, scale, options, paths, progress, executor, log
+        )
+        return paths
     image = read_image(image_path)
     has_nodata = profile and profile.get("nodata") is not None
     nodata = read_nodata_mask(image_path) if has_nodata else None
@@ -348,3 +442,272 @@ def label_image(
     )
     write_groundtruth(gt, paths)
     return paths
+
+
+# ----------------------------------------------------------------------------- in windows
+
+
+def in_windows(image_path: str | os.PathLike, options: LabelOptions) -> bool:
+    """True if :func:`label_image` labels ``image_path`` window by window: a georeferenced
+    image whose longer side is over ``options.block`` pixels, with strokes replayed from a
+    file (painting holds the image whole)."""
+    if not options.strokes or options.paint or not is_georeferenced(image_path):
+        return False
+    profile = read_profile(image_path)
+    return max(profile["height"], profile["width"]) > options.block
+
+
+@dataclass(frozen=True)
+class LabelWindow:
+    """One unit of :func:`label_in_windows`: label the ``outer`` window of an image of
+    (H, W) = ``image_shape`` from its strokes (``strokes``) with the CRF's ``params`` at
+    working ``scale`` in ``context`` (the coarse pass; its origin is set per window), and
+    keep the ``core``. ``workers``: CRF processes; ``thumb_factor``: scale of the figure's
+    thumbnails; ``confidence``: also return the largest posterior; ``uncertainty``: also
+    return the uncertainty of this measure and its window tally (None: not)."""
+
+    image_path: Path
+    strokes: StrokeSource
+    n_classes: int
+    params: CRFParams
+    scale: float
+    context: ImageContext
+    core: Window
+    outer: Window
+    image_shape: tuple[int, int]
+    workers: int | None
+    thumb_factor: float
+    confidence: bool
+    uncertainty: str | None = None
+
+
+@dataclass
+class WindowLabels:
+    """What :func:`label_window` returns for the ``core`` window: ``values`` (h, w) class + 1
+    (0 = nodata), the (K + 1,) ``counts`` of :func:`class_counts`, the thumbnail ``pieces``
+    (name -> :data:`~dltools.figures.thumbnails.Piece`), and (h, w) float32 ``confidence``
+    and ``uncertainty`` (NaN = nodata) with its tally, or None when not asked for."""
+
+    core: Window
+    values: np.ndarray
+    counts: np.ndarray
+    pieces: dict[str, Piece | None]
+    confidence: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
+    tally: WindowTally | None = None
+
+
+def label_window(unit: LabelWindow) -> WindowLabels:
+    """Label one :class:`LabelWindow`; reads only its outer window."""
+    core, outer = unit.core, unit.outer
+    image = read_raster(unit.image_path, outer)
+    nodata = read_nodata_mask(unit.image_path, outer)
+    strokes = unit.strokes.read(outer)
+    origin = (round(outer.row_off * unit.scale), round(outer.col_off * unit.scale))
+    class_map, posteriors = label_from_strokes(
+        image,
+        strokes,
+        unit.n_classes,
+        unit.scale,
+        unit.params,
+        nodata if nodata.any() else None,
+        unit.workers,
+        context=replace(unit.context, origin=origin),
+    )
+    inner = core_slices(core, outer)
+    shape = image.shape[:2]
+    kept = class_map[inner]
+    valid = kept != NODATA
+    values = np.where(valid, kept.astype(np.uint16) + 1, 0).astype(stroke_dtype(unit.n_classes))
+    f = unit.thumb_factor
+    thick = thicken_strokes(strokes[inner], max(1, round(max(kept.shape) * f)))
+    pieces = {
+        "image": thumbnail_piece(f, core, to_display(image[inner]), labels=False),
+        "strokes": thumbnail_piece(f, core, thick.astype(strokes.dtype), labels=True),
+        "class": thumbnail_piece(f, core, kept, labels=True),
+    }
+    found = WindowLabels(core, values, class_counts(kept, unit.n_classes), pieces)
+    if unit.confidence:
+        found.confidence = confidence_map(posteriors, shape)[inner]
+        found.confidence[~valid] = np.nan
+    if unit.uncertainty is not None:
+        found.uncertainty, found.tally = core_uncertainty(
+            posteriors, core, outer, valid, unit.uncertainty, unit.image_shape
+        )
+    return found
+
+
+def label_in_windows(
+    image_path: Path,
+    classes: Classes,
+    params: CRFParams,
+    scale: float,
+    options: LabelOptions,
+    paths: GroundTruthPaths,
+    progress: Progress = quiet,
+    executor: Executor | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> LabelSummary:
+    """Label a georeferenced image too large to hold whole, window by window.
+
+    1. *Coarse pass.* The image and its strokes are read in windows and shrunk by a whole
+       factor (:func:`coarse_cell`, :func:`read_coarse`) to at most half a megapixel, and one
+       CRF runs on them (:func:`dltools.engines.crf.coarse_prior`), as
+       :func:`dltools.engines.crf.tiled_crf` does on a whole image.
+    2. *Windows.* The image is cut into cores of ``options.block`` px, each read with
+       :func:`dltools.engines.crf.crf_reach` px of context and labelled as
+       :func:`dltools.engines.crf.label_from_strokes` labels an image, with the coarse
+       pass as its prior and the whole image's lattice coordinates and band scaling
+       (:class:`LabelWindow`). ``executor`` runs them (a Dask cluster, or here); at most a
+       fixed number are in flight, and each core is written as it comes back.
+    3. The label GeoTIFF, the confidence and uncertainty rasters stream to their COGs; the
+       figure is drawn from thumbnails; no ``.mat`` and no label PNG are written.
+
+    ``options.save_strokes`` is polygonised window by window
+    (:func:`dltools.engines.polygons.polygonize`: the polygons of the whole raster);
+    ``options.check`` runs on the image and strokes shrunk to the check's working scale (at
+    most :data:`CHECK_SCALE`) or to :data:`CHECK_PIXELS`, whichever is smaller, with its
+    lines sent to ``log``.
+
+    Finished windows are kept (see :mod:`dltools.scale.journal`): with ``options.resume``
+    those of an interrupted run for the same inputs are read back, not labelled again.
+    """
+    start = time.perf_counter()
+    executor = InProcess() if executor is None else executor
+    profile = read_profile(image_path)
+    shape = (profile["height"], profile["width"])
+    n_classes = len(classes.names)
+    strokes = open_strokes(
+        options.strokes,
+        shape,
+        classes.names,
+        georef=profile,
+        class_field=options.class_field,
+    )
+
+    def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        valid = ~read_nodata_mask(image_path, window)
+        return read_raster(image_path, window), valid, strokes.read(window)
+
+    band_count = profile["count"]
+    dtype = np.dtype(profile["dtype"])
+    layout = (shape, band_count, dtype)
+    context = stroke_context(read, layout, n_classes, scale, params, progress)
+    if context is None:
+        raise strokes.none_found()
+    if options.save_strokes:
+        polygons = polygonize(strokes.read, shape, window=options.block)
+        batches = ((to_map(p.geometry, profile["transform"]), p.value) for p in polygons)
+        names, field = classes.names, options.class_field
+        write_stroke_polygons(options.save_strokes, batches, names, profile, field)
+    thumbs = Thumbnails(shape)
+    step = max(1, round(1 / scale))  # windows on the working grid: less jitter at edges
+    halo = -(-crf_reach(params, scale) // step) * step
+    windows = halo_windows(*shape, max(step, options.block // step * step), halo)
+    measure = options.uncertainty
+    units = [
+        LabelWindow(
+            image_path,
+            strokes,
+            n_classes,
+            params,
+            scale,
+            context,
+            core,
+            outer,
+            shape,
+            options.workers,
+            thumbs.factor,
+            paths.confidence is not None,
+            measure,
+        )
+        for core, outer in windows
+    ]
+    inputs = {
+        "image": file_identity(image_path),
+        "strokes": file_identity(options.strokes),
+        "class_field": options.class_field,
+        "classes": classes.names,
+        "params": asdict(params),
+        "scale": scale,
+        "block": options.block,
+        "outputs": [thumbs.factor, paths.confidence is not None, measure],
+    }
+    counts = np.zeros(n_classes + 1, np.int64)
+    tally = WindowTally(shape, n_classes)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_MB))
+        labels = stack.enter_context(
+            open_cog_writer(paths.geotiff, profile, stroke_dtype(n_classes), 0, classes)
+        )
+        if paths.confidence is not None:
+            put_confidence = stack.enter_context(
+                open_fraction_writer(paths.confidence, profile, shape)
+            )
+        if paths.uncertainty is not None:
+            put_uncertainty = stack.enter_context(
+                open_fraction_writer(paths.uncertainty, profile, shape)
+            )
+        journal = Journal(paths.geotiff, inputs, options.resume)
+        done = run_units(executor, label_window, units, journal)
+        for found in progress(done, total=len(units), desc=image_path.name, unit="window"):
+            counts += found.counts
+            write_window(labels, found.values, found.core)
+            if found.confidence is not None:
+                put_confidence(found.confidence, found.core)
+            if found.uncertainty is not None:
+                put_uncertainty(found.uncertainty, found.core)
+                tally.merge(found.tally)
+            for name, piece in found.pieces.items():
+                thumbs.paste(name, piece)
+            del found
+        fig = groundtruth_figure(
+            thumbs.arrays["image"],
+            thumbs.arrays["strokes"],
+            thumbs.arrays["class"],
+            classes.names,
+            classes.colors,
+            title=image_path.name,
+        )
+        save_figure(fig, paths.figure)
+        if paths.uncertainty is not None:
+            ranked = tally.ranked()
+            write_window_ranking(ranked, classes.names, profile, paths.next_csv, paths.next_geojson)
+    journal.remove()
+    seconds = {"painting": 0.0, "computing": time.perf_counter() - start}
+    check = None
+    if options.check:
+        check = _check_shrunk(read, layout, n_classes, scale, params, options, progress)
+        for line in check.lines(classes.names):
+            log(line)
+    summary = LabelSummary(image_path, shape, counts, scale, params, seconds, check, len(units))
+    with atomic_path(paths.report) as tmp:
+        tmp.write_text(report_text(summary, classes.names))
+    return summary
+
+
+def _check_shrunk(
+    read: Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    layout: tuple[tuple[int, int], int, np.dtype],
+    n_classes: int,
+    scale: float,
+    params: CRFParams,
+    options: LabelOptions,
+    progress: Progress,
+) -> StrokeCheck:
+    """``options.check`` of an image labelled in windows (see :func:`label_in_windows`)."""
+    check_scale = min(scale, CHECK_SCALE)
+    (height, width) = layout[0]
+    cell = max(round(1 / check_scale), math.ceil(math.sqrt(height * width / CHECK_PIXELS)))
+    small, valid, strokes = shrink_strokes(read, layout, cell, progress)
+    return check_strokes(
+        small,
+        strokes,
+        n_classes,
+        folds=options.check,
+        scale=1.0,
+        params=scaled_params(params, 1 / (cell * check_scale)),
+        nodata=~valid,
+        workers=options.workers or os.cpu_count() or 1,
+        progress=progress,
+    )
