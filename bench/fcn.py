@@ -110,24 +110,28 @@ def _network_floor(run: Path, windows: int = 8) -> float:
     return step * step / 1e6 / seconds  # each window adds step x step new pixels
 
 
-def _make_raster(path: Path, mp: int) -> int:
-    """A square GeoTIFF of about ``mp`` megapixels, written block by block; returns its side."""
+def _make_raster(path: Path, mp: int, strokes: bool = False) -> int:
+    """A square GeoTIFF of about ``mp`` megapixels, written block by block; returns its side.
+    With ``strokes``: the strokes of that raster instead (one band, 0 = none, k = class k,
+    simulated inside the scene's labels), on the same grid."""
     import rasterio
     from rasterio.transform import from_origin
 
     from dltools.io.geo import Window, create_raster, write_window
-    from dltools.synthetic.scenes import coastal_scene
+    from dltools.synthetic.scenes import coastal_scene, simulate_strokes
 
     side = round(math.sqrt(mp * 1e6))
-    rgb, _ = coastal_scene(SCENE, SCENE, seed=1)
+    rgb, labels = coastal_scene(SCENE, SCENE, seed=1)
     rgb[rgb.max(axis=2) == 0] = 1  # black is nodata here
+    if strokes:
+        rgb = simulate_strokes(labels, seed=1)[..., None]
     profile = {
         "driver": "GTiff",
         "width": side,
         "height": side,
-        "count": 3,
+        "count": rgb.shape[2],
         "dtype": "uint8",
-        "nodata": 0,
+        "nodata": None if strokes else 0,
         "crs": "EPSG:32610",
         "transform": from_origin(600000, 4100000, 0.05, 0.05),
         "tiled": True,
@@ -151,6 +155,14 @@ def _infer(run: Path, raster: Path, out: Path, script: str, block: int | None) -
     cmd = [sys.executable, str(REPO / "semseg_fullyconv" / script), "--name", str(run)]
     cmd += ["--samples-dir", str(raster), "--output-dir", str(out), "--force"]
     cmd += [] if block is None else ["--block", str(block)]
+    stdout, found = measured(cmd)
+    found["seconds"] = float(re.search(r"\(([\d.]+) s\)", stdout).group(1))
+    return found
+
+
+def measured(cmd: list[str]) -> tuple[str, dict]:
+    """Run ``cmd``; its standard output, and its wall time and peak RSS (``wait4``) as
+    ``{"wall": s, "rss_gb": GB}``. A failure stops the benchmark with its output."""
     start = time.perf_counter()
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
         stdout = proc.stdout.read().decode()
@@ -158,9 +170,8 @@ def _infer(run: Path, raster: Path, out: Path, script: str, block: int | None) -
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     if proc.returncode:
-        raise SystemExit(f"{script} failed ({proc.returncode}): {stdout}")
-    seconds = float(re.search(r"\(([\d.]+) s\)", stdout).group(1))
-    return {"seconds": seconds, "wall": wall, "rss_gb": usage.ru_maxrss / 2**20}
+        raise SystemExit(f"{Path(cmd[1]).name} failed ({proc.returncode}): {stdout}")
+    return stdout, {"wall": wall, "rss_gb": usage.ru_maxrss / 2**20}
 
 
 def _table(rows: list[dict], floor: float) -> str:
