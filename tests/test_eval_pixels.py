@@ -50,7 +50,11 @@ def small(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_scores_match_the_hand_computed_values(small: Path, capsys) -> None:
+@pytest.mark.parametrize("chunks", [(1 << 20, 1 << 20), (9, 3)])
+def test_scores_match_the_hand_computed_values(small: Path, capsys, monkeypatch, chunks) -> None:
+    # (9, 3): strips of 2 rows (of 4 pixels; the last strip 1 row), counted 3 pixels at a time
+    monkeypatch.setattr("dltools.pipeline.evaluate_pixels.CHUNK", chunks[0])
+    monkeypatch.setattr("dltools.engines.metrics.CHUNK", chunks[1])
     assert run_cli("-i", small) == 0
     printed = capsys.readouterr().out
     summary = json.loads((small / "pixel_summary.json").read_text())

@@ -14,6 +14,8 @@ import numpy as np
 
 from dltools.errors import DltoolsError
 
+CHUNK = 1 << 20  # labels counted at a time (fresh large arrays are slow to page in)
+
 
 def class_indices(names: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
     """Index of each of ``names`` in ``class_names``, matched by exact name.
@@ -35,19 +37,22 @@ def confusion_matrix(true: np.ndarray, pred: np.ndarray, n_classes: int) -> np.n
     """(n_classes, n_classes) int64 counts: row = true class, column = predicted class.
 
     ``true`` and ``pred`` are integer arrays of the same shape; pixels/tiles whose true label
-    is negative are ignored. Labels >= n_classes are a ValueError.
+    is negative are ignored. Labels >= n_classes are a ValueError. Counted in chunks of
+    :data:`CHUNK`, so that no temporary array is larger than a few megabytes.
     """
     true = np.asarray(true).ravel()
     pred = np.asarray(pred).ravel()
     if true.shape != pred.shape:
         raise ValueError(f"true and pred differ in size: {true.size} vs {pred.size}")
-    keep = true >= 0
-    true, pred = true[keep].astype(np.int64), pred[keep].astype(np.int64)
-    if true.size and (true.max() >= n_classes or pred.min() < 0 or pred.max() >= n_classes):
-        raise ValueError(f"labels must lie in 0..{n_classes - 1}")
-    return np.bincount(true * n_classes + pred, minlength=n_classes**2).reshape(
-        n_classes, n_classes
-    )
+    counts = np.zeros(n_classes**2, np.int64)
+    for start in range(0, true.size, CHUNK):
+        t, p = true[start : start + CHUNK], pred[start : start + CHUNK]
+        keep = t >= 0
+        t, p = t[keep].astype(np.int64), p[keep].astype(np.int64)
+        if t.size and (t.max() >= n_classes or p.min() < 0 or p.max() >= n_classes):
+            raise ValueError(f"labels must lie in 0..{n_classes - 1}")
+        counts += np.bincount(t * n_classes + p, minlength=n_classes**2)
+    return counts.reshape(n_classes, n_classes)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

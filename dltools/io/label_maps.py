@@ -58,11 +58,8 @@ class LabelMap:
             self.class_names = result.labels
             if strokes and result.sparse is None:
                 raise DltoolsError(f"{self.path} holds no strokes (no 'sparse' array)")
-            if strokes:
-                self.array = result.sparse.astype(np.int32)
-            else:
-                dense = result.class_map.astype(np.int32)
-                self.array = np.where(dense < 0, 0, dense + 1)
+            self.array = result.sparse if strokes else result.class_map
+            self.from_classes = not strokes  # class index, -1 = none: read adds 1
             self.shape = self.array.shape
             return
         if strokes:
@@ -120,7 +117,8 @@ class LabelMap:
         """``(h, w)`` int32 labels of ``window``; values outside 0..K are a DltoolsError."""
         if self.array is not None:
             rows, cols = window.toslices()
-            return self.array[rows, cols]
+            values = self.array[rows, cols].astype(np.int32)
+            return np.maximum(values + 1, 0) if self.from_classes else values
         if self.by_color:
             values = self._decode(window)
             if self.masked:

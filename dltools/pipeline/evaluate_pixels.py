@@ -6,7 +6,8 @@ paired with a manual label file (by default ``*_mres*.mat``; or label rasters su
 ``SCLS_*.tif``, ``*_label.png``). Label files are read by
 :class:`dltools.io.label_maps.LabelMap` (value k = class k, 0 = unlabelled or nodata);
 classes are matched by name, so the two files may list them in different orders. Pixels
-unlabelled in the manual label (or without a prediction) are left out.
+unlabelled in the manual label (or without a prediction) are left out. Rasters are
+read in strips of about :data:`~dltools.engines.metrics.CHUNK` pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import scipy.io
 
 from dltools.engines.metrics import (
+    CHUNK,
     Scores,
     confusion_matrix,
     iou_from_confusion,
@@ -55,11 +57,6 @@ def read_labels_of(
     ((K, 3) uint8) are theirs in colour masks (``strict``: other colours are an error)."""
     path = Path(path)
     return LabelMap(path, None if _has_names(path) else labels, colors, strict)
-
-
-def _values(label_map: LabelMap) -> np.ndarray:
-    height, width = label_map.shape
-    return label_map.read(Window(0, 0, width, height))
 
 
 def _check_names(occurring: set[str], named: Sequence[str], where: Path, other: Path) -> None:
@@ -105,21 +102,28 @@ def pair_confusion(
             f"{pred} is {p_map.shape[0]} x {p_map.shape[1]} pixels but its manual label {true} "
             f"is {t_map.shape[0]} x {t_map.shape[1]}"
         )
-    p_values, t_values = _values(p_map), _values(t_map)
-    labelled = t_values > 0
-    scored = labelled & (p_values > 0)
-    t_values, p_values = t_values[scored] - 1, p_values[scored] - 1
-    t_names = [t_map.class_names[k] for k in np.unique(t_values)]
-    p_names = [p_map.class_names[k] for k in np.unique(p_values)]
+    t_count, p_count = len(t_map.class_names), len(p_map.class_names)
+    joint = np.zeros((t_count + 1, p_count + 1), np.int64)  # label values, 0 = none
+    height, width = t_map.shape
+    strip = max(1, CHUNK // width)
+    for row in range(0, height, strip):
+        window = Window(0, row, width, min(strip, height - row))
+        values = confusion_matrix(t_map.read(window), p_map.read(window), max(joint.shape))
+        joint += values[: t_count + 1, : p_count + 1]
+    scored = joint[1:, 1:]
+    t_names = [t_map.class_names[k] for k in np.flatnonzero(scored.sum(axis=1))]
+    p_names = [p_map.class_names[k] for k in np.flatnonzero(scored.sum(axis=0))]
     names = list(p_map.class_names)
     if allow_missing:
         names += [name for name in t_names if name not in names]
     else:
         _check_names(set(t_names), names, true, pred)
         _check_names(set(p_names), t_map.class_names, pred, true)
-    t_lut = np.array([names.index(n) if n in names else -1 for n in t_map.class_names])
-    cm = confusion_matrix(t_lut[t_values], p_values, len(names))
-    return names, cm, int(labelled.sum() - scored.sum())
+    cm = np.zeros((len(names), len(names)), np.int64)
+    for name, counts in zip(t_map.class_names, scored, strict=True):
+        if name in names:
+            cm[names.index(name), :p_count] += counts
+    return names, cm, int(joint[1:, 0].sum())
 
 
 def embed_confusion(
