@@ -6,7 +6,9 @@ segment`` (a 32-px colour-moment tile model, ``--refine mlp``) in a fresh proces
 in-process (no ``--dask``), ``--dask local:1`` and ``--dask local:2``. Reported: the command's
 wall time (start-up included: Python, TensorFlow, the cluster, the model on each worker) and
 images per second over it, and the steady rate between the first and the last finished image
-(start-up excluded), each with its ratio to in-process, measured in the same run.
+(start-up excluded), each with its ratio to in-process, measured in the same run, and the CPU
+seconds the command used with all its processes (cluster and workers included): CPU-s / wall is
+how many cores a mode keeps busy, which bounds what more workers can gain.
 
 Memory: a square GeoTIFF of ``--mp`` megapixels (mirrored synthetic scene, tiled, DEFLATE;
 bench/fcn.py makes it) is segmented under ``--dask local:2`` with ``--refine none``, in
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -103,6 +106,7 @@ def _speed(mode: str, frames: Path, model: Path, root: Path) -> dict:
     cmd = _segment(frames, model, root, root / f"out_{mode.replace(':', '_')}", *extra)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     start = time.perf_counter()
+    cpu_before = _children_cpu()
     finished = []
     with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                           text=True) as proc:  # fmt: skip
@@ -113,8 +117,15 @@ def _speed(mode: str, frames: Path, model: Path, root: Path) -> dict:
     if proc.returncode:
         raise SystemExit(f"{mode}: segment failed ({proc.returncode})")
     row = {"mode": mode, "wall": wall, "first": finished[0], "last": finished[-1], "load": _load()}
+    row["cpu"] = _children_cpu() - cpu_before  # the command, its cluster and workers
     print(row, flush=True)
     return row
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process and their descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _speed_table(rows: list[dict], n: int) -> str:
@@ -123,14 +134,16 @@ def _speed_table(rows: list[dict], n: int) -> str:
     base_steady = (n - 1) / (base["last"] - base["first"])
     lines = [
         f"| {n} frames of 768 x 512 | wall | images/s | vs in-process | steady images/s "
-        "(first to last image) | vs in-process | load average (1, 5, 15 min) after |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "(first to last image) | vs in-process | CPU-s | cores busy (CPU-s / wall) | "
+        "load average (1, 5, 15 min) after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         rate, steady = n / r["wall"], (n - 1) / (r["last"] - r["first"])
         lines.append(
             f"| {r['mode']} | {r['wall']:.1f} s | {rate:.2f} | {rate / base_rate:.2f}x | "
-            f"{steady:.2f} | {steady / base_steady:.2f}x | {r['load']} |"
+            f"{steady:.2f} | {steady / base_steady:.2f}x | {r['cpu']:.0f} | "
+            f"{r['cpu'] / r['wall']:.2f} | {r['load']} |"
         )
     return "\n".join(lines)
 
