@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fcn import SCENE, measured
+from fcn import SCENE, measured, raster_profile
 
 CLASSES = ["water", "wetsand", "drysand", "veg", "road", "other"]
 BASELINE = """
@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
 def _make_pair(true_path: Path, pred_path: Path, mp: int) -> int:
     """Manual label and prediction GeoTIFFs of about ``mp`` megapixels; returns their side."""
     import rasterio
-    from rasterio.transform import from_origin
 
     from dltools.io.geo import Window, create_raster, write_window
     from dltools.synthetic.scenes import coastal_scene
@@ -90,20 +89,7 @@ def _make_pair(true_path: Path, pred_path: Path, mp: int) -> int:
     side = round(math.sqrt(mp * 1e6))
     truth = coastal_scene(SCENE, SCENE, seed=1)[1]
     other = coastal_scene(SCENE, SCENE, seed=2)[1]
-    profile = {
-        "driver": "GTiff",
-        "width": side,
-        "height": side,
-        "count": 1,
-        "dtype": "uint8",
-        "crs": "EPSG:32610",
-        "transform": from_origin(600000, 4100000, 0.05, 0.05),
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "deflate",
-        "BIGTIFF": "YES",
-    }
+    profile = raster_profile(side, 1, None)
     with (
         rasterio.Env(GDAL_CACHEMAX=64),
         create_raster(true_path, profile) as true_dst,

@@ -115,7 +115,6 @@ def _make_raster(path: Path, mp: int, strokes: bool = False) -> int:
     With ``strokes``: the strokes of that raster instead (one band, 0 = none, k = class k,
     simulated inside the scene's labels), on the same grid."""
     import rasterio
-    from rasterio.transform import from_origin
 
     from dltools.io.geo import Window, create_raster, write_window
     from dltools.synthetic.scenes import coastal_scene, simulate_strokes
@@ -125,21 +124,7 @@ def _make_raster(path: Path, mp: int, strokes: bool = False) -> int:
     rgb[rgb.max(axis=2) == 0] = 1  # black is nodata here
     if strokes:
         rgb = simulate_strokes(labels, seed=1)[..., None]
-    profile = {
-        "driver": "GTiff",
-        "width": side,
-        "height": side,
-        "count": rgb.shape[2],
-        "dtype": "uint8",
-        "nodata": None if strokes else 0,
-        "crs": "EPSG:32610",
-        "transform": from_origin(600000, 4100000, 0.05, 0.05),
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "deflate",
-        "BIGTIFF": "YES",
-    }
+    profile = raster_profile(side, rgb.shape[2], None if strokes else 0)
     with rasterio.Env(GDAL_CACHEMAX=64), create_raster(path, profile) as dst:
         for row in range(0, side, SCENE):
             for col in range(0, side, SCENE):
@@ -148,6 +133,27 @@ def _make_raster(path: Path, mp: int, strokes: bool = False) -> int:
                 block[:, : max(0, COLLAR - col)] = 0
                 write_window(dst, block, Window(col, row, block.shape[1], block.shape[0]))
     return side
+
+
+def raster_profile(side: int, count: int, nodata: int | None) -> dict:
+    """The profile of a square uint8 GeoTIFF of ``side`` px on a UTM grid (tiled, DEFLATE)."""
+    from rasterio.transform import from_origin
+
+    return {
+        "driver": "GTiff",
+        "width": side,
+        "height": side,
+        "count": count,
+        "dtype": "uint8",
+        "nodata": nodata,
+        "crs": "EPSG:32610",
+        "transform": from_origin(600000, 4100000, 0.05, 0.05),
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "BIGTIFF": "YES",
+    }
 
 
 def _infer(run: Path, raster: Path, out: Path, script: str, block: int | None) -> dict:
