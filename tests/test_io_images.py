@@ -169,3 +169,17 @@ def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
     mask = os.umask(0o022)
     os.umask(mask)
     assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_world_file_beside_a_jpeg_still_georeferences_it(tmp_path: Path) -> None:
+    # folders are not listed at each open (GDAL_DISABLE_READDIR_ON_OPEN): sidecars are probed
+    from dltools.io.geo import is_georeferenced, open_raster
+
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8)
+    for name in ("photo", "other"):
+        write_image(tmp_path / f"{name}.jpg", rgb)
+    (tmp_path / "photo.jgw").write_text("0.5\n0\n0\n-0.5\n600000.25\n4100000.25\n")
+    assert is_georeferenced(tmp_path / "photo.jpg")
+    assert not is_georeferenced(tmp_path / "other.jpg")
+    with open_raster(tmp_path / "photo.jpg") as src:  # the world file names pixel centres
+        assert tuple(src.transform)[:6] == (0.5, 0.0, 600000.0, 0.0, -0.5, 4100000.5)
