@@ -50,6 +50,7 @@ class LabelMap:
     ):
         self.path = Path(path)
         self.array: np.ndarray | None = None
+        self.from_classes = False  # array holds class indices (-1 = none), not label values
         self.colors = None if colors is None else np.asarray(colors, np.uint8).reshape(-1, 3)
         self.strict = strict
         self.palette: np.ndarray | None = None  # (256,) int32 class of each palette index, -1: none
@@ -59,7 +60,7 @@ class LabelMap:
             if strokes and result.sparse is None:
                 raise DltoolsError(f"{self.path} holds no strokes (no 'sparse' array)")
             self.array = result.sparse if strokes else result.class_map
-            self.from_classes = not strokes  # class index, -1 = none: read adds 1
+            self.from_classes = not strokes
             self.shape = self.array.shape
             return
         if strokes:
