@@ -29,7 +29,6 @@ from dltools.errors import DltoolsError
 from dltools.io.outputs import atomic_path
 
 Batch = tuple[np.ndarray, dict[str, np.ndarray]]  # (N,) geometries, field -> (N,) values
-VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
 
 
 def write_layer(
