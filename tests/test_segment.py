@@ -36,7 +36,8 @@ from dltools.errors import DltoolsError
 from dltools.io.discovery import find_images
 from dltools.io.geo import read_nodata_mask, read_profile, read_raster
 from dltools.io.images import read_image, write_image
-from dltools.io.labels import read_classes, write_colors, write_labels
+from dltools.io.labels import read_classes, read_labels, write_colors, write_labels
+from dltools.io.results import read_result
 from dltools.models.loader import TileModel, load_model, save_model
 from dltools.pipeline.segment import SegmentParams, classify_tiles, segment_image
 from dltools.raster.bands import RGB8, BandChoice
@@ -332,6 +333,34 @@ def test_geotiffs_in_windows_match_the_whole_and_keep_the_grid(
     assert_continuous_style(tmp_path / "windows" / "coast_ortho_ares_30_prob.tif")
     gpkg = tmp_path / "windows" / "coast_ortho_ares_30.gpkg"
     assert_vector_matches(gpkg, tmp_path / "windows" / "coast_ortho_ares_30.tif", confidence=True)
+
+
+def test_a_plain_photo_larger_than_a_block_keeps_its_labels_in_tiffs(
+    ortho: dict, tmp_path: Path
+) -> None:
+    """A photo without georeferencing done in windows has no .mat (it could not hold it): its
+    class map and probabilities go to TIFFs without a CRS, the very tiles of the photo done
+    whole (they were once lost: only the figure was written)."""
+    photo = tmp_path / "coast_ortho.png"
+    write_image(photo, read_image(DEMO / "geotiff" / "coast_ortho.tif"))
+    args = ["segment", photo, "-m", ortho["model"], "-l", DEMO / "labels.txt", "-c"]
+    args += [ortho["root"] / "colors.txt", "-t", 30, "--refine", "none", "--workers", 1]
+    for name, block in (("whole", 8192), ("windows", 300)):
+        run = [*args, "--block", block, "--out-dir", tmp_path / name]
+        assert dltools_main([str(a) for a in run]) == 0
+    names = read_labels(DEMO / "labels.txt")
+    whole = read_result(tmp_path / "whole" / "coast_ortho_ares_30.mat", names).class_map
+    assert sorted(p.name for p in (tmp_path / "windows").iterdir()) == [
+        f"coast_ortho_ares_30{end}" for end in (".png", ".qml", ".tif", "_prob.qml", "_prob.tif")
+    ]
+    windows = tmp_path / "windows" / "coast_ortho_ares_30.tif"
+    assert (read_raster(windows)[..., 0] == whole.astype(np.int16) + 1).all()
+    assert read_profile(windows)["crs"] is None
+    assert_styled_classes(windows, read_classes(DEMO / "labels.txt", ortho["root"] / "colors.txt"))
+    prob = read_raster(tmp_path / "windows" / "coast_ortho_ares_30_prob.tif")[..., 0]
+    assert prob.shape == whole.shape and 0 < prob.min() <= prob.max() <= 1
+    vector = [*args, "--block", 300, "--out-dir", tmp_path / "vector", "--vector"]
+    assert dltools_main([str(a) for a in vector]) == 2  # polygons need a CRS
 
 
 def test_an_interrupted_raster_resumes_from_its_finished_windows(

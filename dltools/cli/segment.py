@@ -25,7 +25,7 @@ from dltools.cli._common import (
 from dltools.cli.polygonize import add_vector_options, vector_params, write_vector
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_images
-from dltools.io.geo import read_profile
+from dltools.io.geo import is_georeferenced, read_profile
 from dltools.io.images import inference_bands
 from dltools.io.labels import read_classes
 from dltools.models.metadata import model_bands
@@ -68,7 +68,8 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         default=8192,
         metavar="PX",
         help="images with a longer side are read, segmented and written in windows of PX "
-        "pixels (bounded memory; no .mat output then; default: %(default)s)",
+        "pixels (bounded memory; the class map and probabilities then go to <name>_ares_<t>.tif "
+        "and _prob.tif, not to a .mat, also for plain photos; default: %(default)s)",
     )
     add_bands(parser, training=False)
     add_folder_options(parser, dask=True)
@@ -214,7 +215,7 @@ def run(args: argparse.Namespace) -> None:
         )
         if not args.vector:
             return paths[image].outputs()
-        if paths[image].geotiff is None:
+        if not is_georeferenced(image):
             raise DltoolsError(
                 "--vector polygonises the label GeoTIFF, which only georeferenced images get; "
                 f"not georeferenced: {image}"

@@ -11,8 +11,8 @@
 
 Images whose longer side exceeds ``block`` pixels are read, segmented and written window by
 window (each with a margin of context that is then cut away), so a GeoTIFF of any size runs
-in bounded memory; those get no ``.mat`` file (a MAT file could not hold them), the GeoTIFF
-is the result.
+in bounded memory; those get no ``.mat`` file (a MAT file could not hold them), a GeoTIFF
+is the result (without georeferencing for a plain photo).
 
 Array conventions: tile probabilities ``(ny, nx, K)`` float32, NaN rows for tiles not
 classified; class maps ``(H, W)`` uint8, 0-based, :data:`dltools.engines.crf.NODATA` at nodata; tile
@@ -270,20 +270,25 @@ def segment_paths(
     """``<name>_ares_<tile>.mat`` / ``.png`` and, for a GeoTIFF, ``<name>_ares_<tile>.tif`` and
     ``<name>_ares_<tile>_prob.tif``, in ``out_dir`` or beside the image; with ``uncertainty``,
     ``<name>_ares_<tile>_uncertainty.png`` (``.tif`` for a GeoTIFF) and the ranked windows
-    ``<name>_ares_<tile>_next.csv`` / ``.geojson``."""
+    ``<name>_ares_<tile>_next.csv`` / ``.geojson``. An image processed in windows (longer side
+    over ``block``) has no ``.mat``: its class map and probabilities go to the ``.tif`` files,
+    without georeferencing if the image has none."""
     image_path = Path(image_path)
     folder = Path(out_dir) if out_dir is not None else image_path.parent
     base = folder / result_name(image_path, "ares", f"_{tile}")
     profile = read_profile(image_path)
     geo = is_georeferenced(image_path)
     windowed = needs_windows((profile["height"], profile["width"]), block)
+    raster = geo or windowed
     stem = base.with_suffix("")
     return SegmentPaths(
         mat=None if windowed else base,
         figure=base.with_suffix(".png"),
-        geotiff=base.with_suffix(".tif") if geo else None,
-        probability=base.with_name(f"{base.stem}_prob.tif") if geo else None,
-        uncertainty=Path(f"{stem}_uncertainty{'.tif' if geo else '.png'}") if uncertainty else None,
+        geotiff=base.with_suffix(".tif") if raster else None,
+        probability=base.with_name(f"{base.stem}_prob.tif") if raster else None,
+        uncertainty=Path(f"{stem}_uncertainty{'.tif' if raster else '.png'}")
+        if uncertainty
+        else None,
         next_csv=Path(f"{stem}_next.csv") if uncertainty else None,
         next_geojson=Path(f"{stem}_next.geojson") if uncertainty else None,
     )
