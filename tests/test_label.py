@@ -247,6 +247,31 @@ def test_a_geotiff_larger_than_a_block_is_labelled_in_windows_as_it_is_whole(
     )
 
 
+def test_a_plain_photo_larger_than_a_block_is_labelled_in_windows_as_it_is_whole(
+    tmp_path: Path,
+) -> None:
+    """A photo without georeferencing (768 x 512) with --block 256: no .mat or label PNG (which
+    would need it whole), the labels in a TIFF without a CRS, those of the photo labelled
+    whole."""
+    assert label_photo(tmp_path / "whole", "-s", "0.5", "--confidence") == 0
+    assert label_photo(tmp_path / "windows", "-s", "0.5", "--confidence", "--block", "256") == 0
+    names = sorted(p.name for p in (tmp_path / "windows").iterdir())
+    assert names == [
+        f"coast_01_{end}"
+        for end in (
+            "mres.png", "mres_confidence.qml", "mres_confidence.tif", "mres_geo.qml",
+            "mres_geo.tif", "report.txt",
+        )
+    ]  # fmt: skip
+    whole = read_result(tmp_path / "whole" / "coast_01_mres.mat").class_map
+    windows = tmp_path / "windows" / "coast_01_mres_geo.tif"
+    with rasterio.open(windows) as src:
+        assert src.crs is None and src.shape == whole.shape
+        labels = src.read(1).astype(np.int16) - 1
+    assert np.mean(labels == whole) > 0.99
+    assert "labelled in 6 windows" in (tmp_path / "windows" / "coast_01_report.txt").read_text()
+
+
 def test_a_batch_interrupted_in_a_large_geotiff_resumes_from_its_finished_windows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -123,10 +123,12 @@ def groundtruth_paths(
     with ``uncertainty``, ``<name>_uncertainty.tif`` (``.png`` for plain images) and the
     ranked windows ``<name>_next.csv`` / ``<name>_next.geojson``. An image labelled in
     windows (``windowed``, see :func:`in_windows`) gets no ``.mat`` and no label PNG: the
-    GeoTIFF is the result."""
+    GeoTIFF is the result (without georeferencing for a plain photo), its rasters are
+    ``.tif``."""
     image_path = Path(image_path)
     folder = Path(out_dir) if out_dir is not None else image_path.parent
     base = folder / image_path.stem
+    geotiff = geotiff or windowed
     confidence_suffix = ".tif" if geotiff else ".png"
     return GroundTruthPaths(
         strokes=Path(f"{base}_doodles.png"),
@@ -448,10 +450,10 @@ def label_image(
 
 
 def in_windows(image_path: str | os.PathLike, options: LabelOptions) -> bool:
-    """True if :func:`label_image` labels ``image_path`` window by window: a georeferenced
-    image whose longer side is over ``options.block`` pixels, with strokes replayed from a
-    file (painting holds the image whole)."""
-    if not options.strokes or options.paint or not is_georeferenced(image_path):
+    """True if :func:`label_image` labels ``image_path`` window by window: an image whose
+    longer side is over ``options.block`` pixels, with strokes replayed from a file (painting
+    holds the image whole)."""
+    if not options.strokes or options.paint:
         return False
     profile = read_profile(image_path)
     return max(profile["height"], profile["width"]) > options.block
@@ -548,7 +550,7 @@ def label_in_windows(
     executor: Executor | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> LabelSummary:
-    """Label a georeferenced image too large to hold whole, window by window.
+    """Label an image too large to hold whole, window by window.
 
     1. *Coarse pass.* The image and its strokes are read in windows and shrunk by a whole
        factor (:func:`coarse_cell`, :func:`read_coarse`) to at most half a megapixel, and one
