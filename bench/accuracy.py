@@ -380,6 +380,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=int,
         help="downscale factor of every set (default: 1; --quick: 2 for the river frames)",
     )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="run only these folds of each set, 0-based (default: all; the table then pools "
+        "only these)",
+    )
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of every step (default: %(default)s)"
@@ -411,7 +419,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         k = len(data.classes)
         results: dict[str, Result] = {}
         tiles = []
-        for number, held in enumerate(data.folds):
+        folds = [
+            (number, held)
+            for number, held in enumerate(data.folds)
+            if args.folds is None or number in args.folds
+        ]
+        for number, held in folds:
             work = root / name / f"fold{number}"
             if work.exists():
                 raise SystemExit(f"{work} exists: give a new --work folder")
@@ -421,21 +434,27 @@ def main(argv: Sequence[str] | None = None) -> None:
             for method in [m for m in args.methods if m in preds]:
                 result = results.setdefault(method, Result(np.zeros((k, k), np.int64)))
                 result.cpu += clock[method]
+                fold = Result(np.zeros((k, k), np.int64))
                 for item in data.items:
                     if item.group in held:
-                        add_scores(result, item.labels, preds[method][item.name])
+                        add_scores(fold, item.labels, preds[method][item.name])
+                result.confusion += fold.confusion
+                accuracy = np.trace(fold.confusion) / max(fold.confusion.sum(), 1)
+                print(f"   {method}: pixel accuracy {accuracy:.3f} on this fold", flush=True)
             if "tiles" in extras:
                 tiles.append(extras["tiles"])
                 print(f"   tile macro F1 {extras['tiles'].get('macro_f1')}", flush=True)
             print(f"   cpu minutes: { {m: round(c / 60, 1) for m, c in clock.items()} }")
         load = f"{min(loads):.1f}-{max(loads):.1f}"
         text = table(data, results, load)
-        print(f"\n### {name} ({len(data.folds)} fold(s), images / {factor})\n\n{text}\n")
+        numbers = ", ".join(str(number) for number, _ in folds)
+        print(f"\n### {name} (fold(s) {numbers} of {len(data.folds)}, images / {factor})\n")
+        print(f"{text}\n")
         if tiles:
             brief = [{key: t.get(key) for key in ("accuracy", "macro_f1", "n")} for t in tiles]
             print(f"tile classifier on the held-out images' tiles, per fold: {brief}")
         report[name] = {
-            "folds": data.folds,
+            "folds": [held for _, held in folds],
             "factor": factor,
             "tiles": [{key: t.get(key) for key in ("accuracy", "macro_f1", "n")} for t in tiles],
             "methods": {
