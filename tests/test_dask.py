@@ -206,12 +206,12 @@ def test_label_replay_of_a_folder_on_local_2_equals_in_process(tmp_path, capsys)
         (images / f"coast_0{i}.jpg").write_bytes((DEMO / "images" / f"coast_0{i}.jpg").read_bytes())
         labels = read_image(DEMO / "labels" / f"coast_0{i}_label.png")[..., 0]
         write_image(strokes / f"coast_0{i}_doodles.png", simulate_strokes(labels, seed=i))
-    (images / ORTHO.name).write_bytes(ORTHO.read_bytes())  # 4 windows of --block 512
+    (images / ORTHO.name).write_bytes(ORTHO.read_bytes())  # 4 windows of --block 800
     geojson = DEMO / "doodles" / "coast_ortho_doodles.geojson"
     (strokes / geojson.name).write_bytes(geojson.read_bytes())
     (images / "coast_07.jpg").write_bytes((DEMO / "images" / "coast_07.jpg").read_bytes())
     args = ["label", "-i", images, "--doodles", strokes, "-l", DEMO / "labels.txt"]
-    args += ["-c", DEMO / "colors.txt", "-s", 0.5, "--confidence", "--block", 512]
+    args += ["-c", DEMO / "colors.txt", "-s", 0.5, "--confidence", "--block", 800]
     assert run(*args, "--out-dir", tmp_path / "here") == 0
     capsys.readouterr()
     start = time.monotonic()
@@ -220,7 +220,7 @@ def test_label_replay_of_a_folder_on_local_2_equals_in_process(tmp_path, capsys)
     printed = capsys.readouterr()
     dashboard = "Dask: LocalCluster of 2 worker process(es), dashboard http://127.0.0.1:"
     assert dashboard in printed.out
-    # the photos are units of work; the client hands out the GeoTIFF's 4 windows
+    # the photos (768 x 512) are units of work; the client hands out the GeoTIFF's 4 windows
     assert "images: 2/2 image" in printed.err and "coast_ortho.tif: 4/4 window" in printed.err
     print(f"label replay on local:2: {seconds:.1f} s")
     here = sorted(p.name for p in (tmp_path / "here").iterdir())
