@@ -361,6 +361,7 @@ def test_a_plain_photo_larger_than_a_block_keeps_its_labels_in_tiffs(
     assert prob.shape == whole.shape and 0 < prob.min() <= prob.max() <= 1
     vector = [*args, "--block", 300, "--out-dir", tmp_path / "vector", "--vector"]
     assert dltools_main([str(a) for a in vector]) == 2  # polygons need a CRS
+    assert not (tmp_path / "vector").exists()  # refused before anything is written
 
 
 def test_an_interrupted_raster_resumes_from_its_finished_windows(

@@ -32,6 +32,7 @@ from dltools.io.pairs import find_label_files
 from dltools.pipeline.label import (
     BLOCK,
     ORDERS,
+    GroundTruthPaths,
     LabelOptions,
     groundtruth_paths,
     in_windows,
@@ -244,8 +245,16 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
     for path in paths.outputs():
         print(f"wrote {path}")
     if vector is not None:
-        confidence = paths.confidence if georeferenced else None  # PNG confidence is 0-255
-        write_vector(label_raster, vector, classes.names, vector_params(args), confidence)
+        write_vector(
+            label_raster, vector, classes.names, vector_params(args), float_confidence(paths)
+        )
+
+
+def float_confidence(paths: GroundTruthPaths) -> Path | None:
+    """The confidence raster of ``paths`` if it holds values in [0, 1] (a ``.tif``), for the
+    polygons' ``mean_confidence``; None for none or a PNG scaled 0-255."""
+    confidence = paths.confidence
+    return confidence if confidence is not None and confidence.suffix == ".tif" else None
 
 
 def _run_batch(args: argparse.Namespace, geotiff: bool) -> None:
@@ -302,7 +311,7 @@ def _run_batch(args: argparse.Namespace, geotiff: bool) -> None:
             args.uncertainty is not None,
             windowed(image),
         )
-        rasters[image] = (paths.geotiff or paths.label_png, paths.confidence, georeferenced)
+        rasters[image] = (paths.geotiff or paths.label_png, float_confidence(paths))
         vector = [vector_path(rasters[image][0])] if args.vector else []
         return [*paths.outputs(), *vector]
 
@@ -321,13 +330,13 @@ def _run_batch(args: argparse.Namespace, geotiff: bool) -> None:
         )
         lines += [f"  wrote {path}" for path in paths.outputs()]
         if args.vector:
-            raster, confidence, georeferenced = rasters[image]
+            raster, confidence = rasters[image]
             write_vector(
                 raster,
                 vector_path(raster),
                 classes.names,
                 vector_params(args),
-                confidence if georeferenced else None,
+                confidence,
             )
         return "\n".join(lines)
 
