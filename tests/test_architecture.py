@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
+import importlib
+import re
 from pathlib import Path
 
 import pytest
+
+from dltools.cli import STEPS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dltools"
 
@@ -84,3 +89,48 @@ def test_the_graph_reader_sees_function_level_imports(tmp_path: Path) -> None:
     source = tmp_path / "x.py"
     source.write_text("def f():\n    from dltools.cli import main\n    import dltools.io.geo\n")
     assert imported_modules(source) >= {"dltools.cli", "dltools.io.geo"}
+
+
+def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and its sub-commands' parsers, at any depth."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += parsers(sub)
+    return found
+
+
+def help_problems(parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:
+    """The options of ``parser`` (and its sub-commands) that write a number as their default
+    into their help text, and those whose --help does not show their default."""
+    written, silent = [], []
+    for each in parsers(parser):
+        formatter = each.formatter_class(each.prog)
+        for action in each._actions:
+            if action.default in (None, argparse.SUPPRESS) or not action.option_strings:
+                continue
+            name = f"{each.prog} {action.option_strings[-1]}"
+            if re.search(r"default:? -?\.?\d", action.help or ""):
+                written.append(name)
+            elif action.nargs != 0 and "default" not in formatter._get_help_string(action):
+                silent.append(name)
+    return written, silent
+
+
+@pytest.mark.parametrize("step", sorted(STEPS))
+def test_help_shows_every_default_from_the_parser(step: str) -> None:
+    """Every option with a default says it in --help, from the parser's value (a number
+    written into a help text would drift from it); options whose default depends on others
+    (parser default None, e.g. retrain's recipe or --legacy) state theirs in words."""
+    parser = importlib.import_module(f"dltools.cli.{STEPS[step][0]}").build_parser()
+    assert help_problems(parser) == ([], [])
+
+
+def test_the_help_check_finds_written_and_silent_defaults() -> None:
+    parser = argparse.ArgumentParser(prog="p")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs (default: 5)")
+    parser.add_argument("--rate", type=float, default=0.1, help="learning rate")
+    parser.add_argument("--name", default="run", help="run folder (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="say less")
+    assert help_problems(parser) == (["p --epochs"], ["p --rate"])

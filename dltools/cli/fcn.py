@@ -177,7 +177,7 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--steps-per-epoch",
         type=int,
         default=DEFAULTS.steps_per_epoch,
-        help="batches per epoch (default 0: one pass over the training pixels)",
+        help="batches per epoch (0: one pass over the training pixels; default: %(default)s)",
     )
     opts.add_argument(
         "--freeze-epochs",
@@ -203,7 +203,7 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         type=int,
         default=DEFAULTS.patience,
         help="stop after this many epochs without a better validation mean IoU (0: never; "
-        "default: 5)",
+        "default: %(default)s)",
     )
     opts.add_argument(
         "--class-weight-power",
@@ -253,7 +253,7 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         type=float,
         default=DEFAULTS.alpha,
         help="MobileNetV2 width: 0.35, 0.5, 0.75 or 1.0 (the weights file must match; "
-        "default: 1.0)",
+        "default: %(default)s)",
     )
     add_bands(parser, training=True)
     add_seed(parser)
