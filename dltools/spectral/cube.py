@@ -161,7 +161,7 @@ def open_labels(path: str | os.PathLike, cube: Cube, variable: str | None = None
     return labels
 
 
-def read_labels(labels: Cube, window: Window | None = None) -> np.ndarray:
+def read_label_values(labels: Cube, window: Window | None = None) -> np.ndarray:
     """``(h, w)`` int64 label values of ``window``; nodata and NaN become 0 (background)."""
     values = labels.read(window)[..., 0]
     values = np.where(np.isfinite(values) & labels.valid(window), values, 0)

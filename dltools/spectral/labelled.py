@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dltools.errors import DltoolsError
-from dltools.spectral.cube import Cube, holdout_mask, read_labels, read_spectra
+from dltools.spectral.cube import Cube, holdout_mask, read_label_values, read_spectra
 from dltools.spectral.options import BLOCK
 
 TABLE_SUFFIXES = (".csv", ".npy")
@@ -59,7 +59,7 @@ def labelled_pixels(
     spectra, values, held = [], [], []
     for window in cube.windows(block):
         pixels, mask = read_spectra(cube, window)
-        found = read_labels(labels, window)[mask]
+        found = read_label_values(labels, window)[mask]
         keep = found > 0
         spectra.append(pixels[keep])
         values.append(found[keep])
