@@ -221,7 +221,7 @@ def train_step_function(
 
 
 @dataclass
-class Phase:
+class StepPhase:
     """One training phase: ``step(indices)`` trains on those training samples and returns
     (loss, accuracy); ``predict_validation()`` gives the (N_val, K) validation probabilities;
     ``variables`` are what it changes (saved and restored for early stopping)."""
@@ -233,8 +233,8 @@ class Phase:
     variables: list[tf.Variable]
 
 
-def fit(
-    phase: Phase,
+def fit_steps(
+    phase: StepPhase,
     train_labels: np.ndarray,
     validation_labels: np.ndarray,
     batch_size: int,

@@ -7,7 +7,7 @@ uninterrupted one; each new phase starts with a fresh optimiser, a phase resumed
 middle keeps the checkpoint's. Early stopping (:class:`KeepBest`, here as the callback
 :class:`EarlyStopping`) watches one validation score, ends all phases when it stops
 improving and can put back the best weights. The tile classifier of step 4 trains in steps
-on cached bottlenecks (:func:`dltools.models.classifier.fit`) with the same
+on cached bottlenecks (:func:`dltools.models.classifier.fit_steps`) with the same
 :class:`KeepBest`.
 """
 

@@ -37,10 +37,10 @@ from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
 from dltools.models.classifier import (
     SPLITS,
     Augmentation,
-    Phase,
+    StepPhase,
     Summaries,
     build_tile_classifier,
-    fit,
+    fit_steps,
     head_layer,
     image_forward,
     split_by_group,
@@ -239,8 +239,8 @@ def retrain(
             loss, accuracy = step(x, y)
             return float(loss), float(accuracy)
 
-        phase = Phase(name, steps, train_on, lambda: _predict(predict, val_data, k), variables)
-        return fit(
+        phase = StepPhase(name, steps, train_on, lambda: _predict(predict, val_data, k), variables)
+        return fit_steps(
             phase,
             train_labels,
             val_labels,
