@@ -42,8 +42,10 @@ BLOCKSIZE = 512  # COG tile side
 
 
 def cog_outputs(path: str | os.PathLike) -> list[Path]:
-    """The files :func:`open_cog_writer` makes for ``path``: the raster and its ``.qml``."""
-    return [Path(path), qml_path(path)]
+    """The files of the raster ``path``: a ``.tif`` and the ``.qml`` style that
+    :func:`open_cog_writer` makes with it, or any other raster (e.g. a ``.png``) alone."""
+    path = Path(path)
+    return [path, qml_path(path)] if path.suffix == ".tif" else [path]
 
 
 @contextlib.contextmanager

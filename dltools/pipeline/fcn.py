@@ -674,7 +674,7 @@ class InferOutputs:
     def files(self) -> list[Path]:
         """Every file written, with the ``.qml`` styles of GeoTIFF rasters."""
         styled = [p for p in (self.label, self.uncertainty) if p is not None]
-        files = [f for p in styled for f in (cog_outputs(p) if p.suffix == ".tif" else [p])]
+        files = [f for p in styled for f in cog_outputs(p)]
         others = (self.overlay, self.mat, self.next_csv, self.next_geojson)
         return files + [p for p in others if p is not None]
 

@@ -107,7 +107,7 @@ class GroundTruthPaths:
         paths = [p for p in (self.mat, self.figure, self.label_png, self.report) if p]
         for raster in (self.geotiff, self.confidence, self.uncertainty):
             if raster is not None:
-                paths += cog_outputs(raster) if raster.suffix == ".tif" else [raster]
+                paths += cog_outputs(raster)
         return paths + [p for p in (self.next_csv, self.next_geojson) if p is not None]
 
 

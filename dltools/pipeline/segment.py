@@ -250,8 +250,8 @@ class SegmentPaths:
     def outputs(self) -> list[Path]:
         """The files, with the ``.qml`` styles of the GeoTIFFs."""
         rasters = [self.geotiff, self.probability, self.uncertainty]
-        styled = [cog_outputs(p) if p.suffix == ".tif" else [p] for p in rasters if p]
-        found = [p for p in (self.mat, self.figure) if p] + [p for pair in styled for p in pair]
+        styled = [f for p in rasters if p for f in cog_outputs(p)]
+        found = [p for p in (self.mat, self.figure) if p] + styled
         return found + [p for p in (self.next_csv, self.next_geojson) if p]
 
 
