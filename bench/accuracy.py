@@ -337,6 +337,19 @@ def run_fold(
     return preds, clock, extras
 
 
+def pooled_tiles(tiles: Sequence[dict], classes: Sequence[str]) -> dict:
+    """Step 5's scores of the tile confusions of every fold summed (classes matched by name;
+    a fold whose held-out tiles could not be scored is left out)."""
+    from dltools.engines.metrics import scores_from_confusion
+
+    confusion = np.zeros((len(classes), len(classes)), np.int64)
+    for fold in [t for t in tiles if "confusion" in t]:
+        index = [list(classes).index(name) for name in fold["class_names"]]
+        confusion[np.ix_(index, index)] += np.asarray(fold["confusion"], np.int64)
+    scores = scores_from_confusion(confusion, classes)
+    return {"accuracy": scores.accuracy, "macro_f1": scores.macro_f1, "n": int(confusion.sum())}
+
+
 def table(data: DataSet, results: dict[str, Result], load: str) -> str:
     from dltools.engines.metrics import pixel_summary, scores_from_confusion
 
@@ -453,10 +466,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         if tiles:
             brief = [{key: t.get(key) for key in ("accuracy", "macro_f1", "n")} for t in tiles]
             print(f"tile classifier on the held-out images' tiles, per fold: {brief}")
+            pooled = pooled_tiles(tiles, data.classes)
+            print(f"tile classifier, every fold's held-out tiles pooled: {pooled}")
         report[name] = {
             "folds": [held for _, held in folds],
             "factor": factor,
             "tiles": [{key: t.get(key) for key in ("accuracy", "macro_f1", "n")} for t in tiles],
+            "tiles_pooled": pooled_tiles(tiles, data.classes) if tiles else None,
             "methods": {
                 m: {"confusion": r.confusion.tolist(), "cpu_s": r.cpu} for m, r in results.items()
             },
