@@ -463,16 +463,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         numbers = ", ".join(str(number) for number, _ in folds)
         print(f"\n### {name} (fold(s) {numbers} of {len(data.folds)}, images / {factor})\n")
         print(f"{text}\n")
+        brief = [{key: t.get(key) for key in ("accuracy", "macro_f1", "n")} for t in tiles]
+        pooled = pooled_tiles(tiles, data.classes) if tiles else None
         if tiles:
-            brief = [{key: t.get(key) for key in ("accuracy", "macro_f1", "n")} for t in tiles]
             print(f"tile classifier on the held-out images' tiles, per fold: {brief}")
-            pooled = pooled_tiles(tiles, data.classes)
             print(f"tile classifier, every fold's held-out tiles pooled: {pooled}")
         report[name] = {
             "folds": [held for _, held in folds],
             "factor": factor,
-            "tiles": [{key: t.get(key) for key in ("accuracy", "macro_f1", "n")} for t in tiles],
-            "tiles_pooled": pooled_tiles(tiles, data.classes) if tiles else None,
+            "tiles": brief,
+            "tiles_pooled": pooled,
             "methods": {
                 m: {"confusion": r.confusion.tolist(), "cpu_s": r.cpu} for m, r in results.items()
             },
