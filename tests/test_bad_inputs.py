@@ -92,7 +92,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
         json.dumps({"type": "FeatureCollection", "features": [feature]})
     )
     write_image(geo / "doodles.png", (label > 0).astype(np.uint8)[..., 0])
-    write_image(geo / "doodles_half.png", (label[::2, ::2] > 0).astype(np.uint8)[..., 0])
+    doubled = np.kron(label[..., 0] > 0, np.ones((2, 2), bool)).astype(np.uint8)
+    write_image(geo / "doodles_double.png", doubled)
     nan = folder("nan")
     image = photo.astype(np.float32)
     image[:] = np.nan
@@ -178,9 +179,9 @@ CASES = [
         "-s",
     ),
     (
-        "label-strokes-of-another-size-in-windows",
-        _label("{ws}/geo/ortho.tif", "--doodles", "{ws}/geo/doodles_half.png", "--block", "64"),
-        "doodles_half.png",
+        "label-strokes-larger-than-the-image-in-windows",
+        _label("{ws}/geo/ortho.tif", "--doodles", "{ws}/geo/doodles_double.png", "--block", "64"),
+        "doodles_double.png",
     ),
     (
         "label-block-too-small",

@@ -244,8 +244,8 @@ def test_strokes_written_as_a_geopackage_replay_pixel_for_pixel(tmp_path, georef
 
 def test_strokes_read_in_windows_equal_the_whole_read(tmp_path):
     """open_strokes (for images labelled in windows): a stroke raster and the demo's GeoJSON
-    strokes read window by window are the whole read, cut; what cannot be read in windows is
-    refused by name."""
+    strokes read window by window are the whole read, cut; a smaller stroke raster marks its
+    cells; what cannot be read in windows is refused by name."""
     from rasterio.windows import Window
 
     from dltools.io.strokes import open_strokes
@@ -267,9 +267,19 @@ def test_strokes_read_in_windows_equal_the_whole_read(tmp_path):
     scipy.io.savemat(mat, {"sparse": whole})
     with pytest.raises(DltoolsError, match="labelled in windows"):
         open_strokes(mat, shape, names, georef=georef)
+    # a smaller stroke raster (the painter's overview of a large image) marks its cells
     write_image(tmp_path / "half.png", whole[::2, ::2])
-    with pytest.raises(DltoolsError, match="must have the image's size"):
-        open_strokes(tmp_path / "half.png", shape, names, georef=georef)
+    strokes = open_strokes(tmp_path / "half.png", shape, names, georef=georef)
+    cells = np.kron(whole[::2, ::2], np.ones((2, 2), whole.dtype))[: shape[0], : shape[1]]
+    for _, outer in halo_windows(*shape, 256, 100):
+        rows, cols = outer.toslices()
+        assert np.array_equal(strokes.read(outer), cells[rows, cols]), outer
+    write_image(tmp_path / "double.png", np.kron(whole, np.ones((2, 2), whole.dtype)))
+    with pytest.raises(DltoolsError, match="image's size or be smaller"):
+        open_strokes(tmp_path / "double.png", shape, names, georef=georef)
+    write_image(tmp_path / "other.png", whole[::2, ::3])
+    with pytest.raises(DltoolsError, match="aspect ratios differ"):
+        open_strokes(tmp_path / "other.png", shape, names, georef=georef)
     spoiled = whole.copy()
     spoiled[-5:, -5:] = len(names) + 1  # found in the last window only
     write_image(tmp_path / "spoiled.png", spoiled)

@@ -272,6 +272,71 @@ def test_a_plain_photo_larger_than_a_block_is_labelled_in_windows_as_it_is_whole
     assert "labelled in 6 windows" in (tmp_path / "windows" / "coast_01_report.txt").read_text()
 
 
+def test_a_photo_larger_than_a_block_is_painted_on_its_overview_and_labelled_in_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Painting the demo photo (768 x 512) with --block 256 at -s 0.5: the painter (here a
+    stand-in that paints the demo's strokes) gets the photo shrunk by cells of 3 x 3 pixels,
+    read in windows of 256 px, shown at scale 1 (0.5 x 3, at most 1); its strokes are saved at that
+    size, each marks its cell, and the labels are those of the same strokes replayed on the
+    photo whole. Resuming (--doodles the saved strokes --paint) hands the painter the same
+    strokes back."""
+    import dltools.cli.label as cli
+    import dltools.engines.crf as crf
+    import dltools.pipeline.label as label
+
+    monkeypatch.setattr(crf, "_COARSE_READ", 256)
+    photo = read_image(PHOTO)
+    cell, shape = 3, photo.shape[:2]
+    overview_shape = (-(-shape[0] // cell), -(-shape[1] // cell))
+    doodles = read_image(DOODLES)[..., 0]
+    painted = doodles[cell // 2 :: cell, cell // 2 :: cell]  # the demo's strokes, shrunk
+    calls = []
+
+    def paint(image, names, colors, *, scale, initial, autosave_path, **rest):
+        calls.append((image, scale, initial))
+        write_image(autosave_path, painted)
+        return painted
+
+    reads = []
+    read_raster = label.read_raster
+    monkeypatch.setattr(
+        label, "read_raster", lambda path, window: reads.append(window) or read_raster(path, window)
+    )
+    monkeypatch.setattr(label, "paint_strokes", paint)
+    monkeypatch.setattr(cli, "has_display", lambda: True)
+    run = ["-i", str(PHOTO), *CLASSES, "-s", "0.5", "--block", "256"]
+    assert main([*run, "--out-dir", str(tmp_path / "painted")]) == 0
+    assert "strokes saved to" in capsys.readouterr().out
+    ((image, scale, initial),) = calls
+    assert image.shape == (*overview_shape, 3) and scale == 1.0 and initial is None
+    cells = np.zeros((overview_shape[0] * cell, overview_shape[1] * cell, 3))
+    cells[: shape[0], : shape[1]] = photo
+    counts = np.zeros(cells.shape[:2])
+    counts[: shape[0], : shape[1]] = 1
+    sums = cells.reshape(overview_shape[0], cell, overview_shape[1], cell, 3).sum((1, 3))
+    means = sums / counts.reshape(overview_shape[0], cell, -1, cell).sum((1, 3))[..., None]
+    assert np.abs(image - means).max() <= 1  # the cells' means
+    assert max(max(w.height, w.width) for w in reads) < max(shape)  # never read whole
+    saved = tmp_path / "painted" / "coast_01_doodles.png"
+    assert np.array_equal(read_image(saved)[..., 0], painted)
+
+    full = np.kron(painted, np.ones((cell, cell), np.uint8))[: shape[0], : shape[1]]
+    write_image(tmp_path / "full_doodles.png", full)
+    assert label_photo(tmp_path / "whole", "-s", "0.5", doodles=tmp_path / "full_doodles.png") == 0
+    whole = read_result(tmp_path / "whole" / "coast_01_mres.mat").class_map
+    with rasterio.open(tmp_path / "painted" / "coast_01_mres_geo.tif") as src:
+        assert src.shape == shape
+        labels = src.read(1).astype(np.int16) - 1
+    assert np.mean(labels == whole) > 0.99
+    assert np.mean(labels[full > 0] == full[full > 0] - 1) > 0.99  # strokes keep their class
+
+    resume = [*run, "--doodles", str(saved), "--paint", "--out-dir", str(tmp_path / "painted")]
+    assert main([*resume, "--force"]) == 0
+    (_, _, initial) = calls[-1]
+    assert np.array_equal(initial, painted)
+
+
 def test_a_batch_interrupted_in_a_large_geotiff_resumes_from_its_finished_windows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

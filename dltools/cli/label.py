@@ -137,10 +137,11 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         type=int,
         default=BLOCK,
         metavar="PX",
-        help="images whose longer side is over PX pixels are labelled from --doodles in "
-        "windows of PX pixels after a coarse pass over the whole (bounded memory; the labels "
-        "then go to <name>_mres_geo.tif, without georeferencing for a plain photo, not to a "
-        ".mat or label PNG; default: %(default)s)",
+        help="images whose longer side is over PX pixels are painted on an overview (the image "
+        "shrunk by whole cells to at most PX pixels; the strokes are saved at its size) and "
+        "labelled in windows of PX pixels after a coarse pass over the whole (bounded memory; "
+        "the labels then go to <name>_mres_geo.tif, without georeferencing for a plain photo, "
+        "not to a .mat or label PNG; default: %(default)s)",
     )
     add_crf_options(parser, DEFAULTS)
     guidance = parser.add_argument_group("labelling guidance")

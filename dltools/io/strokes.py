@@ -92,7 +92,8 @@ class StrokeSource:
     """Strokes of an image too large to hold whole, read window by window (see
     :func:`open_strokes`): a stroke raster of the image's size, read through GDAL windows,
     or vector strokes (``areas`` and ``lines``: (GeoJSON geometry, class) pairs in the
-    image's CRS) burnt onto each window with the image's ``transform``."""
+    image's CRS, or in the pixels of a smaller stroke raster) burnt onto each window with
+    ``transform`` (the image's pixels to those coordinates)."""
 
     path: Path
     class_names: tuple[str, ...]
@@ -113,7 +114,7 @@ class StrokeSource:
 
     def none_found(self) -> DltoolsError:
         """The error for strokes that fall nowhere on the image."""
-        if self.transform is None:
+        if self.transform is None or is_image_file(self.path):
             return DltoolsError(f"{self.path} holds no strokes: only zeros (0 = no stroke)")
         return _outside_error(self.path, len(self.areas) + len(self.lines))
 
@@ -128,9 +129,10 @@ def open_strokes(
 ) -> StrokeSource:
     """Strokes of ``path`` for an image of ``image_shape`` (H, W), to be read window by window.
 
-    As :func:`read_strokes`, except that a label image must have the image's size exactly
-    (its values are checked window by window) and a ``_mres.mat``, which holds its strokes
-    whole, is refused.
+    As :func:`read_strokes`, except that a label image of the image's size is read window
+    by window (its values checked in each), a smaller one (an overview, such as the
+    painter's, with the image's aspect ratio) is read whole and burnt onto each window as
+    polygons, a larger one and a ``_mres.mat``, which holds its strokes whole, are refused.
     """
     path = Path(path)
     names = tuple(class_names)
@@ -144,12 +146,38 @@ def open_strokes(
             "label image of the image's size (.png/.tif), a .geojson or a .gpkg"
         )
     height, width, _ = image_size(path)
-    if (height, width) != tuple(image_shape):
+    if (height, width) == tuple(image_shape):
+        return StrokeSource(path, names)
+    if height * width > image_shape[0] * image_shape[1]:
         raise DltoolsError(
             f"{path} is {width}x{height} pixels but the image is {image_shape[1]}x"
-            f"{image_shape[0]}: strokes read in windows must have the image's size"
+            f"{image_shape[0]}: strokes read in windows must have the image's size or be "
+            "smaller (an overview)"
         )
-    return StrokeSource(path, names)
+    return _overview_source(path, image_shape, names)
+
+
+def _overview_source(
+    path: Path, image_shape: tuple[int, int], class_names: tuple[str, ...]
+) -> StrokeSource:
+    """The strokes of a label image smaller than the (H, W) image, with its aspect ratio (an
+    overview, such as the painter's on a large image), as polygons burnt onto each window.
+
+    An overview of ``ceil(H / c) x ceil(W / c)`` pixels for a whole ``c`` (the image shrunk
+    by cells of c x c pixels, :func:`dltools.engines.crf.shrink_strokes`) marks each cell;
+    any other size is stretched over the image, as :func:`read_strokes` resizes it.
+    """
+    small = _label_values(read_image(path), path, class_names)
+    _check_aspect(small.shape, image_shape, path)
+    (height, width), (rows, cols) = image_shape, small.shape
+    cell = round(height / rows)
+    if (-(-height // cell), -(-width // cell)) == (rows, cols):
+        to_overview = Affine.scale(1 / cell)
+    else:
+        to_overview = Affine.scale(cols / width, rows / height)
+    shapes = rasterio.features.shapes(small.astype(np.int32), mask=small > 0)
+    areas = tuple((geometry, int(value)) for geometry, value in shapes)
+    return StrokeSource(path, class_names, to_overview, areas)
 
 
 def _label_values(pixels: np.ndarray, path: Path, class_names: Sequence[str]) -> np.ndarray:
@@ -177,21 +205,24 @@ def _label_values(pixels: np.ndarray, path: Path, class_names: Sequence[str]) ->
 
 
 def _fit_to_shape(strokes: np.ndarray, image_shape: tuple[int, int], source) -> np.ndarray:
-    """Resize a (h, w) stroke raster to ``image_shape`` (H, W) by nearest neighbour.
-
-    The aspect ratios must agree within 1 %: anything else means the strokes belong to
-    another image.
-    """
+    """Resize a (h, w) stroke raster to ``image_shape`` (H, W) by nearest neighbour (see
+    :func:`_check_aspect`)."""
     height, width = image_shape
     if strokes.shape == (height, width):
         return strokes
-    h, w = strokes.shape
+    _check_aspect(strokes.shape, image_shape, source)
+    return cv2.resize(strokes, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def _check_aspect(shape: tuple[int, int], image_shape: tuple[int, int], source) -> None:
+    """Strokes of (h, w) pixels may stand for an (H, W) image only if the aspect ratios agree
+    within 1 %: anything else means the strokes belong to another image."""
+    (h, w), (height, width) = shape, image_shape
     if abs((h / w) / (height / width) - 1) > ASPECT_TOLERANCE:
         raise DltoolsError(
             f"{source} is {w}x{h} pixels but the image is {width}x{height}: the aspect ratios "
             "differ, so these strokes were not drawn on this image"
         )
-    return cv2.resize(strokes, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def _geojson_features(path: Path) -> tuple[list[dict], CRS]:

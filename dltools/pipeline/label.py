@@ -348,8 +348,14 @@ def label_image(
     saved = [Path(options.save_strokes)] if options.save_strokes else []
     ensure_new([*paths.outputs(), *saved, *also_new], force=options.force)
     if windowed:
+        painting = 0.0
+        if not options.strokes or options.paint:
+            start = time.perf_counter()
+            painted = _paint_overview(image_path, classes, params, scale, options, paths, progress)
+            options = replace(options, strokes=painted, paint=False)
+            painting = time.perf_counter() - start
         label_in_windows(
-            image_path, classes, params, scale, options, paths, progress, executor, log
+            image_path, classes, params, scale, options, paths, progress, executor, log, painting
         )
         return paths
     image = read_image(image_path)
@@ -368,31 +374,8 @@ def label_image(
     )
     seconds = {"painting": 0.0}
     if strokes is None or options.paint:
-        resuming = options.strokes and Path(options.strokes).resolve() == paths.strokes.resolve()
-        if not resuming:
-            ensure_new([paths.strokes], force=options.force)
         start = time.perf_counter()
-
-        def uncertainty(painted: np.ndarray) -> np.ndarray | None:
-            if not painted.any():
-                return None
-            _, posteriors = label_from_strokes(
-                image, painted, len(classes.names), scale, params, nodata, options.workers
-            )
-            return upsample(uncertainty_map(posteriors, options.uncertainty or "margin"), shape)
-
-        shape = image.shape[:2]
-        strokes = paint_strokes(
-            image,
-            classes.names,
-            classes.colors,
-            scale=scale,
-            window=options.window,
-            initial=strokes,
-            autosave_path=paths.strokes,
-            brush=options.brush,
-            uncertainty=uncertainty if options.order == "uncertain" else None,
-        )
+        strokes = _paint(image, strokes, nodata, classes, params, scale, options, paths)
         seconds["painting"] = time.perf_counter() - start
     if not strokes.any():
         raise DltoolsError("no strokes: paint at least one class (nothing was written)")
@@ -446,15 +429,102 @@ def label_image(
     return paths
 
 
+def _paint(
+    image: np.ndarray,
+    initial: np.ndarray | None,
+    nodata: np.ndarray | None,
+    classes: Classes,
+    params: CRFParams,
+    scale: float,
+    options: LabelOptions,
+    paths: GroundTruthPaths,
+) -> np.ndarray:
+    """Open the painter on ``image`` (H, W, C), shown and labelled (for ``--order uncertain``)
+    at ``scale``, from the ``initial`` (H, W) strokes, saving them to ``paths.strokes`` (which
+    must be new unless painting resumes from it). ``nodata``: (H, W) bool or None. Returns the
+    (H, W) stroke raster."""
+    resuming = options.strokes and Path(options.strokes).resolve() == paths.strokes.resolve()
+    if not resuming:
+        ensure_new([paths.strokes], force=options.force)
+
+    def uncertainty(painted: np.ndarray) -> np.ndarray | None:
+        if not painted.any():
+            return None
+        _, posteriors = label_from_strokes(
+            image, painted, len(classes.names), scale, params, nodata, options.workers
+        )
+        return upsample(uncertainty_map(posteriors, options.uncertainty or "margin"), shape)
+
+    shape = image.shape[:2]
+    return paint_strokes(
+        image,
+        classes.names,
+        classes.colors,
+        scale=scale,
+        window=options.window,
+        initial=initial,
+        autosave_path=paths.strokes,
+        brush=options.brush,
+        uncertainty=uncertainty if options.order == "uncertain" else None,
+    )
+
+
+def _paint_overview(
+    image_path: Path,
+    classes: Classes,
+    params: CRFParams,
+    scale: float,
+    options: LabelOptions,
+    paths: GroundTruthPaths,
+    progress: Progress = quiet,
+) -> Path:
+    """Paint an image larger than ``options.block`` on its overview: the image (and the
+    strokes of ``options.strokes`` when resuming) shrunk by whole cells to a longer side of at
+    most ``options.block`` (:func:`dltools.engines.crf.shrink_strokes`, read window by
+    window). The painter shows the overview at ``scale`` times the cell (at most 1), so it
+    looks as the whole image would at ``scale``, and saves the strokes at the overview's size
+    to ``paths.strokes``, which is returned for :func:`label_in_windows` to replay (each
+    overview pixel marks its cell)."""
+    profile = read_profile(image_path)
+    shape = (profile["height"], profile["width"])
+    cell = math.ceil(max(shape) / options.block)
+    n_classes = len(classes.names)
+    resumed = None
+    if options.strokes:
+        resumed = open_strokes(
+            options.strokes, shape, classes.names, georef=profile, class_field=options.class_field
+        )
+
+    def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        strokes = np.zeros((window.height, window.width), np.uint8)
+        strokes = strokes if resumed is None else resumed.read(window)
+        return read_raster(image_path, window), ~read_nodata_mask(image_path, window), strokes
+
+    layout = (shape, profile["count"], np.dtype(profile["dtype"]))
+    overview, valid, initial = shrink_strokes(read, layout, cell, progress)
+    shown = min(1.0, scale * cell)  # the overview's own working scale
+    painted = _paint(
+        overview,
+        initial.astype(stroke_dtype(n_classes)) if initial.any() else None,
+        ~valid,
+        classes,
+        scaled_params(params, shown / (scale * cell)),
+        shown,
+        options,
+        paths,
+    )
+    if not painted.any():
+        raise DltoolsError("no strokes: paint at least one class (nothing was written)")
+    return paths.strokes
+
+
 # ----------------------------------------------------------------------------- in windows
 
 
 def in_windows(image_path: str | os.PathLike, options: LabelOptions) -> bool:
     """True if :func:`label_image` labels ``image_path`` window by window: an image whose
-    longer side is over ``options.block`` pixels, with strokes replayed from a file (painting
-    holds the image whole)."""
-    if not options.strokes or options.paint:
-        return False
+    longer side is over ``options.block`` pixels, with strokes replayed from a file or painted
+    on its overview (see :func:`_paint_overview`)."""
     profile = read_profile(image_path)
     return max(profile["height"], profile["width"]) > options.block
 
@@ -549,8 +619,10 @@ def label_in_windows(
     progress: Progress = quiet,
     executor: Executor | None = None,
     log: Callable[[str], None] = lambda _: None,
+    painting: float = 0.0,
 ) -> LabelSummary:
-    """Label an image too large to hold whole, window by window.
+    """Label an image too large to hold whole, window by window (``painting``: the seconds
+    spent painting its strokes, for the report).
 
     1. *Coarse pass.* The image and its strokes are read in windows and shrunk by a whole
        factor (:func:`coarse_cell`, :func:`read_coarse`) to at most half a megapixel, and one
@@ -676,7 +748,7 @@ def label_in_windows(
             ranked = tally.ranked()
             write_window_ranking(ranked, classes.names, profile, paths.next_csv, paths.next_geojson)
     journal.remove()
-    seconds = {"painting": 0.0, "computing": time.perf_counter() - start}
+    seconds = {"painting": painting, "computing": time.perf_counter() - start}
     check = None
     if options.check:
         check = _check_shrunk(read, layout, n_classes, scale, params, options, progress)
