@@ -23,6 +23,7 @@ from dltools.engines.crf import (
     NODATA,
     CRFParams,
     ImageContext,
+    StrokeReader,
     confidence_map,
     crf_reach,
     label_from_strokes,
@@ -495,12 +496,8 @@ def _paint_overview(
             options.strokes, shape, classes.names, georef=profile, class_field=options.class_field
         )
 
-    def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        strokes = np.zeros((window.height, window.width), np.uint8)
-        strokes = strokes if resumed is None else resumed.read(window)
-        return read_raster(image_path, window), ~read_nodata_mask(image_path, window), strokes
-
     layout = (shape, profile["count"], np.dtype(profile["dtype"]))
+    read = _stroke_reader(image_path, resumed)
     overview, valid, initial = shrink_strokes(read, layout, cell, progress)
     shown = min(1.0, scale * cell)  # the overview's own working scale
     painted = _paint(
@@ -519,6 +516,18 @@ def _paint_overview(
 
 
 # ----------------------------------------------------------------------------- in windows
+
+
+def _stroke_reader(image_path: Path, strokes: StrokeSource | None) -> StrokeReader:
+    """Window -> the image's (h, w, C) pixels, (h, w) bool validity and (h, w) strokes (all
+    0 without ``strokes``)."""
+
+    def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        shape = (window.height, window.width)
+        marks = np.zeros(shape, np.uint8) if strokes is None else strokes.read(window)
+        return read_raster(image_path, window), ~read_nodata_mask(image_path, window), marks
+
+    return read
 
 
 def in_windows(image_path: str | os.PathLike, options: LabelOptions) -> bool:
@@ -659,10 +668,7 @@ def label_in_windows(
         class_field=options.class_field,
     )
 
-    def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        valid = ~read_nodata_mask(image_path, window)
-        return read_raster(image_path, window), valid, strokes.read(window)
-
+    read = _stroke_reader(image_path, strokes)
     band_count = profile["count"]
     dtype = np.dtype(profile["dtype"])
     layout = (shape, band_count, dtype)
