@@ -16,9 +16,9 @@ Every method keeps its defaults, ``--quick`` included (the FCN's 10 epochs too).
 Methods, each trained on the training groups of a fold and run on its held-out images through
 the command line with its defaults (only the paths, classes and the module are given):
 
-- ``hybrid-crf`` / ``hybrid-mlp`` / ``hybrid-rf``: step 3 ``retile -t 96``, step 4 ``retrain``
-  (MobileNetV2 from ../shared), step 6 ``segment --refine crf|mlp|rf``; the tile classifier's
-  macro F1 on the held-out images' tiles (step 3 on them, step 5) is reported too;
+- ``hybrid-crf`` / ``hybrid-mlp`` / ``hybrid-rf``: step 3 ``retile -t 96`` (``--tile``), step 4
+  ``retrain`` (MobileNetV2 from ../shared), step 6 ``segment --refine crf|mlp|rf``; the tile
+  classifier's macro F1 on the held-out images' tiles (step 3 on them, step 5) is reported too;
 - ``fcn``: step 8 ``fcn train`` (MobileNetV2 encoder weights from ../shared) and ``fcn infer``;
 - ``rf-baseline``: a random forest (50 trees) on RGB plus the 5 x 5 local mean and standard
   deviation of each band, trained on up to 300,000 labelled pixels of the training images.
@@ -241,25 +241,27 @@ def hybrid(
     refiners: Sequence[str],
     clock: dict,
     extra: dict[str, list[str]],
+    tile: int = 96,
 ) -> dict:
-    """Steps 3-6 with their defaults (plus ``extra`` arguments of each step); returns
-    {method: {image: labels}} and the tile scores."""
+    """Steps 3-6 with their defaults (plus ``extra`` arguments of each step) on tiles of
+    ``tile`` px; returns {method: {image: labels}} and the tile scores."""
     labels = work / "labels.txt"
     colors = work / "labeldefs.txt"  # -c: matched by name (the model may lack a class)
     start = cpu_seconds()
-    _cli("retile", "-i", work / "train", "-l", labels, "-o", work, *extra["retile"])
+    _cli("retile", "-i", work / "train", "-l", labels, "-o", work, "-t", tile, *extra["retile"])
     _cli(
-        "retrain", "--image_dir", work / "tile_96", "--tfhub_module", MODULE,
+        "retrain", "--image_dir", work / f"tile_{tile}", "--tfhub_module", MODULE,
         "--output_graph", work / "tile_model", "--output_labels", work / "tile_labels.txt",
         "--bottleneck_dir", work / "bottlenecks", *extra["retrain"],
     )  # fmt: skip
     trained = cpu_seconds() - start
     # tile classification on the held-out images' own tiles (step 3 with its defaults, step 5)
-    _cli("retile", "-i", work / "test", "-l", labels, "-o", work / "test_tiles")
+    _cli("retile", "-i", work / "test", "-l", labels, "-o", work / "test_tiles", "-t", tile)
     try:
         _cli(
-            "eval-tiles", "-i", work / "test_tiles" / "tile_96", "-l", work / "tile_labels.txt",
-            "-m", work / "tile_model", "-n", 100000, "-o", work / "tile_scores",
+            "eval-tiles", "-i", work / "test_tiles" / f"tile_{tile}",
+            "-l", work / "tile_labels.txt", "-m", work / "tile_model", "-n", 100000,
+            "-o", work / "tile_scores",
         )  # fmt: skip
         tile_scores = json.loads((work / "tile_scores" / "test_metrics.json").read_text())
     except SystemExit as err:  # e.g. held-out tiles of a class the model does not know
@@ -271,10 +273,10 @@ def hybrid(
         _cli(
             "segment", work / "test_images", "-m", work / "tile_model",
             "-l", work / "tile_labels.txt", "-c", colors, "--refine", refiner, "--out-dir", folder,
-            *extra["segment"],
+            "-t", tile, *extra["segment"],
         )  # fmt: skip
         out[f"hybrid-{refiner}"] = {
-            item.name: _read_prediction(folder / f"{item.name}_ares_96.mat", data.classes)
+            item.name: _read_prediction(folder / f"{item.name}_ares_{tile}.mat", data.classes)
             for item in test
         }
         clock[f"hybrid-{refiner}"] = trained + cpu_seconds() - start
@@ -308,6 +310,7 @@ def run_fold(
     methods: Sequence[str],
     seed: int,
     extra: dict[str, list[str]],
+    tile: int = 96,
 ) -> tuple[dict, dict, dict]:
     """``({method: {image: prediction}}, {method: cpu seconds}, extras)`` of one fold."""
     train = [item for item in data.items if item.group not in held]
@@ -329,7 +332,7 @@ def run_fold(
         clock["rf-baseline"] = cpu_seconds() - start
     refiners = [m.split("-")[1] for m in methods if m in HYBRID]
     if refiners:
-        found = hybrid(work, data, test, refiners, clock, extra)
+        found = hybrid(work, data, test, refiners, clock, extra, tile)
         extras["tiles"] = found.pop("tiles")
         preds.update(found)
     if "fcn" in methods:
@@ -406,6 +409,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--seed", type=int, default=0, help="seed of every step (default: %(default)s)"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=96,
+        help="tile size of the hybrid's steps 3 to 6, px (default: %(default)s)",
+    )
     for step, command in STEP_COMMANDS.items():
         parser.add_argument(
             f"--{step}-args",
@@ -442,7 +451,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             if work.exists():
                 raise SystemExit(f"{work} exists: give a new --work folder")
             print(f"== {name} fold {number}: held out {', '.join(held)}", flush=True)
-            preds, clock, extras = run_fold(work, data, held, args.methods, args.seed, extra)
+            preds, clock, extras = run_fold(
+                work, data, held, args.methods, args.seed, extra, args.tile
+            )
             loads.append(os.getloadavg()[0])
             for method in [m for m in args.methods if m in preds]:
                 result = results.setdefault(method, Result(np.zeros((k, k), np.int64)))
