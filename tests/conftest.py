@@ -49,15 +49,16 @@ def stmarg(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return libraries
 
 
-STMARG_RETRAIN = ["--image_size", "96", "--how_many_training_steps", "1000"]
-STMARG_RETRAIN += ["--learning_rate", "0.01", "--eval_step_interval", "100"]
+STMARG_RETRAIN = ["--how_many_training_steps", "1000", "--learning_rate", "0.01"]
+STMARG_RETRAIN += ["--eval_step_interval", "100"]
 
 
 @pytest.fixture(scope="session")
 def stmarg_tile_model(shared_dir: Path, stmarg: dict[str, Path]) -> dict[str, Path]:
     """The tile model of the 7 training frames, trained once per session: ``retrain`` with the
-    original command line (the shared MobileNetV2 at 96 px, 1000 steps at 0.01) and today's
-    default recipe (about 2 minutes). Keys: ``folder`` (``ROOT/recipe``), ``model``, ``labels``."""
+    original command line (the shared MobileNetV2, 1000 steps at 0.01) and today's default
+    recipe, which feeds the module the 96-px tiles at 96 px (about 2 minutes). Keys: ``folder``
+    (``ROOT/recipe``), ``model``, ``labels``."""
     from dltools.cli import main as dltools_main
 
     folder = stmarg["train"].parent.parent / "recipe"

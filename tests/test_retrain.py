@@ -21,7 +21,7 @@ import dltools.models.bottlenecks as bottlenecks_module
 from dltools.cli import main as dltools_main
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images
-from dltools.io.images import list_images, read_image
+from dltools.io.images import list_images, read_image, write_image
 from dltools.io.labels import read_labels
 from dltools.io.tile_library import read_band_choice, source_image
 from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
@@ -328,10 +328,38 @@ def test_defaults_are_the_recipe_and_legacy_is_the_original(demo_tiles: Path, tm
     legacy = trained_settings(demo_tiles, tmp_path / "legacy", "scratch", "--legacy")["settings"]
     assert not legacy["balance"] and not legacy["augmentation"]["flip_left_right"]
     assert legacy["augmentation"]["random_brightness"] == 0 and legacy["fine_tune_layers"] == 0
+    assert recipe["tile_sized_input"] and not legacy["tile_sized_input"]
     mixed = ["--legacy", "--balance", "--random_brightness", "5"]
     mixed = trained_settings(demo_tiles, tmp_path / "mixed", "scratch", *mixed)["settings"]
     assert mixed["balance"] and mixed["augmentation"]["random_brightness"] == 5
     assert not mixed["augmentation"]["flip_left_right"]
+
+
+@pytest.mark.parametrize(
+    ("side", "extra", "input_side"),
+    [
+        (48, [], 96),  # small tiles: enlarged to MobileNetV2's smallest ImageNet size
+        (160, [], 160),  # tiles between 96 and 224 px go in as they are
+        (300, [], 224),  # large tiles: no dearer than the size the module learnt at
+        (48, ["--legacy"], 224),  # dl_tools of 2018
+        (48, ["--image_size", "64"], 64),  # the option wins
+    ],
+)
+def test_a_size_agnostic_module_sees_tiles_at_about_their_own_size(
+    shared_dir: Path, tmp_path: Path, side: int, extra: list[str], input_side: int
+) -> None:
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("dark", "light")):
+        (tmp_path / "tiles" / name).mkdir(parents=True)
+        for i in range(3):
+            tile = rng.integers(0, 128, (side, side, 3)) + 127 * k
+            write_image(tmp_path / "tiles" / name / f"t{i}.png", tile.astype(np.uint8))
+    module = shared_dir / "models" / "mobilenet_v2_100_feature_vector"
+    extra = [*extra, "--validation_percentage", "0", "--testing_percentage", "0"]
+    extra += ["--fine_tune_steps", "1"]
+    metrics = trained_settings(tmp_path / "tiles", tmp_path, module, *extra)
+    assert metrics["image_size"] == input_side
+    assert load_model(tmp_path / "m").image_size == (input_side, input_side)
 
 
 def test_split_by_image_holds_out_whole_photos_when_there_are_enough(

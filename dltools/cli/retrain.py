@@ -10,6 +10,7 @@ from dltools.models.recipes import (
     FINE_TUNE_STEPS,
     LEGACY,
     MIN_SPLIT_IMAGES,
+    MODULE_INPUT_RANGE,
     RECIPE,
     SPLIT_UNITS,
 )
@@ -88,9 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="S",
         help=(
-            "tiles are resized to S x S for the network (default: the size the module declares, "
-            "else 224 for a module, the tile size for scratch). A smaller S is much faster: "
-            "S = 96 on 96-px tiles costs about 1/5 of 224"
+            "tiles are resized to S x S for the network (default: the size the module "
+            "declares; for a module that takes any size, the tile side kept within "
+            f"{MODULE_INPUT_RANGE[0]}-{MODULE_INPUT_RANGE[1]} px, {MODULE_INPUT_RANGE[1]} with "
+            "--legacy; the tile side for scratch). S = 96 on 96-px tiles costs about 1/4 of "
+            "224, scored better on unseen river frames and level on 4 of 5 city tiles (README, "
+            "Accuracy)"
         ),
     )
     train = parser.add_argument_group("training (as the original retrain.py)")
@@ -237,7 +241,8 @@ def run(args: argparse.Namespace) -> None:
     )
     recipe = RECIPE | (LEGACY if args.legacy else {"fine_tune_layers": None})  # None: per module
     choice = {
-        key: recipe[key] if getattr(args, key) is None else getattr(args, key) for key in recipe
+        key: recipe[key] if getattr(args, key, None) is None else getattr(args, key)
+        for key in recipe
     }
     settings = RetrainSettings(
         steps=args.how_many_training_steps,
@@ -259,6 +264,7 @@ def run(args: argparse.Namespace) -> None:
         fine_tune_steps=args.fine_tune_steps,
         fine_tune_learning_rate=args.fine_tune_learning_rate,
         image_size=args.image_size,
+        tile_sized_input=choice["tile_sized_input"],
         seed=args.seed,
     )
     metrics = retrain(

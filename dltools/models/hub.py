@@ -18,7 +18,6 @@ import tf_keras
 from dltools.errors import DltoolsError
 
 SCRATCH = "scratch"
-DEFAULT_IMAGE_SIZE = 224  # for modules that accept any size: the size ImageNet models learnt at
 
 
 def is_url(handle: str) -> bool:

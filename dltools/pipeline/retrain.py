@@ -48,7 +48,6 @@ from dltools.models.classifier import (
     train_step_function,
 )
 from dltools.models.hub import (
-    DEFAULT_IMAGE_SIZE,
     SCRATCH,
     declared_image_size,
     feature_layer,
@@ -57,7 +56,13 @@ from dltools.models.hub import (
     top_layer_variables,
 )
 from dltools.models.loader import check_format, prepare_images, save_model
-from dltools.models.recipes import FINE_TUNE_STEPS, MIN_SPLIT_IMAGES, RECIPE, SPLIT_UNITS
+from dltools.models.recipes import (
+    FINE_TUNE_STEPS,
+    MIN_SPLIT_IMAGES,
+    MODULE_INPUT_RANGE,
+    RECIPE,
+    SPLIT_UNITS,
+)
 from dltools.progress import Progress, quiet
 
 
@@ -88,7 +93,8 @@ class RetrainSettings:
     fine_tune_layers: int | None = None
     fine_tune_steps: int = FINE_TUNE_STEPS
     fine_tune_learning_rate: float = 1e-4
-    image_size: int | None = None
+    image_size: int | None = None  # None: see tile_sized_input
+    tile_sized_input: bool = RECIPE["tile_sized_input"]
     seed: int = 0
 
     def tuned_layers(self, module: str) -> int:
@@ -180,14 +186,22 @@ def _predict(function: Callable[[tf.Tensor], tf.Tensor], data: np.ndarray, k: in
 
 
 def _extractor(module: str, settings: RetrainSettings, first_tile: Path):
-    """The feature layer and the square input size (see ``--image_size``)."""
+    """The feature layer and the square input size (see ``--image_size``).
+
+    The size is ``settings.image_size`` if given, else the one a module declares, else (a
+    module that takes any size) the tile side kept in :data:`MODULE_INPUT_RANGE`, or that
+    range's top without ``settings.tile_sized_input``; scratch takes the tile side.
+    """
+    tile_side = image_shape(first_tile)[0]
     if module == SCRATCH:
         if settings.tuned_layers(module):
             raise DltoolsError("--fine_tune_layers needs a pretrained --tfhub_module, not scratch")
-        size = settings.image_size or image_shape(first_tile)[0]
+        size = settings.image_size or tile_side
         return scratch_features(size, settings.seed), size
     features = feature_layer(module, trainable=settings.tuned_layers(module) > 0)
-    return features, settings.image_size or declared_image_size(features) or DEFAULT_IMAGE_SIZE
+    smallest, largest = MODULE_INPUT_RANGE
+    any_size = min(max(tile_side, smallest), largest) if settings.tile_sized_input else largest
+    return features, settings.image_size or declared_image_size(features) or any_size
 
 
 def retrain(
