@@ -255,8 +255,12 @@ def hybrid(
         "--bottleneck_dir", work / "bottlenecks", *extra["retrain"],
     )  # fmt: skip
     trained = cpu_seconds() - start
-    # tile classification on the held-out images' own tiles (step 3 with its defaults, step 5)
-    _cli("retile", "-i", work / "test", "-l", labels, "-o", work / "test_tiles", "-t", tile)
+    # tile classification on the held-out images' own tiles (step 5), every tile over 90% one
+    # class (step 3 --legacy: no class-aware thinning of a test set)
+    _cli(
+        "retile", "-i", work / "test", "-l", labels, "-o", work / "test_tiles", "-t", tile,
+        "--legacy",
+    )  # fmt: skip
     try:
         _cli(
             "eval-tiles", "-i", work / "test_tiles" / f"tile_{tile}",

@@ -28,10 +28,11 @@ dl polygonize "$OUT/groundtruth/coast_ortho_mres_geo.tif" --min-area 0.5 --simpl
     -o "$OUT/groundtruth/coast_ortho_simplified.gpkg"
 
 step "step 3: class-pure 64-px tiles from the labelled photos (label PNGs in demo_data/labels)"
-for part in train test; do
-    "$PY" create_library/retile.py -i "$OUT/$part" --label-dir "$DEMO/labels" \
-        -l "$DEMO/labels.txt" -t 64 -a 0.9
-done
+"$PY" create_library/retile.py -i "$OUT/train" --label-dir "$DEMO/labels" \
+    -l "$DEMO/labels.txt" -t 64 -a 0.9
+# the held-out tiles of step 5: every tile over 90% one class, none thinned
+"$PY" create_library/retile.py -i "$OUT/test" --label-dir "$DEMO/labels" \
+    -l "$DEMO/labels.txt" -t 64 --legacy
 
 step "step 4: train a small tile CNN from scratch (no download; see the README for TF-Hub modules)"
 "$PY" train_dcnn_tfhub/retrain.py --image_dir "$OUT/train/tile_64" --tfhub_module scratch \

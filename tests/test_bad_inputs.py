@@ -200,6 +200,7 @@ CASES = [
     ("retile-empty-folder", _retile("{ws}/empty"), "no image has a label"),
     ("retile-keep-out-of-range", _retile("{ws}/good", "-b", "1.5"), "-b"),
     ("retile-purity-out-of-range", _retile("{ws}/good", "-a", "1"), "-a"),
+    ("retile-class-cap-below-one", _retile("{ws}/good", "--max-ratio", "0.5"), "--max-ratio"),
     ("retile-tile-larger-than-every-image", _retile("{ws}/good", "-t", "2000"), "-t 2000"),
     ("retile-rgba-without-bands", _retile("{ws}/rgba"), "--bands"),
     ("retile-bands-not-three", _retile("{ws}/good", "--bands", "1,2"), "--bands"),

@@ -165,7 +165,7 @@ def test_retile_cli_writes_the_pure_windows_of_label_rasters(
     out = tmp_path / "lib"
     labels_txt = DEMO / "labels.txt"
     args = ["retile", "-i", str(demo_pair), "--label-dir", str(DEMO / "labels")]
-    args += ["-l", str(labels_txt), "-t", "64", "-a", "0.9", "--stride", "40", "-o", str(out)]
+    args += ["-l", str(labels_txt), "-t", "64", "--stride", "40", "-o", str(out), "--legacy"]
     assert dltools_main(args) == 0
     printed = capsys.readouterr().out
     assert "unlabelled_photo.jpg" in printed  # listed, not silently dropped
@@ -206,6 +206,26 @@ def test_retile_cli_writes_the_pure_windows_of_label_rasters(
     after = np.bincount([names.index(r["class"]) for r in thinned], minlength=6)
     assert before.max() > 60 and 0 < before.min(where=before > 0, initial=999) <= 60
     assert after.tolist() == [round(n / 2) if n > 60 else n for n in before]
+    # the defaults: -a 0.7, and no class keeps more than 4 times the rarest's tiles (at least 60)
+    defaults = [a for a in args if a != "--legacy"]
+    assert dltools_main([*defaults, "--stride", "28", "--force"]) == 0
+    capped = read_manifest(library / "tiles.csv")
+    expected = set()
+    for stem in ("coast_01", "coast_02"):
+        label_map = read_image(DEMO / "labels" / f"{stem}_label.png")[..., 0]
+        windows = brute_force_windows(label_map, 64, 28, 0.7)
+        expected |= {(f"{stem}.jpg", r, c, k) for r, c, k, _ in windows}
+    found = {
+        (r["image"], int(r["row"]), int(r["col"]), names.index(r["class"]) + 1) for r in capped
+    }
+    assert found <= expected
+    pure = np.bincount([k - 1 for *_, k in expected], minlength=6)
+    cap = max(60, round(4 * pure.min(where=pure > 0, initial=999)))
+    assert pure.max() > cap  # the cap bites
+    kept = np.bincount([names.index(r["class"]) for r in capped], minlength=6)
+    assert kept.tolist() == np.minimum(pure, cap).tolist()
+    assert dltools_main([*defaults, "--stride", "28", "--force", "--max-ratio", "0"]) == 0
+    assert len(read_manifest(library / "tiles.csv")) == len(expected)
 
 
 def test_mres_mat_labels_are_mapped_onto_labels_txt_by_name(tmp_path: Path) -> None:
@@ -242,7 +262,7 @@ def test_geotiffs_are_tiled_block_by_block(tmp_path: Path, monkeypatch) -> None:
     pairs, unlabelled = find_labelled_images(tmp_path)
     assert [(i.name, lab.name) for i, lab in pairs] == [("ortho.tif", "ortho_label.tif")]
     assert unlabelled == []
-    whole = retile(pairs, tmp_path / "whole", size=48, min_purity=0.9, class_names=CLASS_NAMES)
+    whole = retile(pairs, tmp_path / "whole", 48, 0.9, max_ratio=None, class_names=CLASS_NAMES)
 
     reads = []
     real_read = tiles_module.read_raster
@@ -253,7 +273,7 @@ def test_geotiffs_are_tiled_block_by_block(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(tiles_module, "read_raster", spy)
     monkeypatch.setattr(tiles_module, "BLOCK", 200)
-    blocks = retile(pairs, tmp_path / "blocks", size=48, min_purity=0.9, class_names=CLASS_NAMES)
+    blocks = retile(pairs, tmp_path / "blocks", 48, 0.9, max_ratio=None, class_names=CLASS_NAMES)
     assert reads and all(w is not None and w.width <= 200 and w.height <= 200 for w in reads)
     assert blocks.tiles == whole.tiles
     assert all(t.col + 48 <= 600 for t in whole.tiles)  # nothing from the nodata part

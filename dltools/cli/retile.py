@@ -19,7 +19,14 @@ from dltools.cli._common import (
 )
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images
-from dltools.pipeline.retile import MIN_TILES_TO_THIN, library_folder, retile
+from dltools.pipeline.retile import (
+    LEGACY,
+    MAX_RATIO,
+    MIN_TILES_TO_THIN,
+    PURITY,
+    library_folder,
+    retile,
+)
 from dltools.scale.executor import DASK_HELP
 
 
@@ -69,10 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-a",
         "--purity",
         type=float,
-        default=0.9,
         metavar="A",
-        help="keep a tile when one class covers more than this fraction of it "
-        "(default: %(default)s)",
+        help="keep a tile when one class covers more than this fraction of it, so mixed tiles "
+        f"teach their main class (default: {PURITY:g}; {LEGACY['min_purity']:g} with --legacy)",
     )
     parser.add_argument(
         "-b",
@@ -99,7 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         help="class-aware thinning: keep at most R times as many tiles of a class as the rarest "
         f"class has (at least {MIN_TILES_TO_THIN}), so common classes are thinned and rare ones "
-        "kept whole (default: no such thinning)",
+        f"kept whole; 0 keeps every tile (default: {MAX_RATIO:g}; 0 with --legacy)",
+    )
+    parser.add_argument(
+        "--legacy",
+        action="store_true",
+        help=f"tile as dl_tools did in 2018: -a {LEGACY['min_purity']:g} and no class-aware "
+        "thinning, unless -a or --max-ratio is given (for comparison; default: off)",
     )
     parser.add_argument(
         "--stride", type=int, metavar="S", help="pixels between windows (default: half the tile)"
@@ -146,16 +158,17 @@ def run(args: argparse.Namespace) -> None:
         print(f"{library_folder(out, args.tile)} exists, skipped")
         return
     print(f"tiling {len(pairs)} labelled image(s) into {library_folder(out, args.tile)}")
+    settings = LEGACY if args.legacy else {"min_purity": PURITY, "max_ratio": MAX_RATIO}
     with dask_executor(args) as executor:
         library = retile(
             pairs,
             out,
             size=args.tile,
-            min_purity=args.purity,
+            min_purity=settings["min_purity"] if args.purity is None else args.purity,
             keep=args.keep,
             stride=args.stride,
             class_purity=args.class_purity,
-            max_ratio=args.max_ratio,
+            max_ratio=settings["max_ratio"] if args.max_ratio is None else args.max_ratio,
             class_names=class_names,
             colors=colors,
             strict=args.strict,

@@ -39,6 +39,9 @@ from dltools.scale.executor import Executor, InProcess
 
 BLOCK = 2048  # windows are found and cut in blocks of about this many pixels per side
 MIN_TILES_TO_THIN = 60  # only classes with more tiles than this are thinned by ``keep``
+PURITY = 0.7  # -a: a tile is kept when one class covers more than this (2018: 0.9)
+MAX_RATIO = 4.0  # --max-ratio: no class keeps more than this many times the rarest's tiles
+LEGACY = {"min_purity": 0.9, "max_ratio": None}  # dl_tools in 2018: purer tiles, no cap
 
 
 def find_tiles(
@@ -231,11 +234,11 @@ def retile(
     pairs: Sequence[tuple[Path, Path]],
     out_dir: str | os.PathLike,
     size: int = 96,
-    min_purity: float = 0.9,
+    min_purity: float = PURITY,
     keep: float = 1.0,
     stride: int | None = None,
     class_purity: dict[str, float] | None = None,
-    max_ratio: float | None = None,
+    max_ratio: float | None = MAX_RATIO,
     class_names: Sequence[str] | None = None,
     colors: np.ndarray | None = None,
     strict: bool = False,
@@ -260,7 +263,8 @@ def retile(
     image that cannot be read is left out of the library (none of its tiles) and reported in
     :attr:`Library.failures`. ``class_purity`` (class name -> threshold) overrides
     ``min_purity`` for those classes; ``max_ratio`` thins the common classes to at most that
-    many times the tiles of the rarest (:func:`cap_classes`), after ``keep``. ``executor``
+    many times the tiles of the rarest (:func:`cap_classes`), after ``keep`` (None or 0: no
+    such thinning; :data:`LEGACY` holds the 2018 settings). ``executor``
     finds and cuts the tiles of each image (default: here, one image after the other; or on a
     Dask cluster, one image per unit): the library is the same.
     """
@@ -273,6 +277,8 @@ def retile(
         raise DltoolsError(f"the purity threshold -a must be in [0, 1), got {min_purity}")
     if not 0 < keep <= 1:
         raise DltoolsError(f"-b (the fraction of tiles to keep) must be in (0, 1], got {keep}")
+    if max_ratio and max_ratio < 1:
+        raise DltoolsError(f"--max-ratio must be at least 1 (0: no cap), got {max_ratio}")
     final = library_folder(out_dir, size)
     if final.exists() and not force:
         raise DltoolsError(f"{final} already exists; move it away or pass --force to replace it")
@@ -303,7 +309,7 @@ def retile(
         else:
             per_image[outcome.index] = outcome.value
     tiles = thin([t for found in per_image for t in found], keep, seed)
-    if max_ratio is not None:
+    if max_ratio:
         tiles = cap_classes(tiles, max_ratio, seed)
     stale = remove_stale(final.parent, final.name)
     with atomic_dir(final) as tmp:
