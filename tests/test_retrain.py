@@ -34,6 +34,7 @@ from dltools.models.hub import (
     top_layer_variables,
 )
 from dltools.models.loader import load_model, save_model
+from dltools.models.metadata import model_tile_size
 from dltools.pipeline.retile import retile
 from dltools.raster.bands import RGB8
 
@@ -360,6 +361,7 @@ def test_a_size_agnostic_module_sees_tiles_at_about_their_own_size(
     metrics = trained_settings(tmp_path / "tiles", tmp_path, module, *extra)
     assert metrics["image_size"] == input_side
     assert load_model(tmp_path / "m").image_size == (input_side, input_side)
+    assert metrics["tile_size"] == model_tile_size(tmp_path / "m") == side  # step 6's tile size
 
 
 def test_split_by_image_holds_out_whole_photos_when_there_are_enough(

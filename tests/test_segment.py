@@ -76,9 +76,8 @@ def tile_model(
     dense = tf_keras.layers.Dense(len(CLASS_NAMES), activation="softmax")
     model = tf_keras.Model(inputs, dense(moments))
     dense.set_weights([coef, bias])
-    save_model(
-        model, path, CLASS_NAMES, (tile, tile), module="test: tile colour moments", bands=bands
-    )
+    module = "test: tile colour moments"
+    save_model(model, path, CLASS_NAMES, (tile, tile), module, bands=bands, tile_size=tile)
     return path
 
 
@@ -270,6 +269,25 @@ def test_labels_that_do_not_match_the_model_are_refused(
     assert dltools_main([str(a) for a in args]) == 2
     assert "labels file written with the model" in capsys.readouterr().err
     assert not list(tmp_path.glob("*_ares_*"))
+
+
+def test_the_tile_size_is_the_models_unless_given(
+    scene: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["segment", scene["root"] / "scene.jpg", "-m", scene["model_path"], "-l"]
+    args += [scene["root"] / "labels.txt", "-c", scene["root"] / "colors.txt", "--refine", "none"]
+    assert dltools_main([str(a) for a in [*args, "--out-dir", tmp_path / "own"]]) == 0
+    assert f"tiles of {TILE} px" in capsys.readouterr().out  # recorded in the model
+    own = read_result(tmp_path / "own" / f"scene_ares_{TILE}.mat")
+    assert dltools_main([str(a) for a in [*args, "--out-dir", tmp_path / "given", "-t", 64]]) == 0
+    given = read_result(tmp_path / "given" / "scene_ares_64.mat")
+    assert np.mean(own.class_map != given.class_map) > 0.01  # tiles of 64 px: another map
+    (scene["model_path"] / "dltools.json").rename(tmp_path / "meta.json")  # a model of old
+    try:
+        assert dltools_main([str(a) for a in [*args, "--out-dir", tmp_path / "old"]]) == 0
+    finally:
+        (tmp_path / "meta.json").rename(scene["model_path"] / "dltools.json")
+    assert (tmp_path / "old" / "scene_ares_96.mat").is_file()  # dl_tools' default
 
 
 # --- GeoTIFFs, whole and in windows --------------------------------------------------------

@@ -28,7 +28,7 @@ from dltools.io.discovery import find_images
 from dltools.io.geo import is_georeferenced, read_profile
 from dltools.io.images import inference_bands
 from dltools.io.labels import read_classes
-from dltools.models.metadata import model_bands
+from dltools.models.metadata import TILE, model_bands, model_tile_size
 from dltools.pipeline.polygonize import vector_path
 from dltools.progress import quiet
 from dltools.scale.cache import Cached
@@ -110,7 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-l", "--labels", required=True, help="labels file written with the model")
     parser.add_argument("-c", "--colors", required=True, help=COLORS_HELP)
     parser.add_argument(
-        "-t", "--tile", type=int, default=96, help="tile size in pixels (default: %(default)s)"
+        "-t",
+        "--tile",
+        type=int,
+        help="tile size in pixels (default: the side of the tiles the model was trained on, "
+        f"recorded by retrain; {TILE} for models that do not record it)",
     )
     parser.add_argument(
         "--prob-thres",
@@ -190,6 +194,8 @@ def run(args: argparse.Namespace) -> None:
     from dltools.pipeline.segment import SegmentParams, needs_windows, segment_file, segment_paths
 
     images = find_images(args.images)
+    if args.tile is None:
+        args.tile = model_tile_size(args.model)
     params = SegmentParams(
         tile=args.tile,
         prob_thres=args.prob_thres,

@@ -267,12 +267,14 @@ def save_model(
     module: str,
     force: bool = False,
     bands: BandChoice = RGB8,
+    tile_size: int | None = None,
 ) -> None:
     """Write ``model`` ((N, S, S, 3) [0, 1] -> (N, K) probabilities) by the suffix of ``path``.
 
     ``.keras``: a tf_keras file; ``.pb``: a frozen graph in the original dl_tools layout
     (``Placeholder`` -> ``final_result``); anything else: a SavedModel folder with a
-    ``dltools.json`` (class names, image size, module, ``bands``). Written atomically; an
+    ``dltools.json`` (class names, image size, module, ``bands`` and ``tile_size``, the side of
+    the training tiles, which step 6 takes as its tile size). Written atomically; an
     existing folder is replaced only with ``force``. ``.keras`` and ``.pb`` files cannot record
     ``bands``: they take only models of 3-band 8-bit images (bands 1,2,3).
     """
@@ -302,4 +304,6 @@ def save_model(
             "module": module,
             "bands": bands.to_dict(),
         }
+        if tile_size is not None:
+            meta["tile_size"] = int(tile_size)
         (tmp / METADATA).write_text(json.dumps(meta, indent=1))

@@ -323,11 +323,13 @@ def retrain(
     test = (
         score(test_labels, test_probabilities.argmax(axis=1), names) if len(test_labels) else None
     )
-    save_model(model, outputs.model, names, image_size, module, force=force, bands=bands)
+    tile_size = image_shape(paths[0])[0]
+    save_model(model, outputs.model, names, image_size, module, force, bands, tile_size)
     write_labels(outputs.labels, names)
     metrics = {
         "module": module,
         "image_size": size,
+        "tile_size": tile_size,
         "class_names": names,
         "bands": bands.to_dict(),
         "tiles": counts,

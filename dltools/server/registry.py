@@ -20,6 +20,7 @@ import numpy as np
 
 from dltools.errors import DltoolsError
 from dltools.io.labels import Classes, default_colors, read_labeldefs
+from dltools.models.metadata import model_tile_size
 from dltools.models.runs import run_format
 
 TILE, FCN, SPECTRAL_CLASSIFIER, SPECTRAL_AUTOENCODER = (
@@ -124,7 +125,7 @@ def load_served(spec: str) -> ServedModel:
 
     model = load_model(path)
     classes = _tile_classes(model, labeldefs)
-    return ServedModel(name, TILE, path, classes, 3, model.image_size[0], model)
+    return ServedModel(name, TILE, path, classes, 3, model_tile_size(path), model)
 
 
 def load_all(specs: list[str]) -> dict[str, ServedModel]:
