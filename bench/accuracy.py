@@ -31,6 +31,8 @@ the folds; the load average is printed with them, since the machine may be share
     python bench/accuracy.py --quick               # about 60 min on 2 idle cores
     python bench/accuracy.py                       # every fold, full size
     python bench/accuracy.py --sets dubai --methods rf-baseline fcn --work /tmp/acc
+    python bench/accuracy.py --sets dubai --methods hybrid-mlp --tile-models /tmp/acc \
+        --segment-args "--fct 0.5" --work /tmp/acc_fct   # step 6 again on the same tile models
 """
 
 from __future__ import annotations
@@ -234,27 +236,16 @@ def _read_prediction(path: Path, classes: Sequence[str]) -> np.ndarray:
     return read_label_map(path, Classes(list(classes), np.zeros((len(classes), 3), np.uint8)))
 
 
-def hybrid(
-    work: Path,
-    data: DataSet,
-    test: Sequence[Item],
-    refiners: Sequence[str],
-    clock: dict,
-    extra: dict[str, list[str]],
-    tile: int = 96,
-) -> dict:
-    """Steps 3-6 with their defaults (plus ``extra`` arguments of each step) on tiles of
-    ``tile`` px; returns {method: {image: labels}} and the tile scores."""
+def tile_model(work: Path, extra: dict[str, list[str]], tile: int) -> tuple[Path, dict]:
+    """Steps 3-5 with their defaults (plus ``extra`` arguments): the tile model trained in
+    ``work`` and its scores on the held-out images' tiles."""
     labels = work / "labels.txt"
-    colors = work / "labeldefs.txt"  # -c: matched by name (the model may lack a class)
-    start = cpu_seconds()
     _cli("retile", "-i", work / "train", "-l", labels, "-o", work, "-t", tile, *extra["retile"])
     _cli(
         "retrain", "--image_dir", work / f"tile_{tile}", "--tfhub_module", MODULE,
         "--output_graph", work / "tile_model", "--output_labels", work / "tile_labels.txt",
         "--bottleneck_dir", work / "bottlenecks", *extra["retrain"],
     )  # fmt: skip
-    trained = cpu_seconds() - start
     # tile classification on the held-out images' own tiles (step 5), every tile over 90% one
     # class (step 3 --legacy: no class-aware thinning of a test set)
     _cli(
@@ -267,17 +258,40 @@ def hybrid(
             "-l", work / "tile_labels.txt", "-m", work / "tile_model", "-n", 100000,
             "-o", work / "tile_scores",
         )  # fmt: skip
-        tile_scores = json.loads((work / "tile_scores" / "test_metrics.json").read_text())
+        return work, json.loads((work / "tile_scores" / "test_metrics.json").read_text())
     except SystemExit as err:  # e.g. held-out tiles of a class the model does not know
-        tile_scores = {"error": str(err)}
+        return work, {"error": str(err)}
+
+
+def hybrid(
+    work: Path,
+    data: DataSet,
+    test: Sequence[Item],
+    refiners: Sequence[str],
+    clock: dict,
+    extra: dict[str, list[str]],
+    tile: int = 96,
+    trained_in: Path | None = None,
+) -> dict:
+    """Steps 3-6 with their defaults (plus ``extra`` arguments of each step) on tiles of
+    ``tile`` px, or step 6 alone with the tile model of an earlier run's fold folder
+    ``trained_in`` (its training time then not counted); returns {method: {image: labels}}
+    and the tile scores."""
+    start = cpu_seconds()
+    if trained_in is None:
+        trained_in, tile_scores = tile_model(work, extra, tile)
+    else:
+        scores = trained_in / "tile_scores" / "test_metrics.json"
+        tile_scores = json.loads(scores.read_text()) if scores.is_file() else {"error": "none"}
+    trained = cpu_seconds() - start
     out = {"tiles": tile_scores}
     for refiner in refiners:
         start = cpu_seconds()
         folder = work / f"seg_{refiner}"
         _cli(
-            "segment", work / "test_images", "-m", work / "tile_model",
-            "-l", work / "tile_labels.txt", "-c", colors, "--refine", refiner, "--out-dir", folder,
-            "-t", tile, *extra["segment"],
+            "segment", work / "test_images", "-m", trained_in / "tile_model",
+            "-l", trained_in / "tile_labels.txt", "-c", work / "labeldefs.txt",
+            "--refine", refiner, "--out-dir", folder, "-t", tile, *extra["segment"],
         )  # fmt: skip
         out[f"hybrid-{refiner}"] = {
             item.name: _read_prediction(folder / f"{item.name}_ares_{tile}.mat", data.classes)
@@ -315,6 +329,7 @@ def run_fold(
     seed: int,
     extra: dict[str, list[str]],
     tile: int = 96,
+    trained_in: Path | None = None,
 ) -> tuple[dict, dict, dict]:
     """``({method: {image: prediction}}, {method: cpu seconds}, extras)`` of one fold."""
     train = [item for item in data.items if item.group not in held]
@@ -336,7 +351,7 @@ def run_fold(
         clock["rf-baseline"] = cpu_seconds() - start
     refiners = [m.split("-")[1] for m in methods if m in HYBRID]
     if refiners:
-        found = hybrid(work, data, test, refiners, clock, extra, tile)
+        found = hybrid(work, data, test, refiners, clock, extra, tile, trained_in)
         extras["tiles"] = found.pop("tiles")
         preds.update(found)
     if "fcn" in methods:
@@ -419,6 +434,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=96,
         help="tile size of the hybrid's steps 3 to 6, px (default: %(default)s)",
     )
+    parser.add_argument(
+        "--tile-models",
+        type=Path,
+        metavar="WORK",
+        help="the --work folder of an earlier run: its tile models (WORK/<set>/fold<n>/"
+        "tile_model) segment again, so only step 6 runs (to measure --segment-args; its CPU "
+        "minutes are step 6's alone; default: train them)",
+    )
     for step, command in STEP_COMMANDS.items():
         parser.add_argument(
             f"--{step}-args",
@@ -455,8 +478,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             if work.exists():
                 raise SystemExit(f"{work} exists: give a new --work folder")
             print(f"== {name} fold {number}: held out {', '.join(held)}", flush=True)
+            trained_in = args.tile_models and args.tile_models / name / f"fold{number}"
             preds, clock, extras = run_fold(
-                work, data, held, args.methods, args.seed, extra, args.tile
+                work, data, held, args.methods, args.seed, extra, args.tile, trained_in
             )
             loads.append(os.getloadavg()[0])
             for method in [m for m in args.methods if m in preds]:
