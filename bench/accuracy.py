@@ -236,9 +236,9 @@ def _read_prediction(path: Path, classes: Sequence[str]) -> np.ndarray:
     return read_label_map(path, Classes(list(classes), np.zeros((len(classes), 3), np.uint8)))
 
 
-def tile_model(work: Path, extra: dict[str, list[str]], tile: int) -> tuple[Path, dict]:
-    """Steps 3-5 with their defaults (plus ``extra`` arguments): the tile model trained in
-    ``work`` and its scores on the held-out images' tiles."""
+def tile_model(work: Path, extra: dict[str, list[str]], tile: int) -> dict:
+    """Steps 3-5 with their defaults (plus ``extra`` arguments): train the tile model in
+    ``work``; return its scores on the held-out images' tiles."""
     labels = work / "labels.txt"
     _cli("retile", "-i", work / "train", "-l", labels, "-o", work, "-t", tile, *extra["retile"])
     _cli(
@@ -258,9 +258,9 @@ def tile_model(work: Path, extra: dict[str, list[str]], tile: int) -> tuple[Path
             "-l", work / "tile_labels.txt", "-m", work / "tile_model", "-n", 100000,
             "-o", work / "tile_scores",
         )  # fmt: skip
-        return work, json.loads((work / "tile_scores" / "test_metrics.json").read_text())
+        return json.loads((work / "tile_scores" / "test_metrics.json").read_text())
     except SystemExit as err:  # e.g. held-out tiles of a class the model does not know
-        return work, {"error": str(err)}
+        return {"error": str(err)}
 
 
 def hybrid(
@@ -279,7 +279,7 @@ def hybrid(
     and the tile scores."""
     start = cpu_seconds()
     if trained_in is None:
-        trained_in, tile_scores = tile_model(work, extra, tile)
+        tile_scores, trained_in = tile_model(work, extra, tile), work
     else:
         scores = trained_in / "tile_scores" / "test_metrics.json"
         tile_scores = json.loads(scores.read_text()) if scores.is_file() else {"error": "none"}
