@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dltools.cli import main as dltools_main
-from dltools.cli.segment import DEFAULT_REFINE
+from dltools.engines.refine import DEFAULT_REFINER as DEFAULT_REFINE
 from dltools.pipeline.segment import METHODS
 
 HELD_OUT = ("26818", "26836", "27113")  # as the stmarg fixture (tests/conftest.py)

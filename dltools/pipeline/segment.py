@@ -33,7 +33,13 @@ import numpy as np
 import rasterio
 
 from dltools.engines.crf import NODATA, CRFParams, confidence_map
-from dltools.engines.refine import REFINERS, known_evidence, refine, working_shape
+from dltools.engines.refine import (
+    DEFAULT_REFINER,
+    REFINERS,
+    known_evidence,
+    refine,
+    working_shape,
+)
 from dltools.engines.tiles import TileGrid, decimated, fill_unclassified, tile_classes, tile_grid
 from dltools.engines.uncertainty import WindowTally, core_uncertainty
 from dltools.errors import DltoolsError
@@ -85,7 +91,7 @@ class SegmentParams:
     prob: float = 0.5
     decim: int = 1
     fct: float = 0.25
-    refine: str = "crf"
+    refine: str = DEFAULT_REFINER
     seed: int = 0
     batch_size: int = 64
     crf: CRFParams = field(default_factory=CRFParams)

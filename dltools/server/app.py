@@ -43,6 +43,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 
+from dltools.engines.refine import DEFAULT_REFINER
 from dltools.errors import DltoolsError
 from dltools.pipeline.segment import METHODS
 from dltools.server import inference
@@ -292,7 +293,9 @@ def create_app(models: dict[str, ServedModel], settings: ServerSettings) -> Fast
             Literal["png", "tiff", "json"] | None,
             Query(description="png, tiff or json (default: tiff for georeferenced input)"),
         ] = None,
-        refine: Annotated[Literal[METHODS], Query(description="tile models (step 6)")] = "crf",
+        refine: Annotated[
+            Literal[METHODS], Query(description="tile models (step 6)")
+        ] = DEFAULT_REFINER,
         tile: Annotated[int | None, Query(ge=8, description="tile side (default: model's)")] = None,
         prob_thres: Annotated[float, Query(ge=0, le=1)] = 0.5,
         decim: Annotated[int, Query(ge=1)] = 1,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dltools.engines.refine import DEFAULT_REFINER
 from dltools.errors import DltoolsError
 from dltools.io.geo import is_georeferenced, read_profile, read_raster
 from dltools.io.images import write_image
@@ -36,11 +37,11 @@ MAX_SPECTRA = 100_000  # spectra per classify request
 
 @dataclass(frozen=True)
 class SegmentOptions:
-    """Query options of ``/segment``: step 6's ``refine``, ``tile`` (None: the model's
-    input size), ``prob_thres``, ``decim`` and ``fct`` for tile models; step 8's ``tta`` and
-    ``crf`` for FCN runs."""
+    """Query options of ``/segment``: step 6's ``refine``, ``tile`` (None: the side of the
+    model's training tiles), ``prob_thres``, ``decim`` and ``fct`` for tile models; step 8's
+    ``tta`` and ``crf`` for FCN runs."""
 
-    refine: str = "crf"
+    refine: str = DEFAULT_REFINER
     tile: int | None = None
     prob_thres: float = 0.5
     decim: int = 1
