@@ -57,7 +57,7 @@ def scores(stmarg: dict[str, Path], stmarg_tile_model: dict[str, Path]) -> dict[
 def test_the_default_refinement_reaches_093_pixel_f1_on_held_out_frames(scores) -> None:
     pooled = scores[DEFAULT_REFINE]["pooled"]
     assert pooled["pixels"] > 6_000_000
-    assert pooled["weighted_f1"] >= 0.97  # 0.978 measured; issue #17's floor is 0.975
+    assert pooled["weighted_f1"] >= 0.975  # issue #17's floor; 0.991 measured (mlp, 5 Dec 2026)
     assert pooled["accuracy"] >= 0.97  # the top of the original's and CSC's range
     images = scores[DEFAULT_REFINE]["images"]
     assert sorted(images) == [f"StMarg_{n}_ares_96" for n in HELD_OUT]
@@ -73,7 +73,7 @@ def test_every_refiner_is_scored_and_beats_the_raw_tile_map(scores) -> None:
         assert pooled["pixels"] == raw["pixels"]  # the same pixels of the same images
         assert pooled["weighted_f1"] > raw["weighted_f1"], method
         assert pooled["kappa"] > raw["kappa"], method
-    # the default recipe's tile map is good (0.976); the per-image MLP still adds most
+    # the default recipe's tile map is good (0.974); the per-image MLP still adds most
     assert scores["mlp"]["pooled"]["weighted_f1"] > raw["weighted_f1"] + 0.01
 
 
