@@ -247,7 +247,7 @@ def test_script_help_names_the_original_arguments() -> None:
         [sys.executable, script, "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "IMAGE MODEL LABELS COLORS TILE PROB_THRES PROB DECIM FCT" in " ".join(out.split())
-    assert "--refine {crf,mlp,rf,none}" in out
+    assert "--refine {crf,mlp,rf,none}" in out and "(default: None" not in out
 
 
 def test_folders_give_their_images_but_not_label_rasters_or_outputs(tmp_path: Path) -> None:

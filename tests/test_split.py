@@ -114,6 +114,7 @@ def test_every_step_explains_its_options(capsys) -> None:
         assert exit_info.value.code == 0
         text = capsys.readouterr().out
         assert "usage:" in text and "--" in text
+        assert "(default: None" not in text, step  # every default is said in words
 
 
 def test_cp_mat_puts_results_beside_their_images(image_dir: Path, tmp_path: Path) -> None:

@@ -316,10 +316,10 @@ def add_bands(parser: argparse.ArgumentParser, training: bool) -> None:
         metavar="B[,G,B]",
         help=BANDS_HELP
         + (
-            "; the choice is saved with the model (default: %(default)s)"
+            "; the choice is saved with the model (default: that rule)"
             if training
             else "; without it images must have the band count the model was trained on "
-            "(default: %(default)s, the model's bands)"
+            "(default: the model's bands)"
         ),
     )
     if training:
@@ -327,9 +327,8 @@ def add_bands(parser: argparse.ArgumentParser, training: bool) -> None:
             "--stretch",
             metavar="LOW,HIGH",
             help="images that are not 8-bit (16-bit, float) are scaled from LOW..HIGH to 0..255 "
-            "for the network; saved with the model and applied at inference (default: "
-            "%(default)s, each band's 2nd..98th percentile over a sample of windows of the "
-            "training images)",
+            "for the network; saved with the model and applied at inference (default: each "
+            "band's 2nd..98th percentile over a sample of windows of the training images)",
         )
 
 

@@ -158,7 +158,7 @@ def build_original_parser() -> argparse.ArgumentParser:
     parser.add_argument("labels", metavar="LABELS", help="labels file written with the model")
     parser.add_argument("colors", metavar="COLORS", help=COLORS_HELP)
     parser.add_argument(
-        "tile", metavar="TILE", type=int, help="tile size in pixels (default: %(default)s)"
+        "tile", metavar="TILE", type=int, help="tile size in pixels (96 in the original)"
     )
     parser.add_argument(
         "prob_thres",
