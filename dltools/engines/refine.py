@@ -33,7 +33,7 @@ from dltools.errors import DltoolsError
 from dltools.progress import Progress, quiet
 
 REFINERS = ("crf", "mlp", "rf")  # plus "none" in dltools.pipeline.segment: the raw tile map
-# the default: above the CRF on every fold-pooled measurement of both shared sets (README, Accuracy)
+# the default: above the CRF over 5 folds of both shared sets at the default tile size (README)
 DEFAULT_REFINER = "mlp"
 MAX_SAMPLES = 60_000  # training pixels of the per-image classifiers
 TEXTURE_WINDOWS = (3, 7)  # local standard deviation windows, in working pixels
