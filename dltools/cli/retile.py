@@ -20,6 +20,7 @@ from dltools.cli._common import (
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images
 from dltools.pipeline.retile import (
+    DEFAULTS,
     LEGACY,
     MAX_RATIO,
     MIN_TILES_TO_THIN,
@@ -158,17 +159,20 @@ def run(args: argparse.Namespace) -> None:
         print(f"{library_folder(out, args.tile)} exists, skipped")
         return
     print(f"tiling {len(pairs)} labelled image(s) into {library_folder(out, args.tile)}")
-    settings = LEGACY if args.legacy else {"min_purity": PURITY, "max_ratio": MAX_RATIO}
+    given = {"min_purity": args.purity, "max_ratio": args.max_ratio}
+    settings = {
+        key: (LEGACY if args.legacy else DEFAULTS)[key] if value is None else value
+        for key, value in given.items()
+    }
     with dask_executor(args) as executor:
         library = retile(
             pairs,
             out,
             size=args.tile,
-            min_purity=settings["min_purity"] if args.purity is None else args.purity,
+            **settings,
             keep=args.keep,
             stride=args.stride,
             class_purity=args.class_purity,
-            max_ratio=settings["max_ratio"] if args.max_ratio is None else args.max_ratio,
             class_names=class_names,
             colors=colors,
             strict=args.strict,

@@ -41,6 +41,7 @@ BLOCK = 2048  # windows are found and cut in blocks of about this many pixels pe
 MIN_TILES_TO_THIN = 60  # only classes with more tiles than this are thinned by ``keep``
 PURITY = 0.7  # -a: a tile is kept when one class covers more than this (2018: 0.9)
 MAX_RATIO = 4.0  # --max-ratio: no class keeps more than this many times the rarest's tiles
+DEFAULTS = {"min_purity": PURITY, "max_ratio": MAX_RATIO}
 LEGACY = {"min_purity": 0.9, "max_ratio": None}  # dl_tools in 2018: purer tiles, no cap
 
 

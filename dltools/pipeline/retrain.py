@@ -185,14 +185,13 @@ def _predict(function: Callable[[tf.Tensor], tf.Tensor], data: np.ndarray, k: in
     return np.concatenate(parts) if parts else np.zeros((0, k), np.float32)
 
 
-def _extractor(module: str, settings: RetrainSettings, first_tile: Path):
+def _extractor(module: str, settings: RetrainSettings, tile_side: int):
     """The feature layer and the square input size (see ``--image_size``).
 
     The size is ``settings.image_size`` if given, else the one a module declares, else (a
     module that takes any size) the tile side kept in :data:`MODULE_INPUT_RANGE`, or that
     range's top without ``settings.tile_sized_input``; scratch takes the tile side.
     """
-    tile_side = image_shape(first_tile)[0]
     if module == SCRATCH:
         if settings.tuned_layers(module):
             raise DltoolsError("--fine_tune_layers needs a pretrained --tfhub_module, not scratch")
@@ -236,7 +235,8 @@ def retrain(
 
     scratch = module == SCRATCH
     layers = settings.tuned_layers(module)  # scratch refuses layers in _extractor
-    features, size = _extractor(module, settings, paths[0])
+    tile_size = image_shape(paths[0])[0]  # the library's tiles are square, all one size
+    features, size = _extractor(module, settings, tile_size)
     tuned = top_layer_variables(features, layers) if layers else []
     image_size = (size, size)
     model = build_tile_classifier(features, image_size, k, settings.seed)
@@ -323,7 +323,6 @@ def retrain(
     test = (
         score(test_labels, test_probabilities.argmax(axis=1), names) if len(test_labels) else None
     )
-    tile_size = image_shape(paths[0])[0]
     save_model(model, outputs.model, names, image_size, module, force, bands, tile_size)
     write_labels(outputs.labels, names)
     metrics = {
