@@ -16,8 +16,9 @@ Every method keeps its defaults, ``--quick`` included (the FCN's 10 epochs too).
 Methods, each trained on the training groups of a fold and run on its held-out images through
 the command line with its defaults (only the paths, classes and the module are given):
 
-- ``hybrid-crf`` / ``hybrid-mlp`` / ``hybrid-rf``: step 3 ``retile -t 96`` (``--tile``), step 4
-  ``retrain`` (MobileNetV2 from ../shared), step 6 ``segment --refine crf|mlp|rf``; the tile
+- ``hybrid-crf`` / ``hybrid-mlp`` / ``hybrid-rf``: step 3 ``retile`` (tile size its own choice
+  from the training label maps, or ``--tile``), step 4 ``retrain`` (MobileNetV2 from
+  ../shared), step 6 ``segment --refine crf|mlp|rf``; the tile
   classifier's macro F1 on the held-out images' tiles (step 3 on them, step 5) is reported too;
 - ``fcn``: step 8 ``fcn train`` (MobileNetV2 encoder weights from ../shared) and ``fcn infer``;
 - ``rf-baseline``: a random forest (50 trees) on RGB plus the 5 x 5 local mean and standard
@@ -236,13 +237,17 @@ def _read_prediction(path: Path, classes: Sequence[str]) -> np.ndarray:
     return read_label_map(path, Classes(list(classes), np.zeros((len(classes), 3), np.uint8)))
 
 
-def tile_model(work: Path, extra: dict[str, list[str]], tile: int) -> dict:
-    """Steps 3-5 with their defaults (plus ``extra`` arguments): train the tile model in
-    ``work``; return its scores on the held-out images' tiles."""
+def tile_model(work: Path, extra: dict[str, list[str]], tile: int | None) -> dict:
+    """Steps 3-5 with their defaults (plus ``extra`` arguments) on tiles of ``tile`` px (None:
+    the size step 3 chooses): train the tile model in ``work``; return its scores on the
+    held-out images' tiles."""
     labels = work / "labels.txt"
-    _cli("retile", "-i", work / "train", "-l", labels, "-o", work, "-t", tile, *extra["retile"])
+    size = [] if tile is None else ["-t", tile]
+    _cli("retile", "-i", work / "train", "-l", labels, "-o", work, *size, *extra["retile"])
+    (library,) = work.glob("tile_*")
+    tile = int(library.name.removeprefix("tile_"))
     _cli(
-        "retrain", "--image_dir", work / f"tile_{tile}", "--tfhub_module", MODULE,
+        "retrain", "--image_dir", library, "--tfhub_module", MODULE,
         "--output_graph", work / "tile_model", "--output_labels", work / "tile_labels.txt",
         "--bottleneck_dir", work / "bottlenecks", *extra["retrain"],
     )  # fmt: skip
@@ -270,13 +275,15 @@ def hybrid(
     refiners: Sequence[str],
     clock: dict,
     extra: dict[str, list[str]],
-    tile: int = 96,
+    tile: int | None = None,
     trained_in: Path | None = None,
 ) -> dict:
     """Steps 3-6 with their defaults (plus ``extra`` arguments of each step) on tiles of
-    ``tile`` px, or step 6 alone with the tile model of an earlier run's fold folder
-    ``trained_in`` (its training time then not counted); returns {method: {image: labels}}
-    and the tile scores."""
+    ``tile`` px (None: the size step 3 chooses), or step 6 alone with the tile model of an
+    earlier run's fold folder ``trained_in`` (its training time then not counted); returns
+    {method: {image: labels}} and the tile scores."""
+    from dltools.models.metadata import model_tile_size
+
     start = cpu_seconds()
     if trained_in is None:
         tile_scores, trained_in = tile_model(work, extra, tile), work
@@ -284,6 +291,7 @@ def hybrid(
         scores = trained_in / "tile_scores" / "test_metrics.json"
         tile_scores = json.loads(scores.read_text()) if scores.is_file() else {"error": "none"}
     trained = cpu_seconds() - start
+    tile = model_tile_size(trained_in / "tile_model") if tile is None else tile
     out = {"tiles": tile_scores}
     for refiner in refiners:
         start = cpu_seconds()
@@ -328,7 +336,7 @@ def run_fold(
     methods: Sequence[str],
     seed: int,
     extra: dict[str, list[str]],
-    tile: int = 96,
+    tile: int | None = None,
     trained_in: Path | None = None,
 ) -> tuple[dict, dict, dict]:
     """``({method: {image: prediction}}, {method: cpu seconds}, extras)`` of one fold."""
@@ -431,8 +439,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--tile",
         type=int,
-        default=96,
-        help="tile size of the hybrid's steps 3 to 6, px (default: %(default)s)",
+        help="tile size of the hybrid's steps 3 to 6, px (default: the size step 3 chooses "
+        "from the label maps)",
     )
     parser.add_argument(
         "--tile-models",

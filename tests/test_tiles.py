@@ -12,14 +12,14 @@ from rasterio.transform import Affine
 
 import dltools.pipeline.retile as tiles_module
 from dltools.cli import main as dltools_main
-from dltools.engines.tiles import pure_windows, window_class_counts
+from dltools.engines.tiles import median_widths, pure_windows, width_histogram, window_class_counts
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_labelled_images
 from dltools.io.geo import write_raster
 from dltools.io.images import read_image, write_image
 from dltools.io.results import LabelResult, write_result
 from dltools.io.tile_library import Tile, read_manifest
-from dltools.pipeline.retile import retile, thin
+from dltools.pipeline.retile import choose_tile_size, retile, thin
 from dltools.raster.windows import window_origins
 from dltools.synthetic.scenes import CLASS_NAMES, coastal_scene
 
@@ -301,3 +301,62 @@ def test_bad_label_inputs_are_clear_errors(tmp_path: Path, capsys: pytest.Captur
     with pytest.raises(DltoolsError, match=r"2 bands.*--bands"):
         retile(find_labelled_images(tmp_path)[0], tmp_path, 32, class_names=CLASS_NAMES)
     assert not (tmp_path / "tile_32").exists()  # nothing half-written
+
+
+# --- the tile size chosen from the label maps ------------------------------------------------
+
+
+def test_widths_are_twice_the_distance_to_another_class() -> None:
+    labels = np.zeros((4, 12), int)
+    labels[:, 2:7] = 1  # a stripe 5 px wide: widths 2, 4, 6, 4, 2 across it
+    labels[:, 7:] = 2  # 5 px wide, touching the array's edge, which is no boundary
+    counts = width_histogram(labels, 3, max_width=20)
+    assert counts.shape == (3, 21)
+    assert {w: n for w, n in enumerate(counts[0]) if n} == {2: 8, 4: 8, 6: 4}
+    assert {w: n for w, n in enumerate(counts[1]) if n} == {2: 4, 4: 4, 6: 4, 8: 4, 10: 4}
+    np.testing.assert_array_equal(median_widths(counts), [4, 6, np.nan])
+    whole = width_histogram(np.ones((3, 3), int), 1, max_width=20)  # no boundary at all
+    assert whole[0, 20] == 9 and whole.sum() == 9
+
+
+@pytest.mark.parametrize(
+    ("thinnest", "size"), [(None, 96), (300, 96), (48, 96), (47, 64), (32, 64), (31, 48), (2, 48)]
+)
+def test_the_tile_size_is_the_largest_whose_half_every_class_reaches(thinnest, size) -> None:
+    widths = {} if thinnest is None else {"wide": 500.0, "thin": float(thinnest)}
+    assert choose_tile_size(widths) == size
+
+
+def test_retile_without_t_chooses_the_size_and_says_why(
+    demo_pair: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["retile", "-i", str(demo_pair), "--label-dir", str(DEMO / "labels")]
+    args += ["-l", str(DEMO / "labels.txt")]
+    assert dltools_main([*args, "-o", str(tmp_path / "auto")]) == 0
+    printed = capsys.readouterr().out
+    # the demo's foam lines are 2 px wide (median): no tile of 96 or 64 px is ever mostly foam
+    assert re.search(r"tile size 48 px, chosen from the label maps .*foam 2[, ]", printed)
+    assert sorted(p.name for p in (tmp_path / "auto").iterdir()) == ["tile_48"]
+    assert dltools_main([*args, "-o", str(tmp_path / "legacy"), "--legacy"]) == 0
+    assert "tile size" not in capsys.readouterr().out  # 2018's 96 px, nothing measured
+    assert sorted(p.name for p in (tmp_path / "legacy").iterdir()) == ["tile_96"]
+
+
+def test_the_shared_sets_get_their_measured_tile_sizes(shared_dir: Path) -> None:
+    """River frames (classes 90+ px wide) keep 96-px tiles; the city's roads (6 px) get 48-px
+    tiles: the sizes that scored best on each set's held-out images (README, Accuracy)."""
+    from dltools.io.labels import read_classes
+    from dltools.pipeline.retile import class_widths
+
+    river, _ = find_labelled_images(shared_dir / "data" / "stmarg" / "train")
+    widths = class_widths(river, ["water", "sediment", "vegetation"])
+    assert min(widths, key=widths.get) == "sediment" and widths["sediment"] > 60
+    assert choose_tile_size(widths) == 96
+    dubai = shared_dir / "data" / "dubai"
+    classes = read_classes(labeldefs=dubai / "labeldefs.txt")
+    city = []
+    for tile in sorted(dubai.glob("tile_*")):
+        city += find_labelled_images(tile / "images", tile / "masks")[0]
+    widths = class_widths(city, list(classes.names), classes.colors)
+    assert min(widths, key=widths.get) == "road" and widths["road"] < 16
+    assert choose_tile_size(widths) == 48

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from dltools.cli._common import (
     add_bands,
     add_force,
@@ -22,13 +24,37 @@ from dltools.io.discovery import find_labelled_images
 from dltools.pipeline.retile import (
     DEFAULTS,
     LEGACY,
+    LEGACY_TILE,
     MAX_RATIO,
     MIN_TILES_TO_THIN,
     PURITY,
+    TILE_SIZES,
+    choose_tile_size,
+    class_widths,
     library_folder,
     retile,
 )
-from dltools.scale.executor import DASK_HELP
+from dltools.scale.executor import DASK_HELP, Executor
+
+
+def tile_size(
+    args: argparse.Namespace,
+    pairs: list[tuple[Path, Path]],
+    class_names: list[str] | None,
+    colors: np.ndarray | None,
+    executor: Executor | None,
+) -> int:
+    """-t, or 96 with --legacy, or the size :func:`choose_tile_size` picks (said why)."""
+    if args.tile is not None or args.legacy:
+        return LEGACY_TILE if args.tile is None else args.tile
+    widths = class_widths(pairs, class_names, colors, args.strict, args.keep_going, executor)
+    size = choose_tile_size(widths)
+    listed = ", ".join(f"{name} {width:g}" for name, width in widths.items())
+    print(
+        f"tile size {size} px, chosen from the label maps (-t sets it): median class widths "
+        f"{listed} px"
+    )
+    return size
 
 
 def _class_purity(text: str) -> dict[str, float]:
@@ -70,8 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of the images and labels; required (the original asked for it in a file "
         "dialog)",
     )
+    sizes = ", ".join(map(str, TILE_SIZES))
     parser.add_argument(
-        "-t", "--tile", type=int, default=96, help="tile size in pixels (default: %(default)s)"
+        "-t",
+        "--tile",
+        type=int,
+        metavar="T",
+        help="tile size in pixels (default: chosen from the label maps, the largest of "
+        f"{sizes} whose half every class's median width reaches, else {min(TILE_SIZES)}, so "
+        f"thin classes such as roads still get pure tiles; {LEGACY_TILE} with --legacy)",
     )
     parser.add_argument(
         "-a",
@@ -111,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--legacy",
         action="store_true",
-        help=f"tile as dl_tools did in 2018: -a {LEGACY['min_purity']:g} and no class-aware "
-        "thinning, unless -a or --max-ratio is given (for comparison; default: off)",
+        help=f"tile as dl_tools did in 2018: -t {LEGACY_TILE}, -a {LEGACY['min_purity']:g} and no "
+        "class-aware thinning, unless -t, -a or --max-ratio is given (for comparison; default: "
+        "off)",
     )
     parser.add_argument(
         "--stride", type=int, metavar="S", help="pixels between windows (default: half the tile)"
@@ -155,20 +189,21 @@ def run(args: argparse.Namespace) -> None:
         for image in unlabelled:
             print(f"  {image}")
     out = Path(args.out_dir or args.folder)
-    if args.skip_existing and library_folder(out, args.tile).is_dir():
-        print(f"{library_folder(out, args.tile)} exists, skipped")
-        return
-    print(f"tiling {len(pairs)} labelled image(s) into {library_folder(out, args.tile)}")
     given = {"min_purity": args.purity, "max_ratio": args.max_ratio}
     settings = {
         key: (LEGACY if args.legacy else DEFAULTS)[key] if value is None else value
         for key, value in given.items()
     }
     with dask_executor(args) as executor:
+        size = tile_size(args, pairs, class_names, colors, executor)
+        if args.skip_existing and library_folder(out, size).is_dir():
+            print(f"{library_folder(out, size)} exists, skipped")
+            return
+        print(f"tiling {len(pairs)} labelled image(s) into {library_folder(out, size)}")
         library = retile(
             pairs,
             out,
-            size=args.tile,
+            size=size,
             **settings,
             keep=args.keep,
             stride=args.stride,

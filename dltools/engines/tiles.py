@@ -126,3 +126,33 @@ def fill_unclassified(probabilities: np.ndarray) -> np.ndarray:
         return probabilities
     nearest = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
     return probabilities[nearest[0], nearest[1]]
+
+
+def width_histogram(labels: np.ndarray, n_classes: int, max_width: int = 255) -> np.ndarray:
+    """How wide each class is around its pixels, as counts of pixels per width.
+
+    labels: (H, W) int, 0 = unlabelled, k = class k. The width at a pixel of class k is twice
+    its distance to the nearest pixel of any other value (unlabelled included; the edge of the
+    array is no boundary), in whole pixels, capped at ``max_width``. Returns
+    (n_classes, max_width + 1) int64: row ``k - 1`` counts class k's pixels by width.
+    """
+    counts = np.zeros((n_classes, max_width + 1), np.int64)
+    for k in range(1, n_classes + 1):
+        inside = labels == k
+        if inside.all():  # no boundary in sight: as wide as counted
+            counts[k - 1, max_width] = inside.size
+        elif inside.any():
+            width = 2 * ndimage.distance_transform_edt(inside)[inside]
+            counts[k - 1] = np.bincount(
+                np.minimum(width, max_width).astype(np.intp), minlength=max_width + 1
+            )
+    return counts
+
+
+def median_widths(histogram: np.ndarray) -> np.ndarray:
+    """(K,) float64 median width of each class of a (K, max_width + 1) :func:`width_histogram`
+    (summed over images if need be); NaN for a class without pixels."""
+    totals = histogram.sum(axis=1)
+    cumulative = histogram.cumsum(axis=1)
+    medians = (cumulative >= (totals[:, None] + 1) / 2).argmax(axis=1).astype(np.float64)
+    return np.where(totals > 0, medians, np.nan)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dltools.engines.tiles import pure_windows
+from dltools.engines.tiles import median_widths, pure_windows, width_histogram
 from dltools.errors import DltoolsError
 from dltools.io.geo import has_nodata, open_raster, read_nodata_mask, read_raster
 from dltools.io.images import image_shape, training_bands
@@ -34,7 +34,7 @@ from dltools.io.tile_library import (
 )
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import RGB8, BandChoice
-from dltools.raster.windows import block_index, block_of, block_windows
+from dltools.raster.windows import block_index, block_of, block_windows, iter_windows
 from dltools.scale.executor import Executor, InProcess
 
 BLOCK = 2048  # windows are found and cut in blocks of about this many pixels per side
@@ -43,6 +43,11 @@ PURITY = 0.7  # -a: a tile is kept when one class covers more than this (2018: 0
 MAX_RATIO = 4.0  # --max-ratio: no class keeps more than this many times the rarest's tiles
 DEFAULTS = {"min_purity": PURITY, "max_ratio": MAX_RATIO}
 LEGACY = {"min_purity": 0.9, "max_ratio": None}  # dl_tools in 2018: purer tiles, no cap
+LEGACY_TILE = 96  # dl_tools' tile size
+# -t not given: the largest of these whose half every class's median width reaches (else the
+# smallest); 96 px as in 2018, 48 px where classes are thin (roads, buildings: README step 3)
+TILE_SIZES = (96, 64, 48)
+NOTHING_TO_TILE = "no image has a label file, so there is nothing to tile"
 
 
 def find_tiles(
@@ -187,6 +192,12 @@ def _find_unit(task: tuple) -> list[Tile]:
     return find_tiles(image, LabelMap(label_path, names, colors, strict), size, stride, thresholds)
 
 
+def _width_unit(task: tuple) -> np.ndarray:
+    """:func:`label_widths` of one ``(image, label file, names, colors, strict)``."""
+    image, label_path, names, colors, strict = task
+    return label_widths(image, LabelMap(label_path, names, colors, strict))
+
+
 def _cut_unit(task: tuple) -> dict[Path, DltoolsError]:
     """:func:`cut_tiles` of one image's tiles into the library folder being built:
     ``(tiles, size, stride, folder, names, bands, keep_going)``."""
@@ -213,6 +224,56 @@ class Library:
         """Tiles per class name, in class order (classes without tiles included)."""
         found = np.bincount([t.label for t in self.tiles], minlength=len(self.class_names) + 1)
         return {name: int(found[k + 1]) for k, name in enumerate(self.class_names)}
+
+
+def label_widths(image: Path, label_map: LabelMap) -> np.ndarray:
+    """(K, 256) int64 :func:`dltools.engines.tiles.width_histogram` of one label file, read
+    block by block (image nodata counts as unlabelled)."""
+    image = Path(image)
+    masked = has_nodata(image)
+    counts = np.zeros((len(label_map.class_names), 256), np.int64)
+    for block in iter_windows(*label_map.shape, BLOCK):
+        labels = label_map.read(block)
+        if masked:
+            labels = np.where(read_nodata_mask(image, block), 0, labels)
+        counts += width_histogram(labels, len(label_map.class_names))
+    return counts
+
+
+def class_widths(
+    pairs: Sequence[tuple[Path, Path]],
+    class_names: Sequence[str] | None = None,
+    colors: np.ndarray | None = None,
+    strict: bool = False,
+    keep_going: bool = False,
+    executor: Executor | None = None,
+) -> dict[str, float]:
+    """Median width in pixels of each class over every label file of ``pairs`` (classes with
+    no labelled pixel left out): twice the median distance of its pixels to another class or
+    to unlabelled pixels. Arguments as for :func:`retile`; with ``keep_going`` a label file
+    that cannot be read is left out (retile reports it)."""
+    if not pairs:
+        raise DltoolsError(NOTHING_TO_TILE)
+    names = _class_names(pairs, class_names)
+    executor = InProcess() if executor is None else executor
+    tasks = [(image, label, names, colors, strict) for image, label in pairs]
+    counts = np.zeros((len(names), 256), np.int64)
+    for outcome in executor.outcomes(_width_unit, tasks):
+        if outcome.error is None:
+            counts += outcome.value
+        elif not (keep_going and isinstance(outcome.error, DltoolsError)):
+            raise outcome.error
+    medians = median_widths(counts)
+    return {name: float(m) for name, m in zip(names, medians, strict=True) if np.isfinite(m)}
+
+
+def choose_tile_size(widths: dict[str, float], sizes: Sequence[int] = TILE_SIZES) -> int:
+    """The largest of ``sizes`` whose half is at most every class's median width (from
+    :func:`class_widths`), else the smallest: a tile must be able to lie mostly inside a class
+    for that class to get pure tiles."""
+    thinnest = min(widths.values(), default=float("inf"))
+    fitting = [size for size in sizes if size / 2 <= thinnest]
+    return max(fitting) if fitting else min(sizes)
 
 
 def library_folder(out_dir: str | os.PathLike, size: int) -> Path:
@@ -284,7 +345,7 @@ def retile(
     if final.exists() and not force:
         raise DltoolsError(f"{final} already exists; move it away or pass --force to replace it")
     if not pairs:
-        raise DltoolsError("no image has a label file, so there is nothing to tile")
+        raise DltoolsError(NOTHING_TO_TILE)
     names = _class_names(pairs, class_names)
     thresholds = class_thresholds(names, min_purity, class_purity)
     choice = training_bands([image for image, _ in pairs], bands, stretch)
