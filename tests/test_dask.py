@@ -335,6 +335,17 @@ def test_retile_on_dask_makes_the_same_library(data, cluster, tmp_path) -> None:
             assert left.read_bytes() == right.read_bytes()
 
 
+def test_retile_measures_the_class_widths_on_dask_as_here(data, cluster) -> None:
+    from dltools.io.discovery import find_labelled_images
+    from dltools.pipeline.retile import class_widths
+    from dltools.scale.executor import DaskExecutor
+
+    pairs, _ = find_labelled_images(data["photos"], DEMO / "labels")
+    here = class_widths(pairs, CLASS_NAMES)
+    assert len(pairs) == 4 and here["foam"] < here["water"]
+    assert class_widths(pairs, CLASS_NAMES, executor=DaskExecutor(cluster[1])) == here
+
+
 def test_spectral_encode_and_predict_on_dask_equal_in_process(cluster, tmp_path, capsys) -> None:
     """A 64 x 80 cube in 6 windows of 32 px, a corner of it nodata: predict and encode under
     --dask give the in-process GeoTIFFs (class maps exactly, floats to rounding) and print the
