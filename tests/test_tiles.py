@@ -360,3 +360,18 @@ def test_the_shared_sets_get_their_measured_tile_sizes(shared_dir: Path) -> None
     widths = class_widths(city, list(classes.names), classes.colors)
     assert min(widths, key=widths.get) == "road" and widths["road"] < 16
     assert choose_tile_size(widths) == 48
+
+
+def test_a_large_label_raster_is_measured_in_a_few_blocks(tmp_path: Path, monkeypatch) -> None:
+    from dltools.io.label_maps import LabelMap
+
+    monkeypatch.setattr(tiles_module, "BLOCK", 64)
+    monkeypatch.setattr(tiles_module, "MEASURED_BLOCKS", 3)
+    image, labels = coastal_scene(300, 330, seed=4)[:2]
+    write_image(tmp_path / "a.png", image)
+    write_image(tmp_path / "a_label.png", labels)
+    label_map = LabelMap(tmp_path / "a_label.png", CLASS_NAMES)
+    counts = tiles_module.label_widths(tmp_path / "a.png", label_map)
+    assert 2 * 64 * 64 < counts.sum() <= 3 * 64 * 64  # 3 of the 30 blocks, not 99,000 pixels
+    monkeypatch.setattr(tiles_module, "MEASURED_BLOCKS", 30)
+    assert tiles_module.label_widths(tmp_path / "a.png", label_map).sum() == 300 * 330

@@ -34,7 +34,7 @@ from dltools.io.tile_library import (
 )
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import RGB8, BandChoice
-from dltools.raster.windows import block_index, block_of, block_windows, iter_windows
+from dltools.raster.windows import block_index, block_of, block_windows, sample_windows
 from dltools.scale.executor import Executor, InProcess
 
 BLOCK = 2048  # windows are found and cut in blocks of about this many pixels per side
@@ -47,6 +47,7 @@ LEGACY_TILE = 96  # dl_tools' tile size
 # -t not given: the largest of these whose half every class's median width reaches (else the
 # smallest); 96 px as in 2018, 48 px where classes are thin (roads, buildings: README step 3)
 TILE_SIZES = (96, 64, 48)
+MEASURED_BLOCKS = 8  # blocks of BLOCK px whose class widths are measured, per label file
 NOTHING_TO_TILE = "no image has a label file, so there is nothing to tile"
 
 
@@ -228,11 +229,12 @@ class Library:
 
 def label_widths(image: Path, label_map: LabelMap) -> np.ndarray:
     """(K, 256) int64 :func:`dltools.engines.tiles.width_histogram` of one label file, read
-    block by block (image nodata counts as unlabelled)."""
+    block by block: every block of a photo, at most :data:`MEASURED_BLOCKS` spread over a
+    larger raster (image nodata counts as unlabelled)."""
     image = Path(image)
     masked = has_nodata(image)
     counts = np.zeros((len(label_map.class_names), 256), np.int64)
-    for block in iter_windows(*label_map.shape, BLOCK):
+    for block in sample_windows(*label_map.shape, BLOCK, MEASURED_BLOCKS):
         labels = label_map.read(block)
         if masked:
             labels = np.where(read_nodata_mask(image, block), 0, labels)
