@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="T",
         help="tile size in pixels (default: chosen from the label maps, the largest of "
-        f"{sizes} whose half every class's median width reaches, else {min(TILE_SIZES)}, so "
+        f"{sizes} px whose half every class's median width reaches, else {min(TILE_SIZES)}, so "
         f"thin classes such as roads still get pure tiles; {LEGACY_TILE} with --legacy)",
     )
     parser.add_argument(
