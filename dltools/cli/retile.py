@@ -44,10 +44,13 @@ def tile_size(
     colors: np.ndarray | None,
     executor: Executor | None,
 ) -> int:
-    """-t, or 96 with --legacy, or the size :func:`choose_tile_size` picks (said why)."""
+    """-t; or 96 with --legacy; or the size :func:`choose_tile_size` picks from the class
+    widths of the label maps, printed with them."""
     if args.tile is not None or args.legacy:
         return LEGACY_TILE if args.tile is None else args.tile
-    widths = class_widths(pairs, class_names, colors, args.strict, args.keep_going, executor)
+    widths = class_widths(
+        pairs, class_names, colors, args.strict, args.keep_going, executor, show_progress
+    )
     size = choose_tile_size(widths)
     listed = ", ".join(f"{name} {width:g}" for name, width in widths.items())
     print(

@@ -13,6 +13,8 @@ from scipy import ndimage
 
 from dltools.raster.windows import edge_aligned_origins, window_origins
 
+MAX_WIDTH = 255  # class widths are counted up to this many pixels (wider: counted here)
+
 
 def window_class_counts(
     labels: np.ndarray, size: int, rows: np.ndarray, cols: np.ndarray, n_classes: int
@@ -128,7 +130,7 @@ def fill_unclassified(probabilities: np.ndarray) -> np.ndarray:
     return probabilities[nearest[0], nearest[1]]
 
 
-def width_histogram(labels: np.ndarray, n_classes: int, max_width: int = 255) -> np.ndarray:
+def width_histogram(labels: np.ndarray, n_classes: int, max_width: int = MAX_WIDTH) -> np.ndarray:
     """How wide each class is around its pixels, as counts of pixels per width.
 
     labels: (H, W) int, 0 = unlabelled, k = class k. The width at a pixel of class k is twice

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dltools.engines.tiles import median_widths, pure_windows, width_histogram
+from dltools.engines.tiles import MAX_WIDTH, median_widths, pure_windows, width_histogram
 from dltools.errors import DltoolsError
 from dltools.io.geo import has_nodata, open_raster, read_nodata_mask, read_raster
 from dltools.io.images import image_shape, training_bands
@@ -228,12 +228,12 @@ class Library:
 
 
 def label_widths(image: Path, label_map: LabelMap) -> np.ndarray:
-    """(K, 256) int64 :func:`dltools.engines.tiles.width_histogram` of one label file, read
-    block by block: every block of a photo, at most :data:`MEASURED_BLOCKS` spread over a
-    larger raster (image nodata counts as unlabelled)."""
+    """(K, MAX_WIDTH + 1) int64 :func:`dltools.engines.tiles.width_histogram` of one label
+    file, read block by block: every block of a photo, at most :data:`MEASURED_BLOCKS` spread
+    over a larger raster (image nodata counts as unlabelled)."""
     image = Path(image)
     masked = has_nodata(image)
-    counts = np.zeros((len(label_map.class_names), 256), np.int64)
+    counts = np.zeros((len(label_map.class_names), MAX_WIDTH + 1), np.int64)
     for block in sample_windows(*label_map.shape, BLOCK, MEASURED_BLOCKS):
         labels = label_map.read(block)
         if masked:
@@ -249,18 +249,20 @@ def class_widths(
     strict: bool = False,
     keep_going: bool = False,
     executor: Executor | None = None,
+    progress: Progress = quiet,
 ) -> dict[str, float]:
     """Median width in pixels of each class over every label file of ``pairs`` (classes with
     no labelled pixel left out): twice the median distance of its pixels to another class or
     to unlabelled pixels. Arguments as for :func:`retile`; with ``keep_going`` a label file
-    that cannot be read is left out (retile reports it)."""
+    that cannot be read is left out (retile reports it); ``progress`` follows the files."""
     if not pairs:
         raise DltoolsError(NOTHING_TO_TILE)
     names = _class_names(pairs, class_names)
     executor = InProcess() if executor is None else executor
     tasks = [(image, label, names, colors, strict) for image, label in pairs]
-    counts = np.zeros((len(names), 256), np.int64)
-    for outcome in executor.outcomes(_width_unit, tasks):
+    counts = np.zeros((len(names), MAX_WIDTH + 1), np.int64)
+    outcomes = executor.outcomes(_width_unit, tasks)
+    for outcome in progress(outcomes, total=len(pairs), desc="class widths", unit="image"):
         if outcome.error is None:
             counts += outcome.value
         elif not (keep_going and isinstance(outcome.error, DltoolsError)):
