@@ -140,6 +140,10 @@ def _retile(folder: str, *extra: str) -> list[str]:
     return ["retile", "-i", folder, "-l", "{ws}/labels.txt", "-t", "32", *extra]
 
 
+def _auto_size(folder: str) -> list[str]:
+    return ["retile", "-i", folder, "-l", "{ws}/labels.txt"]
+
+
 def _infer(command: str, samples: str, *extra: str) -> list[str]:
     run = ["fcn", command, "--name", "{ws}/fcn_run", "--samples-dir", samples]
     return [*run, "--output-dir", "{ws}/fcn_out", *extra]
@@ -211,6 +215,11 @@ CASES = [
     ("retile-fractional-label", _retile("{ws}/fractional_label"), "a_label.tif"),
     ("retile-nan-image", _retile("{ws}/nan"), "NaN"),
     ("retile-raster-labels-need-l", ["retile", "-i", "{ws}/good", "-t", "32"], "-l labels.txt"),
+    # without -t the label maps are read first, to choose the tile size: the same refusals
+    ("retile-auto-size-no-labelled-images", _auto_size("{ws}/unlabelled"), "no image has a label"),
+    ("retile-auto-size-truncated-label", _auto_size("{ws}/truncated_label"), "truncated"),
+    ("retile-auto-size-fractional-label", _auto_size("{ws}/fractional_label"), "a_label.tif"),
+    ("retile-auto-size-raster-labels-need-l", ["retile", "-i", "{ws}/good"], "-l labels.txt"),
     ("retile-existing-library", _retile("{ws}/done"), "--force"),
     # step 4: retrain
     (
