@@ -397,6 +397,13 @@ def table(data: DataSet, results: dict[str, Result], load: str) -> str:
     return "\n".join(lines) + f"\n\n(load average during the run: {load})"
 
 
+def step_arguments(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The extra arguments of each step: ``--seed`` first, then the variant's own, which may
+    override it."""
+    seed = ["--seed", str(args.seed)]
+    return {step: seed + shlex.split(getattr(args, f"{step}_args")) for step in STEP_COMMANDS}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -433,7 +440,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of every step (default: %(default)s)"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the baseline and of every step that trains or samples (default: %(default)s)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
@@ -461,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not SHARED.is_dir():
         raise SystemExit(f"../shared not found at {SHARED}: the data sets are needed")
-    extra = {step: shlex.split(getattr(args, f"{step}_args")) for step in STEP_COMMANDS}
+    extra = step_arguments(args)
     loaders: dict[str, Callable[[int, bool], DataSet]] = {
         "stmarg": load_stmarg,
         "dubai": load_dubai,

@@ -41,3 +41,17 @@ def test_tile_scores_pool_the_confusions_of_every_fold_by_class_name(accuracy):
     assert pooled["accuracy"] == pytest.approx(whole.accuracy) == pytest.approx(0.8)
     assert pooled["macro_f1"] == pytest.approx(whole.macro_f1)
     assert pooled["macro_f1"] > fold1["macro_f1"]
+
+
+def test_the_seed_reaches_every_step_and_a_variant_may_override_it(accuracy):
+    from argparse import Namespace
+
+    args = Namespace(
+        seed=3, retile_args="", retrain_args="", segment_args="--refine rf", fcn_args="--seed 7"
+    )
+
+    extra = accuracy.step_arguments(args)
+
+    assert extra["retile"] == extra["retrain"] == ["--seed", "3"]
+    assert extra["segment"] == ["--seed", "3", "--refine", "rf"]
+    assert extra["fcn"] == ["--seed", "3", "--seed", "7"]  # argparse keeps the last: 7
