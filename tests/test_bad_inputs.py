@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
 
 from dltools.cli import main as dltools_main
 from dltools.io.images import read_image, write_image
@@ -31,7 +30,8 @@ def _geotiff(path: Path, image: np.ndarray, crs: str | None) -> None:
     profile = {"driver": "GTiff", "width": width, "height": height, "count": image.shape[2]}
     profile |= {"dtype": image.dtype.name}
     if crs is not None:
-        profile |= {"crs": crs, "transform": from_origin(500000, 4000000, 1, 1)}
+        # 1-m pixels from (500000, 4000000); rasterio's from_origin warns (affine's `*`)
+        profile |= {"crs": crs, "transform": rasterio.Affine(1, 0, 500000, 0, -1, 4000000)}
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.moveaxis(image, -1, 0))
 
