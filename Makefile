@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT := demo_out
+# pytest-xdist worker processes for `make test` (CI has 2 cores); 0: the suite in one process
+TEST_WORKERS ?= 2
 
 .PHONY: setup test lint format demo clean-demo
 
@@ -24,7 +26,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 demo: setup
 	bash demo_data/run_demo.sh $(PY) $(DEMO_OUT)

@@ -71,3 +71,38 @@ def stmarg_tile_model(shared_dir: Path, stmarg: dict[str, Path]) -> dict[str, Pa
     args += ["--bottleneck_dir", stmarg["bottlenecks"], *STMARG_RETRAIN]
     assert dltools_main([str(a) for a in args]) == 0
     return {"folder": folder, "model": model, "labels": labels}
+
+
+# The test files that use the session fixtures above; under pytest-xdist they share one worker
+STMARG_FILES = {
+    "tests/test_eval_tiles.py",
+    "tests/test_features.py",
+    "tests/test_io_images.py",
+    "tests/test_segment_stmarg.py",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``make test`` runs the suite in pytest-xdist workers: each test file on one worker (its
+    module fixtures are built once), and the files of :data:`STMARG_FILES` on one worker
+    together (the St Margaret's fixtures are built once)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::")[0]
+            return "stmarg" if file in STMARG_FILES else file
+
+    return ByFile(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """:data:`STMARG_FILES` must name every file whose tests use the St Margaret's fixtures."""
+    using = {
+        item.nodeid.split("::")[0]
+        for item in items
+        if "stmarg" in getattr(item, "fixturenames", ())
+    }
+    if using - STMARG_FILES:
+        raise pytest.UsageError(f"add {sorted(using - STMARG_FILES)} to STMARG_FILES in conftest")

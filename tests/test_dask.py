@@ -45,7 +45,7 @@ def cluster():
             n_workers=2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: another run may hold 8787
             silence_logs=logging.ERROR,
             env=thread_env(2),
         ) as local,
