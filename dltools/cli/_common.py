@@ -7,18 +7,35 @@ import contextlib
 import functools
 import io
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from tqdm import tqdm
 
-from dltools.errors import DltoolsError
+from dltools.errors import DltoolsError, DltoolsWarning
 from dltools.io.outputs import ensure_new, remove_staging
 from dltools.raster.bands import BANDS_HELP, parse_bands, parse_range
 from dltools.scale.executor import DASK_HELP, Executor, InProcess, open_executor
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def warnings_printed() -> Iterator[None]:
+    """Print the :class:`DltoolsWarning` s raised inside as ``warning: ...`` lines on stderr;
+    other warnings are shown as Python shows them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DltoolsWarning)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, DltoolsWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import warnings
 from pathlib import Path
 
-from dltools.cli._common import add_force, reports_errors
+from dltools.cli._common import add_force, reports_errors, warnings_printed
 from dltools.io.labels import read_labels
 from dltools.io.outputs import ensure_new
 from dltools.pipeline.polygonize import PolygonizeParams, polygonize_raster
@@ -77,11 +75,8 @@ def write_vector(
     layer: str | None = None,
 ) -> None:
     """Polygonise a label raster into ``out``; print warnings (no CRS) and what was written."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_printed():
         summary = polygonize_raster(raster, out, names, confidence, params, layer)
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
     counts = ", ".join(f"{name} {n}" for name, n in summary.counts.items())
     print(f"wrote {Path(out)}: {sum(summary.counts.values())} polygons ({counts})")
 

@@ -62,17 +62,20 @@ def write_layer(
 
 
 def _write(path: Path, geometry, field_data, fields, layer, geometry_type, wkt) -> None:
-    pyogrio.raw.write(
-        path,
-        shapely.to_wkb(geometry),
-        field_data,
-        fields,
-        layer=layer,
-        driver="GPKG",
-        geometry_type=geometry_type,
-        crs=wkt,
-        append=path.exists(),
-    )
+    with warnings.catch_warnings():
+        # no CRS is asked for (callers warn in their own terms), and pyogrio warns each batch
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+        pyogrio.raw.write(
+            path,
+            shapely.to_wkb(geometry),
+            field_data,
+            fields,
+            layer=layer,
+            driver="GPKG",
+            geometry_type=geometry_type,
+            crs=wkt,
+            append=path.exists(),
+        )
 
 
 def read_layer(

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dltools.errors import DltoolsError
+from dltools.errors import DltoolsError, DltoolsWarning
 from dltools.io.geo import Window, open_raster, read_raster
 from dltools.io.images import list_images
 from dltools.io.outputs import atomic_path, ensure_new
@@ -248,6 +248,7 @@ def embed(
         warnings.warn(
             f"{len(vectors):,} vectors and no faiss-cpu to index them: `similar` will search "
             "them all (pip install 'dltools[index]', then make the set again)",
+            DltoolsWarning,
             stacklevel=2,
         )
     elif wanted:

@@ -28,7 +28,7 @@ import numpy as np
 import shapely
 
 from dltools.engines.polygons import WINDOW, Polygons, polygonize, to_map
-from dltools.errors import DltoolsError
+from dltools.errors import DltoolsError, DltoolsWarning
 from dltools.io.cog import read_raster_classes
 from dltools.io.geo import Window, pixel_areas, read_nodata_mask, read_profile, read_raster
 from dltools.io.vectors import Batch, write_layer
@@ -133,6 +133,7 @@ def polygonize_raster(
         warnings.warn(
             f"{raster} has no CRS: polygons are in pixel coordinates and areas in pixels "
             "(field area_px); --min-area and --simplify are in pixels",
+            DltoolsWarning,
             stacklevel=2,
         )
     area_field = "area_px" if row_areas is None else "area_m2"
