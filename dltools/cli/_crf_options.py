@@ -48,7 +48,8 @@ def add_crf_options(
         type=float,
         metavar="SXY",
         default=defaults.gaussian_sxy,
-        help="add a Gaussian smoothness kernel with this spatial std (working pixels)",
+        help="add a Gaussian smoothness kernel with this spatial std (working pixels; default: "
+        "none)",
     )
     crf.add_argument(
         "--gaussian-compat",

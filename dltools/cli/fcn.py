@@ -439,7 +439,11 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
             default=CRF_SCALE,
             help="working scale of the CRF, in (0, 1] (default: %(default)s)",
         )
-        group.add_argument("--workers", type=int, help="CRF processes (default: all cores)")
+        group.add_argument(
+            "--workers",
+            type=int,
+            help="CRF processes (default: all cores; with --dask, 1 per worker)",
+        )
         add_crf_options(parser, CRF_DEFAULTS, evidence="the network's probabilities")
     add_vector_options(parser)
     add_force(parser)

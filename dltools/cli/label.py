@@ -22,7 +22,7 @@ from dltools.cli._common import (
 from dltools.cli._crf_options import add_crf_options, crf_params
 from dltools.cli.polygonize import add_vector_options, vector_params, write_vector
 from dltools.engines.crf import CRFParams
-from dltools.engines.uncertainty import MEASURES
+from dltools.engines.uncertainty import MEASURES, WINDOW
 from dltools.errors import DltoolsError
 from dltools.io.discovery import find_images
 from dltools.io.geo import is_georeferenced
@@ -152,7 +152,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         const=5,
         default=0,
         metavar="K",
-        help="cross-validate the labelling over the strokes in K folds (K = 5 when given "
+        help="cross-validate the labelling over the strokes in K folds (K = %(const)s when given "
         "without a number): label without each fold's strokes, score them; agreement per class "
         "with a 95%% interval on screen and in <name>_report.txt (default: no check)",
     )
@@ -162,7 +162,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
         const="margin",
         choices=MEASURES,
         help="also write <name>_uncertainty.tif/.png (1 - the gap between the two largest "
-        "posteriors, or their entropy) and <name>_next.csv/.geojson, the 512-px windows most "
+        f"posteriors, or their entropy) and <name>_next.csv/.geojson, the {WINDOW}-px windows most "
         "worth painting next (margin when given without a measure; default: not written)",
     )
     guidance.add_argument(

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=A,...",
         type=_class_purity,
         help="class-aware purity: thresholds of the named classes, in place of -a (e.g. "
-        "road=0.3 for a thin class that never fills 90%% of a tile); a window goes to the class "
+        "road=0.3 for a thin class that rarely fills a tile to -a); a window goes to the class "
         "that exceeds its threshold by the largest ratio",
     )
     parser.add_argument(

@@ -60,7 +60,10 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         help="tiles per predict call on the model (default: %(default)s)",
     )
     parser.add_argument(
-        "--workers", type=int, help="processes for the CRF / random forest (default: all cores)"
+        "--workers",
+        type=int,
+        help="processes for the CRF / random forest (default: all cores; with --dask, 1 per "
+        "worker)",
     )
     parser.add_argument(
         "--block",
