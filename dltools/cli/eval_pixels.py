@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from dltools.cli._common import (
@@ -14,13 +13,17 @@ from dltools.cli._common import (
     reports_errors,
 )
 from dltools.io.discovery import PRED_GLOB, TRUE_GLOB
-from dltools.io.outputs import atomic_path, ensure_new
-from dltools.pipeline.evaluate_pixels import POOLED
+from dltools.io.outputs import ensure_new
+from dltools.pipeline.evaluate_pixels import (
+    F1_FIGURE,
+    METRICS,
+    POOLED,
+    SUMMARY,
+    evaluate_pixels,
+    report_paths,
+    write_reports,
+)
 from dltools.scale.executor import DASK_HELP
-
-METRICS = "pixel_metrics.csv"
-SUMMARY = "pixel_summary.json"
-F1_FIGURE = "pixel_f1.png"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,14 +100,11 @@ def _print_table(evaluation) -> None:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    from dltools.figures.panels import confusion_figure, f1_distribution_figure, save_figure
     from dltools.io.discovery import pair_predictions
-    from dltools.pipeline.evaluate_pixels import evaluate_pixels, write_metrics_csv
 
     out = Path(args.out_dir or args.pred_dir)
     pairs = pair_predictions(args.pred_dir, args.true_dir, args.pred_glob, args.true_glob)
-    figures = {pred: out / f"{pred.stem}_cm.png" for pred, _ in pairs}
-    ensure_new([out / METRICS, out / SUMMARY, out / F1_FIGURE, *figures.values()], args.force)
+    ensure_new(report_paths(out, pairs), args.force)
     labels, colors = label_classes(args)
     for pred, true in pairs:
         print(f"{pred.name} <- {true.name}")
@@ -113,27 +113,9 @@ def run(args: argparse.Namespace) -> None:
             pairs, labels, args.allow_missing, executor, colors, args.strict
         )
     _print_table(evaluation)
-    for image in evaluation.images:
-        s = image.scores
-        present = (s.support > 0) | (s.confusion.sum(axis=0) > 0)
-        names = [name for name, keep in zip(s.class_names, present, strict=True) if keep]
-        fig = confusion_figure(s.confusion[present][:, present], names, title=image.pred.name)
-        fig.axes[0].set_ylabel("manual label (true class)")
-        fig.axes[0].set_xlabel("automatic label (predicted class)")
-        save_figure(fig, figures[image.pred])
-    f1 = {name: [] for name in evaluation.pooled.class_names}
-    for row in evaluation.rows():
-        if row["image"] != POOLED and row["support"]:
-            f1[row["class"]].append(row["f1"])
-    save_figure(
-        f1_distribution_figure(f1, title=f"per-class F1 over {len(pairs)} image(s)"),
-        out / F1_FIGURE,
-    )
-    write_metrics_csv(out / METRICS, evaluation)
-    with atomic_path(out / SUMMARY) as tmp:
-        tmp.write_text(json.dumps(evaluation.to_dict(), indent=1))
+    write_reports(out, evaluation)
     print(f"wrote {out / METRICS}, {out / SUMMARY}, {out / F1_FIGURE}")
-    print(f"wrote {len(figures)} confusion matrix figure(s) <prediction>_cm.png in {out}")
+    print(f"wrote {len(pairs)} confusion matrix figure(s) <prediction>_cm.png in {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from dltools.cli._common import add_force, add_seed, reports_errors
 from dltools.io.labels import read_labels
-from dltools.io.outputs import atomic_path, ensure_new
+from dltools.io.outputs import ensure_new
 from dltools.io.tile_library import list_tile_classes
-
-FIGURE = "test_cm.png"
-METRICS = "test_metrics.json"
+from dltools.pipeline.evaluate_tiles import (
+    FIGURE,
+    METRICS,
+    evaluate_tiles,
+    report_paths,
+    write_reports,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,14 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 @reports_errors
 def run(args: argparse.Namespace) -> None:
     out = Path(args.out_dir or args.tile_dir)
-    figure, metrics = out / FIGURE, out / METRICS
-    ensure_new([figure, metrics], args.force)
+    ensure_new(report_paths(out), args.force)
     labels = read_labels(args.labels)
     list_tile_classes(args.tile_dir)  # a bad tile folder is named before TensorFlow loads
 
-    from dltools.figures.panels import confusion_figure, save_figure
     from dltools.models.loader import load_model
-    from dltools.pipeline.evaluate_tiles import evaluate_tiles
 
     model = load_model(args.model)
     model.check_labels(labels, args.labels)
@@ -90,10 +90,8 @@ def run(args: argparse.Namespace) -> None:
         f"{means['mean_top1_probability']:8.3f}"
     )
     print(f"overall accuracy {scores.accuracy:.3f}, macro F1 {scores.macro_f1:.3f}")
-    save_figure(confusion_figure(scores.confusion, labels, title=f"{args.tile_dir}"), figure)
-    with atomic_path(metrics) as tmp:
-        tmp.write_text(json.dumps(result.to_dict() | {"model": str(args.model)}, indent=1))
-    print(f"wrote {figure} and {metrics}")
+    write_reports(out, result, str(args.tile_dir), str(args.model))
+    print("wrote " + " and ".join(map(str, report_paths(out))))
 
 
 def main(argv: list[str] | None = None) -> int:

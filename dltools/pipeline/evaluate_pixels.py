@@ -13,6 +13,7 @@ read in strips of about :data:`~dltools.engines.metrics.CHUNK` pixels.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from dltools.engines.metrics import (
     scores_from_confusion,
 )
 from dltools.errors import DltoolsError
+from dltools.figures.panels import confusion_figure, f1_distribution_figure, save_figure
 from dltools.io.discovery import image_name
 from dltools.io.geo import Window
 from dltools.io.label_maps import LabelMap
@@ -37,6 +39,9 @@ from dltools.io.outputs import atomic_path
 from dltools.scale.executor import Executor, InProcess
 
 POOLED = "pooled"  # the image column of the pooled rows of the CSV
+METRICS = "pixel_metrics.csv"  # the reports of a run, in its output folder
+SUMMARY = "pixel_summary.json"
+F1_FIGURE = "pixel_f1.png"
 CSV_COLUMNS = ["image", "class", "precision", "recall", "f1", "iou", "support", "predicted"]
 
 
@@ -224,3 +229,39 @@ def write_metrics_csv(path: str | os.PathLike, evaluation: PixelEvaluation) -> N
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(evaluation.rows())
+
+
+def confusion_path(out: str | os.PathLike, prediction: Path) -> Path:
+    """Where the confusion matrix figure of one prediction goes: ``out/<stem>_cm.png``."""
+    return Path(out) / f"{prediction.stem}_cm.png"
+
+
+def report_paths(out: str | os.PathLike, pairs: Sequence[tuple[Path, Path]]) -> list[Path]:
+    """The files :func:`write_reports` writes into ``out`` for ``(prediction, manual)`` pairs."""
+    out = Path(out)
+    figures = [confusion_path(out, pred) for pred, _ in pairs]
+    return [out / METRICS, out / SUMMARY, out / F1_FIGURE, *figures]
+
+
+def write_reports(out: str | os.PathLike, evaluation: PixelEvaluation) -> None:
+    """Write into ``out`` a confusion matrix figure per image (the classes that occur in it),
+    the distribution of per-class F1 over the images, ``pixel_metrics.csv`` and
+    ``pixel_summary.json``."""
+    out = Path(out)
+    for image in evaluation.images:
+        s = image.scores
+        present = (s.support > 0) | (s.confusion.sum(axis=0) > 0)
+        names = [name for name, keep in zip(s.class_names, present, strict=True) if keep]
+        fig = confusion_figure(s.confusion[present][:, present], names, title=image.pred.name)
+        fig.axes[0].set_ylabel("manual label (true class)")
+        fig.axes[0].set_xlabel("automatic label (predicted class)")
+        save_figure(fig, confusion_path(out, image.pred))
+    f1 = {name: [] for name in evaluation.pooled.class_names}
+    for row in evaluation.rows():
+        if row["image"] != POOLED and row["support"]:
+            f1[row["class"]].append(row["f1"])
+    title = f"per-class F1 over {len(evaluation.images)} image(s)"
+    save_figure(f1_distribution_figure(f1, title=title), out / F1_FIGURE)
+    write_metrics_csv(out / METRICS, evaluation)
+    with atomic_path(out / SUMMARY) as tmp:
+        tmp.write_text(json.dumps(evaluation.to_dict(), indent=1))

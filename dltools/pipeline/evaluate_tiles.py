@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dltools.engines.metrics import Scores, class_indices, score
+from dltools.figures.panels import confusion_figure, save_figure
+from dltools.io.outputs import atomic_path
 from dltools.io.tile_library import list_tile_classes, read_tiles, sample_per_class
-from dltools.models.loader import TileModel
+
+if TYPE_CHECKING:  # TensorFlow loads only when a model is scored
+    from dltools.models.loader import TileModel
 
 READ_BATCH = 256  # tiles read and predicted at a time
+FIGURE = "test_cm.png"  # the reports of a run, in its output folder
+METRICS = "test_metrics.json"
 
 
 @dataclass
@@ -73,3 +81,18 @@ def evaluate_tiles(
     counts = np.bincount(true, minlength=k)
     mean_top1 = np.divide(sums, counts, out=np.full(k, np.nan), where=counts > 0)
     return TileEvaluation(score(true, probabilities.argmax(axis=1), class_names), mean_top1, tiles)
+
+
+def report_paths(out: str | Path) -> list[Path]:
+    """The files :func:`write_reports` writes into ``out``: the confusion figure, the JSON."""
+    return [Path(out) / FIGURE, Path(out) / METRICS]
+
+
+def write_reports(out: str | Path, result: TileEvaluation, title: str, model: str) -> None:
+    """Write the confusion matrix figure and ``test_metrics.json`` (the scores, the tiles
+    scored and ``model``) into ``out``."""
+    figure, metrics = report_paths(out)
+    scores = result.scores
+    save_figure(confusion_figure(scores.confusion, scores.class_names, title=title), figure)
+    with atomic_path(metrics) as tmp:
+        tmp.write_text(json.dumps(result.to_dict() | {"model": model}, indent=1))
