@@ -22,22 +22,6 @@ from dltools.scale.executor import DASK_HELP, Executor, InProcess, open_executor
 T = TypeVar("T")
 
 
-@contextlib.contextmanager
-def warnings_printed() -> Iterator[None]:
-    """Print the :class:`DltoolsWarning` s raised inside as ``warning: ...`` lines on stderr;
-    other warnings are shown as Python shows them."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DltoolsWarning)
-        yield
-    for warning in caught:
-        if issubclass(warning.category, DltoolsWarning):
-            print(f"warning: {warning.message}", file=sys.stderr)
-        else:
-            warnings.showwarning(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
-
-
 class DefaultsHelpFormatter(argparse.HelpFormatter):
     """Help that ends with ``(default: X)`` where an option has a default its text does not
     already state: not for required options, options without a default, or on/off flags."""
@@ -55,13 +39,31 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+def _show_warning(show: Callable) -> Callable:
+    """``warnings.showwarning`` that prints a :class:`DltoolsWarning` as ``warning: ...`` on
+    stderr and passes any other warning to ``show``."""
+
+    def shown(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, DltoolsWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return shown
+
+
 def reports_errors(run: Callable[[argparse.Namespace], int | None]) -> Callable[..., int]:
-    """Wrap a step's ``run(args)`` so that user errors print one line and exit with status 2."""
+    """Wrap a step's ``run(args)`` so that user errors print one line and exit with status 2,
+    and the library's :class:`DltoolsWarning` s one ``warning: ...`` line each, when raised
+    (other warnings are shown as Python shows them)."""
 
     @functools.wraps(run)
     def wrapper(args: argparse.Namespace) -> int:
         try:
-            return run(args) or 0
+            with warnings.catch_warnings():  # puts back the filters and showwarning on exit
+                warnings.simplefilter("always", DltoolsWarning)
+                warnings.showwarning = _show_warning(warnings.showwarning)
+                return run(args) or 0
         except DltoolsError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dltools.cli._common import (
-    DefaultsHelpFormatter,
-    add_force,
-    reports_errors,
-    show_progress,
-    warnings_printed,
-)
+from dltools.cli._common import DefaultsHelpFormatter, add_force, reports_errors, show_progress
 from dltools.pipeline.features import INDEX_ABOVE, INDEXING, embed, feature_paths, index_path
 
 
@@ -76,19 +70,18 @@ def run(args: argparse.Namespace) -> None:
 
     if args.tile < 8 or (args.stride is not None and args.stride < 1) or args.batch_size < 1:
         raise DltoolsError("--tile must be at least 8, --stride and --batch-size at least 1")
-    with warnings_printed():
-        found = embed(
-            args.source,
-            args.model,
-            args.output,
-            args.tile,
-            args.stride,
-            args.batch_size,
-            args.force,
-            show_progress,
-            args.layer,
-            args.index,
-        )
+    found = embed(
+        args.source,
+        args.model,
+        args.output,
+        args.tile,
+        args.stride,
+        args.batch_size,
+        args.force,
+        show_progress,
+        args.layer,
+        args.index,
+    )
     count, dimensions = found.vectors.shape
     print(f"{count} tiles, {dimensions} features each ({found.info['kind']})")
     written = [*feature_paths(args.output), *([index_path(args.output)] if found.index else [])]

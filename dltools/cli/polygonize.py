@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from dltools.cli._common import add_force, reports_errors, warnings_printed
+from dltools.cli._common import add_force, reports_errors
 from dltools.io.labels import read_labels
 from dltools.io.outputs import ensure_new
 from dltools.pipeline.polygonize import PolygonizeParams, polygonize_raster
@@ -75,8 +75,7 @@ def write_vector(
     layer: str | None = None,
 ) -> None:
     """Polygonise a label raster into ``out``; print warnings (no CRS) and what was written."""
-    with warnings_printed():
-        summary = polygonize_raster(raster, out, names, confidence, params, layer)
+    summary = polygonize_raster(raster, out, names, confidence, params, layer)
     counts = ", ".join(f"{name} {n}" for name, n in summary.counts.items())
     print(f"wrote {Path(out)}: {sum(summary.counts.values())} polygons ({counts})")
 
