@@ -161,3 +161,24 @@ def test_command_line_training_run(data, tmp_path, capsys):
     assert run("train-classifier", *args, "--epochs", "3", "--resume-epoch", "1") == 0
     with open(tmp_path / "m" / "history.csv", newline="") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2", "3"]
+
+
+def test_a_strip_shaped_cube_gets_no_figure_and_one_warning(data, trained, tmp_path, capsys):
+    _, _, b = data
+    strip = b.cube[:, :1]  # 64 x 1 pixels: a table of spectra stored as a cube
+    np.save(tmp_path / "strip.npy", strip)
+    assert run("predict", "-m", trained.folder, "-i", tmp_path / "strip.npy", "--no-scores") == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: no figure: a 64 x 1 raster is more than 20 times longer than wide (for "
+        "spectra without a grid, see --table)"
+    ]
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "strip.npy",
+        "strip_classes.tif",
+        "strip_classes.qml",
+        "strip_classes.png",
+    }
+    assert out.count("wrote ") == 3
+    assert read_raster(tmp_path / "strip_classes.tif").shape == (64, 1, 1)

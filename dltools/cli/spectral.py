@@ -23,7 +23,6 @@ from dltools.cli._common import (
 )
 from dltools.errors import DltoolsError
 from dltools.io.outputs import ensure_new
-from dltools.io.qgis import qml_path
 from dltools.spectral.options import (
     CLASSIFIER_TRAINING,
     DECAYS,
@@ -481,78 +480,40 @@ def _training(args: argparse.Namespace) -> Training:
     return Training.from_dict({k: getattr(args, k) for k in TRAINING_KEYS if hasattr(args, k)})
 
 
-def _train_outputs(folder: Path, args: argparse.Namespace) -> None:
-    """Refuse to replace a model folder's files unless --force (which clears old checkpoints)."""
-    from dltools.models.runs import CONFIG
-    from dltools.spectral.folder import HISTORY, MODEL, checkpoint_path
+def _source(args: argparse.Namespace):
+    """The :class:`~dltools.pipeline.spectral.SpectraSource` of a training verb."""
+    from dltools.pipeline.spectral import SpectraSource
 
-    later = [checkpoint_path(folder, e) for e in args.save_epochs if e > (args.resume_epoch or 0)]
-    if args.resume_epoch is not None:
-        ensure_new(later, args.force)
-        return
-    old = sorted(folder.glob("epoch_*.keras"))
-    ensure_new([folder / CONFIG, folder / MODEL, folder / HISTORY, *old, *later], args.force)
-    for path in old:
-        path.unlink()
-
-
-def _labelled(args: argparse.Namespace, holdout: float, seed: int):
-    """The labelled spectra of ``--table`` or of ``-i CUBE -r RASTER``, named by ``-l``."""
-    from dltools.io.labels import read_labels
-    from dltools.spectral.cube import open_cube, open_labels
-    from dltools.spectral.labelled import labelled_pixels, read_table, table_spectra
-
-    names = read_labels(args.labels) if args.labels else None
-    if args.table is not None:
-        if args.label_column is None:
-            raise DltoolsError("--table needs --label-column: the column of class labels")
-        return table_spectra(read_table(args.table, args.label_column), names, holdout, seed)
-    if args.label_raster is None:
-        raise DltoolsError("-i CUBE needs -r RASTER: the class of each pixel")
-    cube = open_cube(args.input, args.variable)
-    labels = open_labels(args.label_raster, cube, args.label_variable)
-    data = labelled_pixels(cube, labels, holdout, seed, args.block)
-    return dataclasses.replace(data, names=names)
+    return SpectraSource(
+        args.input,
+        args.variable,
+        getattr(args, "label_raster", None),
+        getattr(args, "label_variable", None),
+        getattr(args, "table", None),
+        getattr(args, "label_column", None),
+        getattr(args, "labels", None),
+        args.block,
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
-    from dltools.io.labels import read_colors
-    from dltools.spectral import training
-    from dltools.spectral.cube import open_cube
-    from dltools.spectral.folder import read_config
+    from dltools.pipeline import spectral
 
-    folder = Path(args.out)
     classifier = args.verb == "train-classifier"
-    if args.resume_epoch is not None and classifier:  # the split that the run started with
-        saved = read_config(folder)["training"]
-        data = _labelled(args, saved["holdout"], saved["seed"])
-    elif classifier:
-        data = _labelled(args, args.holdout, args.seed)
-    else:
-        data = open_cube(args.input, args.variable)
-    options = _training(args)  # checked before anything is written
-    _train_outputs(folder, args)
-    if args.resume_epoch is not None:
-        model = training.resume_training(
-            folder, data, args.resume_epoch, args.epochs, args.save_epochs
-        )
-    elif not classifier:
-        keys = vars(MLP if args.kind == "mlp" else CONV)
-        architecture = {k: getattr(args, k) for k in keys}
-        model = training.train_autoencoder(
-            data, folder, args.kind, architecture, options, args.scaling
-        )
-    else:
-        model = training.train_classifier(
-            data,
-            folder,
-            {k: getattr(args, k) for k in vars(CLASSIFIER)},
-            options,
-            args.scaling,
-            read_colors(args.colors) if args.colors else None,
-        )
+    options = vars(CLASSIFIER) if classifier else vars(MLP if args.kind == "mlp" else CONV)
+    model = spectral.train(
+        args.out,
+        _source(args),
+        _training(args),
+        "classifier" if classifier else args.kind,
+        {k: getattr(args, k) for k in options},
+        args.scaling,
+        getattr(args, "colors", None),
+        args.resume_epoch,
+        args.force,
+    )
     config = model.config
-    print(f"trained {config['kind']} for {config['epochs_done']} epoch(s): {folder}")
+    print(f"trained {config['kind']} for {config['epochs_done']} epoch(s): {args.out}")
     if "validation_accuracy" in config:
         print(
             f"best validation accuracy {config['validation_accuracy']:.4f} "
@@ -561,133 +522,99 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _cross_validate(args: argparse.Namespace) -> None:
-    import tempfile
+    from dltools.pipeline import spectral
 
-    from dltools.io.outputs import atomic_path
-    from dltools.spectral.crossval import cross_validate
-
-    path = Path(args.out) / "cv.json"
-    ensure_new([path], args.force)
     if args.resume_epoch is not None or args.save_epochs:
         raise DltoolsError(
             "--cv trains its own models: it takes no --resume-epoch or --save-epochs"
         )
-    data = _labelled(args, 0.0, args.seed)
     architecture = {k: getattr(args, k) for k in vars(CLASSIFIER)}
-    with tempfile.TemporaryDirectory(prefix="dltools-cv-") as tmp:
-        cv = cross_validate(data, args.cv, tmp, architecture, _training(args), args.scaling)
-    print(f"{args.cv}-fold cross-validation on {len(data.values)} spectra")
+    cv, path = spectral.cross_validate(
+        args.out, _source(args), args.cv, _training(args), architecture, args.scaling, args.force
+    )
+    print(f"{args.cv}-fold cross-validation on {len(cv.values)} spectra")
     print(cv.table())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(cv.to_dict(), indent=2) + "\n")
     print(f"wrote {path}")
 
 
-def _outputs(args: argparse.Namespace, *suffixes: str) -> list[Path]:
-    source = Path(args.input)
-    folder = Path(args.out_dir) if args.out_dir else source.parent
-    return [folder / f"{source.stem}{suffix}" for suffix in suffixes]
-
-
 def _apply(args: argparse.Namespace) -> None:
-    from dltools.spectral import inference, reports
+    from dltools.pipeline import spectral
     from dltools.spectral.cube import open_cube
     from dltools.spectral.folder import load_model
 
-    suffixes = {
-        "encode": ("_latent.tif", "_latent.png"),
-        "decode": ("_decoded.tif",),
-        "reconstruct": ("_reconstruction.tif", "_spectra.png"),
-    }[args.verb]
-    paths = _outputs(args, *suffixes)
     cube = open_cube(args.input, args.variable)
-    figure = getattr(args, "figure", False)  # decode draws none
-    no_figure = figure and args.verb == "encode" and reports.no_figure_reason(cube)
-    if no_figure:
-        print(no_figure)
-        figure = False
-    if not figure:
-        paths = paths[:1]
+    paths = spectral.apply_outputs(args.verb, cube, args.out_dir, getattr(args, "figure", False))
     ensure_new(paths, args.force)
     model = load_model(args.model)
-    apply = {
-        "encode": inference.encode_cube,
-        "decode": inference.decode_raster,
-        "reconstruct": inference.reconstruct_cube,
-    }[args.verb]
     with dask_executor(args) as executor:
-        errors = apply(model, cube, paths[0], args.block, show_progress, args.batch_size, executor)
-    if args.verb == "reconstruct":
+        errors = spectral.apply(
+            args.verb,
+            model,
+            cube,
+            paths,
+            args.block,
+            args.batch_size,
+            getattr(args, "pixels", 0),
+            show_progress,
+            executor,
+        )
+    if errors is not None:
         print(f"mean SSE {errors['sse']:.5g}, mean spectral angle {errors['sa']:.5g} rad")
-    if len(paths) > 1 and args.verb == "encode":
-        reports.write_latent_figure(paths[0], f"{cube.path.name}: latent bands", paths[1])
-    elif len(paths) > 1:
-        reports.write_reconstruction_figure(model, cube, args.pixels, args.batch_size, paths[1])
     for path in paths:
         print(f"wrote {path}")
 
 
+def _print_classes(classes: dict, counts: dict[int, int], pixels: bool) -> None:
+    """One line per class of a model's ``classes`` (and unknown, 0): its count in ``counts``
+    of pixels (with their share) or of spectra."""
+    total = max(sum(counts.values()), 1)
+    for value, name in zip([0, *classes["values"]], ["unknown", *classes["names"]], strict=True):
+        count = counts[value]
+        line = f"{count:12d} px  {100 * count / total:6.2f}%" if pixels else f"{count:8d} spectra"
+        print(f"{value:5d} {name:<24} {line}")
+
+
 def _predict(args: argparse.Namespace) -> None:
-    from dltools.spectral import inference, reports
+    from dltools.pipeline import spectral
     from dltools.spectral.cube import open_cube
     from dltools.spectral.folder import load_model
 
-    suffixes = ["_classes.tif", "_classes.png", "_classes_figure.png", "_scores.tif"]
-    if args.features:
-        suffixes.append(f"_features_{args.features}.tif")
-    paths = _outputs(args, *suffixes)
     cube = open_cube(args.input, args.variable)
-    no_figure = reports.no_figure_reason(cube)
-    picture = no_figure is None
-    if no_figure:
-        print(no_figure)
-    written = [p for p in paths if (args.scores or p != paths[3]) and (picture or p != paths[2])]
-    written.insert(1, qml_path(paths[0]))  # the class map is a styled COG
-    ensure_new(written, args.force)
+    outputs = spectral.predict_outputs(cube, args.out_dir, args.scores, args.features)
+    ensure_new(outputs.files, args.force)
     model = load_model(args.model)
-    classes = model.config["classes"]
     with dask_executor(args) as executor:
-        counts = inference.predict_cube(
+        counts = spectral.predict(
             model,
             cube,
-            paths[0],
-            paths[3] if args.scores else None,
-            (args.features, paths[4]) if args.features else None,
+            outputs,
+            args.features,
             args.unknown_below,
             args.block,
-            show_progress,
             args.batch_size,
+            show_progress,
             executor,
         )
-    figure = paths[2] if picture else None
-    reports.write_class_pictures(model, paths[0], paths[1], figure, f"{cube.path.name}: classes")
-    total = max(sum(counts.values()), 1)
-    for value, name in zip([0, *classes["values"]], ["unknown", *classes["names"]], strict=True):
-        print(f"{value:5d} {name:<24} {counts[value]:12d} px  {100 * counts[value] / total:6.2f}%")
-    for path in written:
+    _print_classes(model.config["classes"], counts, pixels=True)
+    for path in outputs.files:
         print(f"wrote {path}")
 
 
 def _predict_table(args: argparse.Namespace) -> None:
+    from dltools.pipeline import spectral
     from dltools.spectral.folder import load_model
-    from dltools.spectral.labelled import read_table
-    from dltools.spectral.reports import predict_table
 
     if args.features:
         raise DltoolsError("--features writes a raster: it needs a cube (-i), not a --table")
     if args.dask:
         raise DltoolsError("--dask runs the windows of a cube (-i): a --table runs here")
-    source = Path(args.table)
-    folder = Path(args.out_dir) if args.out_dir else source.parent
-    path = folder / f"{source.stem}_predictions.csv"
+    path = spectral.table_output(args.table, args.out_dir)
     ensure_new([path], args.force)
-    table = read_table(source, args.label_column)
     model = load_model(args.model)
-    found = predict_table(model, table, path, args.unknown_below, args.batch_size)
-    classes = model.config["classes"]
-    for value, name in zip([0, *classes["values"]], ["unknown", *classes["names"]], strict=True):
-        print(f"{value:5d} {name:<24} {found.counts[value]:8d} spectra")
+    found = spectral.predict_table(
+        model, args.table, path, args.label_column, args.unknown_below, args.batch_size
+    )
+    _print_classes(model.config["classes"], found.counts, pixels=False)
     if found.score is not None:
         print(
             f"accuracy {found.score.accuracy:.4f}, macro F1 {found.score.macro_f1:.4f} on "
