@@ -21,7 +21,7 @@ ALLOWED = {
     "engines": {"raster"},
     "models": {"io", "raster", "engines", "figures"},
     "figures": {"io"},
-    "gui": {"io", "figures"},
+    "gui": {"io", "raster", "figures"},
     "synthetic": {"io", "raster"},
     "spectral": {"io", "raster", "engines", "models", "figures", "scale"},
     "pipeline": {"io", "raster", "engines", "models", "figures", "gui", "spectral", "scale"},

@@ -21,7 +21,13 @@ from dltools.io.geo import (
     write_window,
 )
 from dltools.io.results import read_result
-from dltools.raster.windows import iter_windows
+from dltools.raster.windows import (
+    core_slices,
+    iter_windows,
+    strip_windows,
+    tile_origins,
+    with_halo,
+)
 
 UTM = CRS.from_epsg(32610)
 
@@ -135,6 +141,22 @@ def test_iter_windows_known_layout_and_bad_arguments() -> None:
     for size, overlap in [(0, 0), (4, 4), (4, -1)]:
         with pytest.raises(ValueError, match="overlap"):
             list(iter_windows(10, 10, size, overlap))
+
+
+def test_strips_tile_origins_and_halos() -> None:
+    strips = [(w.row_off, w.height, w.col_off, w.width) for w in strip_windows(10, 7, 4)]
+    assert strips == [(0, 4, 0, 7), (4, 4, 0, 7), (8, 2, 0, 7)]
+    with pytest.raises(ValueError, match="rows"):
+        list(strip_windows(10, 7, 0))
+    # a stride grid, plus the windows that end at the edge (from a grid of whole windows)
+    assert tile_origins(10, 4, 3).tolist() == [0, 3, 4, 6]
+    assert tile_origins(8, 4, 2).tolist() == [0, 2, 4]
+    core = Window(4, 2, 3, 3)
+    outer = with_halo(core, 2, 6, 20)
+    assert (outer.row_off, outer.height, outer.col_off, outer.width) == (0, 6, 2, 7)
+    labels = np.arange(6 * 20).reshape(6, 20)[0:6, 2:9]  # read from ``outer``
+    expected = [[44, 45, 46], [64, 65, 66], [84, 85, 86]]
+    np.testing.assert_array_equal(labels[core_slices(core, outer)], expected)
 
 
 @pytest.mark.parametrize(("dtype", "bands"), [(np.uint8, 1), (np.uint16, 3), (np.float32, 5)])

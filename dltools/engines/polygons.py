@@ -41,7 +41,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.measure import label as connected_regions
 
-from dltools.raster.windows import Window, iter_windows
+from dltools.raster.windows import Window, core_slices, iter_windows, with_halo
 
 WINDOW = 4096  # default window side, pixels
 
@@ -305,14 +305,10 @@ def sieved_window(
     if min_pixels <= 1:
         return read_labels(core)
     halo = min(min_pixels, max(core.width, core.height) // 2)
-    r0, c0 = max(0, core.row_off - halo), max(0, core.col_off - halo)
-    r1 = min(shape[0], core.row_off + core.height + halo)
-    c1 = min(shape[1], core.col_off + core.width + halo)
-    labels = read_labels(Window(c0, r0, c1 - c0, r1 - r0))
+    outer = with_halo(core, halo, *shape)
+    labels = read_labels(outer)
     sieved = rasterio.features.sieve(labels, min_pixels, mask=labels > 0, connectivity=4)
-    rows = slice(core.row_off - r0, core.row_off - r0 + core.height)
-    cols = slice(core.col_off - c0, core.col_off - c0 + core.width)
-    return sieved[rows, cols]
+    return sieved[core_slices(core, outer)]
 
 
 def _window_polygons(

@@ -24,6 +24,7 @@ from dltools.errors import DltoolsError
 from dltools.figures.display import overlay, to_display
 from dltools.io.images import write_image
 from dltools.io.strokes import stroke_dtype
+from dltools.raster.windows import iter_windows
 
 MAIN_WINDOW = "dltools doodle"
 OVERVIEW_WINDOW = "dltools doodle overview"
@@ -50,12 +51,9 @@ class View:
 
     def windows(self) -> list[tuple[int, int, int, int]]:
         """The pieces as (y0, y1, x0, x1) in displayed pixels, row by row (edge ones smaller)."""
-        rows, cols = self.shape
-        w = self.window
         return [
-            (y0, min(y0 + w, rows), x0, min(x0 + w, cols))
-            for y0 in range(0, rows, w)
-            for x0 in range(0, cols, w)
+            (w.row_off, w.row_off + w.height, w.col_off, w.col_off + w.width)
+            for w in iter_windows(*self.shape, self.window)
         ]
 
     def _axis_to_full(self, d: np.ndarray, axis: int) -> np.ndarray:

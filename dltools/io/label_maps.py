@@ -21,6 +21,7 @@ from dltools.io.cog import CLASS_NAMES_TAG
 from dltools.io.geo import Window, open_raster, read_nodata_mask, read_raster
 from dltools.io.labels import Classes
 from dltools.io.results import read_result
+from dltools.raster.windows import strip_windows
 
 
 class LabelMap:
@@ -148,8 +149,7 @@ class LabelMap:
         marked nodata left out), counted over the whole file in strips."""
         height, width = self.shape
         found: dict[tuple[int, int, int], int] = {}
-        for row in range(0, height, STRIP):
-            window = Window(0, row, width, min(STRIP, height - row))
+        for window in strip_windows(height, width, STRIP):
             with open_raster(self.path) as src:
                 if self.palette is not None:
                     table = _palette_rgb(src.colormap(1))

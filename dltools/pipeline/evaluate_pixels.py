@@ -33,9 +33,9 @@ from dltools.engines.metrics import (
 from dltools.errors import DltoolsError
 from dltools.figures.panels import confusion_figure, f1_distribution_figure, save_figure
 from dltools.io.discovery import image_name
-from dltools.io.geo import Window
 from dltools.io.label_maps import LabelMap
 from dltools.io.outputs import atomic_path
+from dltools.raster.windows import strip_windows
 from dltools.scale.executor import Executor, InProcess
 
 POOLED = "pooled"  # the image column of the pooled rows of the CSV
@@ -110,9 +110,7 @@ def pair_confusion(
     t_count, p_count = len(t_map.class_names), len(p_map.class_names)
     joint = np.zeros((t_count + 1, p_count + 1), np.int64)  # label values, 0 = none
     height, width = t_map.shape
-    strip = max(1, CHUNK // width)
-    for row in range(0, height, strip):
-        window = Window(0, row, width, min(strip, height - row))
+    for window in strip_windows(height, width, max(1, CHUNK // width)):
         values = confusion_matrix(t_map.read(window), p_map.read(window), max(joint.shape))
         joint += values[: t_count + 1, : p_count + 1]
     scored = joint[1:, 1:]

@@ -38,7 +38,7 @@ from dltools.io.tile_library import list_tile_classes, read_tiles
 from dltools.models.metadata import read_metadata
 from dltools.progress import Progress, quiet
 from dltools.raster.bands import rgb8
-from dltools.raster.windows import edge_aligned_origins
+from dltools.raster.windows import tile_origins
 
 FORMAT = "dltools-features"
 SUFFIXES = (".npy", ".csv", ".json")
@@ -165,18 +165,13 @@ def grid_tiles(images: Sequence[Path], tile: int, stride: int) -> list[dict[str,
             height, width = src.height, src.width
         if min(height, width) < tile:
             continue
-        for row in _origins(height, tile, stride):
-            for col in _origins(width, tile, stride):
+        for row in tile_origins(height, tile, stride).tolist():
+            for col in tile_origins(width, tile, stride).tolist():
                 rows.append(
                     {"path": str(path), "row": str(row), "col": str(col), "size": str(tile)}
                     | {"class": ""}
                 )
     return rows
-
-
-def _origins(length: int, tile: int, stride: int) -> list[int]:
-    starts = set(range(0, length - tile + 1, stride)) | set(edge_aligned_origins(length, tile))
-    return sorted(int(s) for s in starts)
 
 
 def _read(rows: Sequence[dict[str, str]]) -> np.ndarray:

@@ -4,6 +4,7 @@ Windows are :class:`rasterio.windows.Window` objects or ``(start, stop)`` spans 
 Three layouts cover a raster:
 
 - :func:`iter_windows`: fixed-size windows on a regular grid, clipped at the edges;
+  :func:`strip_windows`: whole-width strips of a number of rows;
 - :func:`window_origins` and :func:`block_windows`: only whole windows (tile libraries), found
   and read in blocks of about ``block`` pixels;
 - :func:`covering_windows` / :func:`spread_spans`: overlapping windows that cover every pixel,
@@ -11,7 +12,7 @@ Three layouts cover a raster:
   :func:`blend_blocks` assembles predictions in bounded memory, whole or in independent
   :class:`BlendPart` units (:func:`blend_parts`);
 - :func:`halo_windows`: core windows that tile the raster, each with a margin of context
-  (:func:`core_slices` cuts a core out of its outer window).
+  (:func:`with_halo`; :func:`core_slices` cuts a core out of its outer window).
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ __all__ = [
     "sample_windows",
     "span_weights",
     "spread_spans",
+    "strip_windows",
+    "tile_origins",
     "window_origins",
+    "with_halo",
 ]
 
 
@@ -54,6 +58,15 @@ def iter_windows(height: int, width: int, size: int, overlap: int = 0) -> Iterat
     for row in range(0, max(height - overlap, 1), step):
         for col in range(0, max(width - overlap, 1), step):
             yield Window(col, row, min(size, width - col), min(size, height - row))
+
+
+def strip_windows(height: int, width: int, rows: int) -> Iterator[Window]:
+    """Whole-width strips of ``rows`` rows (the last one may be shorter) down a ``height`` x
+    ``width`` raster."""
+    if rows <= 0:
+        raise ValueError(f"need rows > 0, got {rows=}")
+    for row in range(0, height, rows):
+        yield Window(0, row, width, min(rows, height - row))
 
 
 def sample_windows(height: int, width: int, size: int = 256, n: int = 16) -> list[Window]:
@@ -111,6 +124,13 @@ def edge_aligned_origins(length: int, size: int) -> np.ndarray:
     if length > size and length % size:
         starts.append(length - size)
     return np.array(starts, np.intp)
+
+
+def tile_origins(length: int, size: int, stride: int) -> np.ndarray:
+    """(n,) intp offsets of ``size`` windows that cover ``0..length`` with a step of
+    ``stride``: :func:`window_origins` plus those of :func:`edge_aligned_origins`, sorted."""
+    starts = np.union1d(window_origins(length, size, stride), edge_aligned_origins(length, size))
+    return starts.astype(np.intp)
 
 
 def covering_windows(length: int, size: int, step: int) -> np.ndarray:
@@ -261,18 +281,17 @@ def blend_blocks(
 def halo_windows(height: int, width: int, core: int, halo: int) -> list[tuple[Window, Window]]:
     """``(core, outer)`` windows: cores of ``core`` px tile a ``height`` x ``width`` raster in
     row-major order; each outer window adds ``halo`` px of context, clipped at the edges."""
-    out = []
-    for r in range(0, height, core):
-        for c in range(0, width, core):
-            r0, c0 = max(0, r - halo), max(0, c - halo)
-            r1, c1 = min(height, r + core + halo), min(width, c + core + halo)
-            out.append(
-                (
-                    Window(c, r, min(core, width - c), min(core, height - r)),
-                    Window(c0, r0, c1 - c0, r1 - r0),
-                )
-            )
-    return out
+    cores = iter_windows(height, width, core)
+    return [(window, with_halo(window, halo, height, width)) for window in cores]
+
+
+def with_halo(core: Window, halo: int, height: int, width: int) -> Window:
+    """``core`` grown by ``halo`` px on every side, clipped to a ``height`` x ``width``
+    raster."""
+    r0, c0 = max(0, core.row_off - halo), max(0, core.col_off - halo)
+    r1 = min(height, core.row_off + core.height + halo)
+    c1 = min(width, core.col_off + core.width + halo)
+    return Window(c0, r0, c1 - c0, r1 - r0)
 
 
 def core_slices(core: Window, outer: Window) -> tuple[slice, slice]:
