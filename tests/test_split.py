@@ -124,12 +124,15 @@ def test_cp_mat_puts_results_beside_their_images(image_dir: Path, tmp_path: Path
     for image in split.train[:2] + split.test[:1]:
         (gt_dir / f"{image.stem}_mres.mat").write_bytes(np.arange(5).tobytes())
     (gt_dir / "orphan_mres.mat").write_bytes(b"no image")
+    hidden = gt_dir / f"._{split.train[0].stem}_mres.mat"  # what macOS leaves on USB drives
+    hidden.write_bytes(b"resource fork")
     copied, unmatched = copy_results_to_split(gt_dir, image_dir.parent)
     expected = {
         image.parent / f"{image.stem}_mres.mat" for image in split.train[:2] + split.test[:1]
     }
     assert set(copied) == expected and all(path.exists() for path in expected)
     assert [path.name for path in unmatched] == ["orphan_mres.mat"]
+    assert not (split.train[0].parent / hidden.name).exists()
     with pytest.raises(DltoolsError, match="overwrite"):
         copy_results_to_split(gt_dir, image_dir.parent)
     assert len(copy_results_to_split(gt_dir, image_dir.parent, force=True)[0]) == 3

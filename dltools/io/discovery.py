@@ -129,6 +129,13 @@ def split_pairs(
     return train, [p for i, p in enumerate(pairs) if i in held]
 
 
+def label_results(folder: str | os.PathLike) -> dict[Path, str]:
+    """``{path: image name}`` of the label results of step 2 in ``folder`` (``<name>_mres.mat``;
+    hidden files skipped), in name order."""
+    found = sorted(p for p in Path(folder).glob("*_mres.mat") if not p.name.startswith("."))
+    return {path: path.name.removesuffix("_mres.mat") for path in found}
+
+
 def find_labelled_images(
     image_dir: str | os.PathLike,
     label_dir: str | os.PathLike | None = None,
@@ -151,7 +158,7 @@ def find_labelled_images(
         images, candidates = split_images_and_labels(files)
     else:
         images, candidates = files, list_images(label_dir)
-    candidates += sorted(p for p in label_dir.glob("*_mres.mat") if not p.name.startswith("."))
+    candidates += list(label_results(label_dir))
     if prefer:
         return pair_preferring(images, candidates)
     return pair_images_with_labels(images, candidates)

@@ -48,7 +48,7 @@ from dltools.engines.uncertainty import WindowTally, core_uncertainty, uncertain
 from dltools.errors import DltoolsError
 from dltools.figures.display import overlay
 from dltools.io.cog import cog_outputs, open_cog_writer, open_fraction_writer
-from dltools.io.discovery import find_labelled_images
+from dltools.io.discovery import find_labelled_images, label_results
 from dltools.io.geo import (
     STREAM_CACHE_MB,
     Window,
@@ -126,9 +126,8 @@ def make_labels(
     out = folder if out_dir is None else Path(out_dir)
     pairs, _ = find_labelled_images(folder, prefer=True)
     sources = {label: image.stem for image, label in pairs}
-    for mat in sorted(folder.glob("*_mres.mat")):
-        if not mat.name.startswith(".") and mat not in sources:
-            sources[mat] = mat.name[: -len("_mres.mat")]
+    for mat, name in label_results(folder).items():
+        sources.setdefault(mat, name)
     if not sources:
         raise DltoolsError(f"{folder}: no *_mres.mat files and no label rasters paired with images")
     targets = {

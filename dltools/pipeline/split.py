@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dltools.errors import DltoolsError
+from dltools.io.discovery import label_results
 from dltools.io.images import list_images
 from dltools.io.outputs import atomic_path, ensure_new
 from dltools.progress import Progress, quiet
@@ -114,8 +115,7 @@ def copy_results_to_split(
         raise DltoolsError(f"neither {data_dir / 'train'} nor {data_dir / 'test'} exists")
     where = {image.stem: side for side in sides for image in list_images(side)}
     plan, unmatched = [], []
-    for result in sorted(results_dir.glob("*_mres.mat")):
-        stem = result.name.removesuffix("_mres.mat")
+    for result, stem in label_results(results_dir).items():
         if stem in where:
             plan.append((result, where[stem] / result.name))
         else:
