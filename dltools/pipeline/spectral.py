@@ -6,7 +6,8 @@
   one of its checkpoints.
 - :func:`cross_validate`: k-fold accuracy of the classifier against 1-NN baselines, ``cv.json``.
 - :func:`apply` (encode, decode, reconstruct) and :func:`predict`: rasters beside their cube
-  (or in an output folder), with figures; :func:`predict_table`: a CSV of a table's rows.
+  (or in an output folder), with figures drawn from overviews (no result raster is read
+  whole for a picture); :func:`predict_table`: a CSV of a table's rows.
 
 Each command has a function naming its output files (:func:`apply_outputs`,
 :func:`predict_outputs`, :func:`table_output`), so the caller can refuse to overwrite them
@@ -15,6 +16,7 @@ before any work starts, and a function doing the work.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -23,17 +25,30 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from dltools.engines.metrics import Scores, score
 from dltools.errors import DltoolsError, DltoolsWarning
+from dltools.figures.panels import (
+    MAX_FIGURE_ASPECT,
+    class_map_figure,
+    drawable,
+    latent_figure,
+    save_figure,
+    spectra_figure,
+)
+from dltools.io.geo import read_raster
+from dltools.io.images import write_image
 from dltools.io.labels import read_colors, read_labels
 from dltools.io.outputs import atomic_path, ensure_new
 from dltools.io.qgis import qml_path
 from dltools.models.runs import CONFIG
 from dltools.progress import Progress, quiet
 from dltools.scale.executor import Executor
-from dltools.spectral import inference, reports
+from dltools.spectral import inference
 from dltools.spectral.crossval import CrossValidation
 from dltools.spectral.crossval import cross_validate as cross_validate_spectra
-from dltools.spectral.cube import Cube, open_cube, open_labels
+from dltools.spectral.cube import Cube, open_cube, open_labels, read_overview
 from dltools.spectral.folder import (
     HISTORY,
     MODEL,
@@ -48,10 +63,10 @@ from dltools.spectral.labelled import (
     table_spectra,
 )
 from dltools.spectral.options import PREDICT_BATCH, Training
-from dltools.spectral.reports import TablePrediction
 from dltools.spectral.training import resume_training, train_autoencoder, train_classifier
 
 CV_REPORT = "cv.json"  # the report of cross_validate, in its folder
+LOSSES_BLIND_TO_BRIGHTNESS = {"sa", "csa", "sid"}  # reconstructions are fitted in brightness
 APPLY_SUFFIXES = {  # the raster of each verb, then its figure
     "encode": ("_latent.tif", "_latent.png"),
     "decode": ("_decoded.tif",),
@@ -178,11 +193,17 @@ def _beside(source: str | os.PathLike, out_dir: str | os.PathLike | None, suffix
 
 
 def _figure_allowed(cube: Cube) -> bool:
-    """Whether ``cube``'s results can be drawn; a DltoolsWarning says why not."""
-    reason = reports.no_figure_reason(cube)
-    if reason:
-        warnings.warn(reason, DltoolsWarning, stacklevel=3)
-    return reason is None
+    """Whether ``cube``'s results can be drawn (not a strip, such as a table of spectra stored
+    as a cube); a DltoolsWarning says why not."""
+    if drawable(cube.shape):
+        return True
+    rows, cols = cube.shape[:2]
+    reason = (
+        f"no figure: a {rows} x {cols} raster is more than {MAX_FIGURE_ASPECT} times longer "
+        "than wide (for spectra without a grid, see --table)"
+    )
+    warnings.warn(reason, DltoolsWarning, stacklevel=3)
+    return False
 
 
 def apply_outputs(
@@ -220,10 +241,25 @@ def apply(
     }[verb]
     errors = run(model, cube, paths[0], block, progress, batch_size, executor)
     if len(paths) > 1 and verb == "encode":
-        reports.write_latent_figure(paths[0], f"{cube.path.name}: latent bands", paths[1])
+        title = f"{cube.path.name}: latent bands"
+        save_figure(latent_figure(read_overview(paths[0]), title), paths[1])
     elif len(paths) > 1:
-        reports.write_reconstruction_figure(model, cube, pixels, batch_size, paths[1])
+        _write_reconstruction_figure(model, cube, pixels, batch_size, paths[1])
     return errors if verb == "reconstruct" else None
+
+
+def _write_reconstruction_figure(
+    model: SpectralModel, cube: Cube, pixels: int, batch_size: int, path: Path
+) -> None:
+    """Pre-processed spectra of ``pixels`` random pixels of ``cube`` beside the autoencoder's
+    reconstructions (fitted in brightness when the model's loss ignores it)."""
+    positions, spectra = inference.sample_spectra(cube, pixels, seed=0)
+    scaled = model.scaling(spectra)
+    rebuilt = inference.compiled(model.model, cube.bands, batch_size)(scaled)
+    names = [f"row {r}, col {c}" for r, c in positions]
+    title = f"{cube.path.name}: pre-processed spectra and reconstructions"
+    blind = model.config["training"]["loss"] in LOSSES_BLIND_TO_BRIGHTNESS
+    save_figure(spectra_figure(scaled, rebuilt, names, title, fit_scale=blind), path)
 
 
 @dataclass(frozen=True)
@@ -289,14 +325,31 @@ def predict(
         batch_size,
         executor,
     )
-    title = f"{cube.path.name}: classes"
-    reports.write_class_pictures(model, outputs.classes, outputs.picture, outputs.figure, title)
+    classes = model.config["classes"]
+    write_image(outputs.picture, read_raster(outputs.classes)[..., 0])  # a PNG is written whole
+    if outputs.figure is not None:
+        colors = np.array(classes["colors"], np.uint8)
+        overview = read_overview(outputs.classes)[..., 0]
+        title = f"{cube.path.name}: classes"
+        figure = class_map_figure(overview, classes["values"], classes["names"], colors, title)
+        save_figure(figure, outputs.figure)
     return counts
 
 
 def table_output(table: str | os.PathLike, out_dir: str | os.PathLike | None) -> Path:
     """The CSV that :func:`predict_table` writes for ``table``."""
     return _beside(table, out_dir, "_predictions.csv")
+
+
+@dataclass(frozen=True)
+class TablePrediction:
+    """What :func:`predict_table` found: spectra per label value (0 = unknown) and, when the
+    table has labels, the score over its labelled rows (labels the model does not know count
+    as wrong)."""
+
+    counts: dict[int, int]
+    score: Scores | None
+    labelled: int
 
 
 def predict_table(
@@ -308,7 +361,35 @@ def predict_table(
     batch_size: int = PREDICT_BATCH,
 ) -> TablePrediction:
     """Classify each row of ``table`` (a CSV or 2-D .npy of spectra; ``label_column``, when
-    given, holds true labels, which are then scored) and write ``path`` (see
-    :func:`dltools.spectral.reports.predict_table`)."""
-    spectra = read_table(table, label_column)
-    return reports.predict_table(model, spectra, path, unknown_below, batch_size)
+    given, holds true labels, which are then scored) and write ``path`` (CSV: row, value,
+    class, one probability per class, and the true value when the table has labels)."""
+    table = read_table(table, label_column)
+    classes = model.config["classes"]
+    classify = inference.Classify(
+        model, table.spectra.shape[1], unknown_below=unknown_below, batch_size=batch_size
+    )
+    found = classify(table.spectra)
+    named = dict(zip(classes["values"], classes["names"], strict=True))
+    truth = None
+    if table.labels is not None:
+        names = [named.get(v, f"class {v}") for v in range(1, max(classes["values"]) + 1)]
+        truth = table.classes(names if table.labels.dtype.kind != "i" else None)[0]
+    header = ["row", "value", "class", *(f"p_{name}" for name in classes["names"])]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header + ([] if truth is None else ["true_value"]))
+        for i, (value, scores) in enumerate(zip(found["classes"], found["scores"], strict=True)):
+            row = [i + 1, int(value), named.get(int(value), "unknown")]
+            row += [f"{p:.6g}" for p in scores]
+            writer.writerow(row + ([] if truth is None else [int(truth[i])]))
+    if truth is None:
+        return TablePrediction(classify.summary(found["counts"]), None, 0)
+    labelled = truth > 0
+    known = np.union1d([0, *classes["values"]], truth[labelled])
+    result = score(
+        np.searchsorted(known, truth[labelled]),
+        np.searchsorted(known, found["classes"][labelled]),
+        [{0: "unknown", **named}.get(v, f"class {v}") for v in known.tolist()],
+    )
+    return TablePrediction(classify.summary(found["counts"]), result, int(labelled.sum()))
