@@ -102,7 +102,14 @@ def test_console_entry_point_dispatches_to_split(image_dir: Path, capsys) -> Non
     assert dltools_main(["split", "-i", str(image_dir), "-p", "0.25", "--seed", "0"]) == 0
     n_images = len(list(DEMO_IMAGES.glob("*.jpg")))
     assert len(list((image_dir.parent / "train").iterdir())) == int(0.25 * n_images)
+    capsys.readouterr()
     assert dltools_main(["no-such-step"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: unknown step 'no-such-step'; dltools --help lists the steps\n"
+    assert dltools_main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("dltools ")
+    assert dltools_main(["--help"]) == 0
+    assert "--version" in capsys.readouterr().out
 
 
 def test_every_step_explains_its_options(capsys) -> None:
@@ -115,6 +122,7 @@ def test_every_step_explains_its_options(capsys) -> None:
         text = capsys.readouterr().out
         assert "usage:" in text and "--" in text
         assert "(default: None" not in text, step  # every default is said in words
+        assert "(default: [" not in text, step  # lists as they are typed
 
 
 def test_cp_mat_puts_results_beside_their_images(image_dir: Path, tmp_path: Path) -> None:

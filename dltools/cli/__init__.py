@@ -33,6 +33,7 @@ def _usage() -> str:
     width = max(len(name) for name in STEPS)
     lines = ["usage: dltools <step> [options]   (dltools <step> --help for a step's options)", ""]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in STEPS.items()]
+    lines += ["", f"  {'--version':<{width}}  print the version of dltools"]
     return "\n".join(lines)
 
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     step = argv[0]
     if step not in STEPS:
-        print(f"dltools: unknown step {step!r}\n\n{_usage()}", file=sys.stderr)
+        print(f"error: unknown step {step!r}; dltools --help lists the steps", file=sys.stderr)
         return 2
     module = importlib.import_module(f"dltools.cli.{STEPS[step][0]}")
     return module.main(argv[1:])

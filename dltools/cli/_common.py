@@ -17,14 +17,15 @@ from tqdm import tqdm
 from dltools.errors import DltoolsError, DltoolsWarning
 from dltools.io.outputs import ensure_new, remove_staging
 from dltools.raster.bands import BANDS_HELP, parse_bands, parse_range
-from dltools.scale.executor import DASK_HELP, Executor, InProcess, open_executor
+from dltools.scale.executor import Executor, InProcess, open_executor
 
 T = TypeVar("T")
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
     """Help that ends with ``(default: X)`` where an option has a default its text does not
-    already state: not for required options, options without a default, or on/off flags."""
+    already state: not for required options, options without a default, or on/off flags.
+    A list is shown as it is typed (``50 30 10``; an empty one as ``none``)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -36,6 +37,8 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
             or not action.option_strings
         ):
             return text
+        if isinstance(action.default, list | tuple):  # as typed: 50 30 10, or none
+            return f"{text} (default: {' '.join(map(str, action.default)) or 'none'})"
         return f"{text} (default: %(default)s)"
 
 
@@ -133,11 +136,23 @@ def label_classes(args: argparse.Namespace):
     return classes.names, classes.colors if args.labeldefs else None
 
 
+def add_dask(parser: argparse.ArgumentParser, units: str = "one image each") -> None:
+    """``--dask``, whose help says what its ``units`` of work are."""
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS|local[:N]",
+        help=f"run the units of work ({units}) on a Dask cluster: local[:N] starts a "
+        "LocalCluster of N worker processes (default N: all cores) for this run; an address "
+        "(tcp://host:8786) uses a running scheduler (see README, Scale out). Outputs are the "
+        "same as without it (default: in this process, no cluster)",
+    )
+
+
 def add_folder_options(
-    parser: argparse.ArgumentParser, what: str = "image", dask: bool = False
+    parser: argparse.ArgumentParser, what: str = "image", dask: str | None = None
 ) -> None:
-    """``--keep-going``, ``--skip-existing`` / ``--resume`` and with ``dask`` ``--dask``: runs
-    over many inputs (see :func:`run_each`)."""
+    """``--keep-going``, ``--skip-existing`` / ``--resume`` and, with ``dask`` (what its units
+    of work are), ``--dask``: runs over many inputs (see :func:`run_each`)."""
     parser.add_argument(
         "--keep-going",
         action="store_true",
@@ -155,7 +170,7 @@ def add_folder_options(
         "killed run) is done again and they are replaced",
     )
     if dask:
-        parser.add_argument("--dask", metavar="ADDRESS|local[:N]", help=DASK_HELP)
+        add_dask(parser, dask)
 
 
 def dask_executor(args: argparse.Namespace) -> Executor:

@@ -23,7 +23,8 @@ def add_crf_options(
         "--scale",
         type=float,
         default=defaults.scale,
-        help="colour std of the bilateral kernel (default: %(default)s)",
+        help="colour std of the bilateral kernel, in 8-bit grey levels (other dtypes are "
+        "stretched to 0-255 first; default: %(default)s)",
     )
     crf.add_argument(
         "--compat",

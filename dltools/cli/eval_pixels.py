@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from dltools.cli._common import (
+    add_dask,
     add_force,
     add_label_colors,
     dask_executor,
@@ -23,7 +24,6 @@ from dltools.pipeline.evaluate_pixels import (
     report_paths,
     write_reports,
 )
-from dltools.scale.executor import DASK_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "-i", "--input", dest="pred_dir", required=True, metavar="DIR", help="the predictions"
+        "-i",
+        "--input",
+        dest="pred_dir",
+        required=True,
+        metavar="DIR",
+        help="the folder of predictions (step 6's *_ares*.mat files, label rasters, ...; see "
+        "--pred-glob)",
     )
     parser.add_argument(
         "-o", "--out-dir", metavar="REPORT_DIR", help="where reports go (default: DIR)"
@@ -70,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model had no tiles for) as errors, instead of stopping: without it a class that occurs "
         "on one side but is not named on the other is an error, to catch mismatched names",
     )
-    parser.add_argument("--dask", metavar="ADDRESS|local[:N]", help=DASK_HELP)
+    add_dask(parser, "one prediction and its manual label each")
     add_force(parser)
     return parser
 

@@ -136,7 +136,9 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     io = parser.add_argument_group("inputs and outputs")
     io.add_argument("--name", required=True, metavar="RUN", help="run folder to write")
-    io.add_argument("--data-dir", metavar="DIR", help="training data (see above)")
+    io.add_argument(
+        "--data-dir", metavar="DIR", help="training data (see above); required unless --resume"
+    )
     io.add_argument(
         "--label-dir",
         metavar="DIR",
@@ -430,7 +432,7 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         f"uncertainty_ranking_{tag}.csv",
     )
     add_bands(parser, training=False)
-    add_folder_options(parser, dask=True)
+    add_folder_options(parser, dask="one image each, and each part of an image larger than --block")
     if crf:
         group = parser.add_argument_group("CRF scale and processes")
         group.add_argument(

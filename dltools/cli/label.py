@@ -175,7 +175,7 @@ def build_parser(geotiff: bool = False) -> argparse.ArgumentParser:
     )
     add_vector_options(parser)
     batch = parser.add_argument_group("batch replay (-i FOLDER --doodles FOLDER)")
-    add_folder_options(batch, dask=True)
+    add_folder_options(batch, dask="one image and its strokes each")
     add_force(parser)
     return parser
 

@@ -36,8 +36,9 @@ def _add_shape_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=defaults.simplify,
         metavar="TOL",
-        help="simplify outlines with this tolerance in CRS units (pixels without a CRS), "
-        "keeping them valid; 0 keeps the exact pixel edges (default: %(default)s)",
+        help="simplify outlines with this tolerance in CRS units (metres for UTM, degrees for "
+        "EPSG:4326; pixels without a CRS), keeping them valid; 0 keeps the exact pixel edges "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--vector-window",

@@ -9,6 +9,7 @@ import numpy as np
 
 from dltools.cli._common import (
     add_bands,
+    add_dask,
     add_force,
     add_label_colors,
     add_seed,
@@ -34,7 +35,7 @@ from dltools.pipeline.retile import (
     library_folder,
     retile,
 )
-from dltools.scale.executor import DASK_HELP, Executor
+from dltools.scale.executor import Executor
 
 
 def tile_size(
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="if OUT/tile_<t> exists (a finished earlier run; libraries appear whole or not at "
         "all), do nothing",
     )
-    parser.add_argument("--dask", metavar="ADDRESS|local[:N]", help=DASK_HELP)
+    add_dask(parser, "one labelled image each")
     add_seed(parser)
     add_force(parser)
     return parser

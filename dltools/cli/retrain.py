@@ -151,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="score the validation tiles every N steps (default: %(default)s)",
     )
     aug = parser.add_argument_group(
-        "random distortions of training tiles (while fine-tuning; without it, the softmax layer "
-        "trains on features computed for every batch: slow)"
+        "random distortions of training tiles (applied while fine-tuning; with "
+        "--fine_tune_layers 0 they apply to the softmax layer's training instead, whose features "
+        "are then computed for every batch: slow)"
     )
     aug.add_argument(
         "--flip_left_right",

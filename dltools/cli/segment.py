@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from dltools.cli._common import (
     add_bands,
+    add_dask,
     add_folder_options,
     add_force,
     add_seed,
@@ -38,9 +39,11 @@ if TYPE_CHECKING:
     from dltools.models.loader import TileModel
 
 
-def _add_options(parser: argparse.ArgumentParser) -> None:
+def _add_options(parser: argparse.ArgumentParser, folders: bool = True) -> None:
+    """The options of both parsers; ``folders``: runs over several images (--keep-going,
+    --skip-existing), else one image whose windows may still run on Dask."""
     from dltools.engines.refine import DEFAULT_REFINER
-    from dltools.pipeline.segment import METHODS
+    from dltools.pipeline.segment import BLOCK, METHODS
 
     parser.add_argument(
         "--refine",
@@ -68,14 +71,20 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--block",
         type=int,
-        default=8192,
+        default=BLOCK,
         metavar="PX",
         help="images with a longer side are read, segmented and written in windows of PX "
         "pixels (bounded memory; the class map and probabilities then go to <name>_ares_<t>.tif "
         "and _prob.tif, not to a .mat, also for plain photos; default: %(default)s)",
     )
     add_bands(parser, training=False)
-    add_folder_options(parser, dask=True)
+    if folders:
+        add_folder_options(
+            parser, dask="one image each, and each window of an image larger than --block"
+        )
+    else:
+        add_dask(parser, "each window of an image larger than --block")
+        parser.set_defaults(keep_going=False, skip_existing=False)
     add_seed(parser)
     add_vector_options(parser)
     add_force(parser)
@@ -130,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--prob",
         type=float,
         default=0.5,
-        help="the CRF's confidence in the tile labels (default: %(default)s)",
+        help="with --refine crf: the CRF's confidence in the tile labels, 0-1 (the other "
+        "refiners learn from the tile labels and ignore it; default: %(default)s)",
     )
     parser.add_argument(
         "--decim",
@@ -170,7 +180,11 @@ def build_original_parser() -> argparse.ArgumentParser:
         help="tiles whose top probability is below this are left unknown for the refiner",
     )
     parser.add_argument(
-        "prob", metavar="PROB", type=float, help="the CRF's confidence in the tile labels"
+        "prob",
+        metavar="PROB",
+        type=float,
+        help="with --refine crf: the CRF's confidence in the tile labels, 0-1 (ignored by the "
+        "other refiners)",
     )
     parser.add_argument(
         "decim", metavar="DECIM", type=int, help="classify every DECIM-th tile (1: all)"
@@ -178,7 +192,7 @@ def build_original_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "fct", metavar="FCT", type=float, help="working scale of the refiner (0 < FCT <= 1)"
     )
-    _add_options(parser)
+    _add_options(parser, folders=False)
     return parser
 
 

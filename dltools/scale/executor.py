@@ -27,13 +27,6 @@ from dltools.errors import DltoolsError
 T = TypeVar("T")
 R = TypeVar("R")
 
-DASK_HELP = (
-    "run the units of work (one image or image pair each; for segment also each window of a "
-    "raster larger than --block) on a Dask cluster: local[:N] starts a LocalCluster of N "
-    "worker processes (default N: all cores) for this run; an address (tcp://host:8786) uses "
-    "a running scheduler (see README, Scale out). Outputs are the same as without it "
-    "(default: in this process, no cluster)"
-)
 CONNECT_TIMEOUT = 5.0  # seconds to reach a scheduler before --dask ADDRESS is an error
 IN_FLIGHT_PER_WORKER = 2  # units submitted per worker at a time (bounds the client's memory)
 THREAD_VARIABLES = (
