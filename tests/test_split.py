@@ -96,6 +96,8 @@ def test_script_runs_and_reports_errors_with_status_2(image_dir: Path) -> None:
     again = subprocess.run(args, capture_output=True, text=True, check=False)
     assert again.returncode == 2
     assert again.stderr.startswith("error:") and "Traceback" not in again.stderr
+    shown = subprocess.run([*args[:2], "--help"], capture_output=True, text=True, check=True)
+    assert shown.stdout.startswith("usage: images_split_train_test.py [-h]")  # not dltools split
 
 
 def test_console_entry_point_dispatches_to_split(image_dir: Path, capsys) -> None:

@@ -136,6 +136,14 @@ def label_classes(args: argparse.Namespace):
     return classes.names, classes.colors if args.labeldefs else None
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; run as a script (``argv`` None: ``sys.argv``), its usage
+    names the script (e.g. ``retile.py``) rather than the ``dltools`` subcommand."""
+    if argv is None:
+        parser.prog = Path(sys.argv[0]).name
+    return parser.parse_args(argv)
+
+
 def add_dask(parser: argparse.ArgumentParser, units: str = "one image each") -> None:
     """``--dask``, whose help says what its ``units`` of work are."""
     parser.add_argument(

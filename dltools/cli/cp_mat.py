@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dltools.cli._common import add_force, reports_errors, show_progress
+from dltools.cli._common import add_force, parse_args, reports_errors, show_progress
 from dltools.pipeline.split import copy_results_to_split
 
 
@@ -47,4 +47,4 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))

@@ -11,6 +11,7 @@ from dltools.cli._common import (
     add_label_colors,
     dask_executor,
     label_classes,
+    parse_args,
     reports_errors,
 )
 from dltools.io.discovery import PRED_GLOB, TRUE_GLOB
@@ -125,4 +126,4 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dltools.cli._common import add_force, add_seed, reports_errors
+from dltools.cli._common import add_force, add_seed, parse_args, reports_errors
 from dltools.io.labels import read_labels
 from dltools.io.outputs import ensure_new
 from dltools.io.tile_library import list_tile_classes
@@ -95,4 +95,4 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from dltools.cli._common import DefaultsHelpFormatter, add_force, reports_errors, show_progress
+from dltools.cli._common import (
+    DefaultsHelpFormatter,
+    add_force,
+    parse_args,
+    reports_errors,
+    show_progress,
+)
 from dltools.pipeline.features import INDEX_ABOVE, INDEXING, embed, feature_paths, index_path
 
 
@@ -90,4 +96,4 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))

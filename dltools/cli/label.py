@@ -14,6 +14,7 @@ from pathlib import Path
 from dltools.cli._common import (
     add_folder_options,
     add_force,
+    parse_args,
     reports_errors,
     require_input,
     run_each,
@@ -355,8 +356,8 @@ def run_geotiff(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))
 
 
 def main_geotiff(argv: list[str] | None = None) -> int:
-    return run_geotiff(build_parser(geotiff=True).parse_args(argv))
+    return run_geotiff(parse_args(build_parser(geotiff=True), argv))

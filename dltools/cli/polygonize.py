@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from dltools.cli._common import add_force, reports_errors
+from dltools.cli._common import add_force, parse_args, reports_errors
 from dltools.io.labels import read_labels
 from dltools.io.outputs import ensure_new
 from dltools.pipeline.polygonize import PolygonizeParams, polygonize_raster
@@ -121,4 +121,4 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))

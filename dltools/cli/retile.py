@@ -16,6 +16,7 @@ from dltools.cli._common import (
     band_options,
     dask_executor,
     label_classes,
+    parse_args,
     reports_errors,
     require_input,
     show_progress,
@@ -238,4 +239,4 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))

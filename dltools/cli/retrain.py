@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dltools.cli._common import add_force, add_seed, reports_errors, show_progress
+from dltools.cli._common import add_force, add_seed, parse_args, reports_errors, show_progress
 from dltools.models.recipes import (
     FINE_TUNE_STEPS,
     LEGACY,
@@ -290,4 +290,4 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))

@@ -18,6 +18,7 @@ from dltools.cli._common import (
     add_seed,
     add_uncertainty,
     band_options,
+    parse_args,
     ranking_images,
     reports_errors,
     run_each,
@@ -293,10 +294,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))
 
 
 def main_original(argv: list[str] | None = None) -> int:
-    args = build_original_parser().parse_args(argv)
+    args = parse_args(build_original_parser(), argv)
     args.images = [args.image]
     return run(args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dltools.cli._common import reports_errors
+from dltools.cli._common import parse_args, reports_errors
 from dltools.errors import DltoolsError
 
 DEFAULT_PORT = 8000
@@ -97,4 +97,4 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``dltools serve ...``; return the exit status."""
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))

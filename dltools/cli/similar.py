@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dltools.cli._common import DefaultsHelpFormatter, add_force, reports_errors
+from dltools.cli._common import DefaultsHelpFormatter, add_force, parse_args, reports_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,4 +77,4 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dltools.cli._common import add_seed, reports_errors, require_input, show_progress
+from dltools.cli._common import add_seed, parse_args, reports_errors, require_input, show_progress
 from dltools.pipeline.split import split_folder
 
 
@@ -54,4 +54,4 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(build_parser(), argv))
