@@ -1,12 +1,13 @@
 """The window maths of every step: grids of windows, halos, blend ramps and blended assembly.
 
 Windows are :class:`rasterio.windows.Window` objects or ``(start, stop)`` spans along one axis.
-Three layouts cover a raster:
+The layouts that cover a raster:
 
 - :func:`iter_windows`: fixed-size windows on a regular grid, clipped at the edges;
   :func:`strip_windows`: whole-width strips of a number of rows;
 - :func:`window_origins` and :func:`block_windows`: only whole windows (tile libraries), found
-  and read in blocks of about ``block`` pixels;
+  and read in blocks of about ``block`` pixels; :func:`tile_origins` adds the windows aligned
+  with the far edges (:func:`edge_aligned_origins`), so that every pixel is in one;
 - :func:`covering_windows` / :func:`spread_spans`: overlapping windows that cover every pixel,
   blended by :func:`blend_weights` / :func:`span_weights` so that no seam shows;
   :func:`blend_blocks` assembles predictions in bounded memory, whole or in independent
