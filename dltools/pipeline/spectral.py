@@ -239,13 +239,13 @@ def apply(
         "decode": inference.decode_raster,
         "reconstruct": inference.reconstruct_cube,
     }[verb]
-    errors = run(model, cube, paths[0], block, progress, batch_size, executor)
+    errors = run(model, cube, paths[0], block, progress, batch_size, executor)  # or None
     if len(paths) > 1 and verb == "encode":
         title = f"{cube.path.name}: latent bands"
         save_figure(latent_figure(read_overview(paths[0]), title), paths[1])
     elif len(paths) > 1:
         _write_reconstruction_figure(model, cube, pixels, batch_size, paths[1])
-    return errors if verb == "reconstruct" else None
+    return errors
 
 
 def _write_reconstruction_figure(
@@ -269,11 +269,15 @@ class PredictOutputs:
     the outputs of one layer."""
 
     classes: Path
-    style: Path
     picture: Path
     figure: Path | None
     scores: Path | None
     features: Path | None
+
+    @property
+    def style(self) -> Path:
+        """The ``.qml`` QGIS style written with the class raster."""
+        return qml_path(self.classes)
 
     @property
     def files(self) -> list[Path]:
@@ -290,7 +294,6 @@ def predict_outputs(
     classes = _beside(cube.path, out_dir, "_classes.tif")
     return PredictOutputs(
         classes,
-        qml_path(classes),
         _beside(cube.path, out_dir, "_classes.png"),
         _beside(cube.path, out_dir, "_classes_figure.png") if _figure_allowed(cube) else None,
         _beside(cube.path, out_dir, "_scores.tif") if scores else None,
