@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dltools.cli._common import (
     DefaultsHelpFormatter,
+    add_dask,
     add_force,
     add_seed,
     dask_executor,
@@ -96,15 +97,7 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         default=PREDICT_BATCH,
         help="spectra per network call; with --block, this bounds the memory used",
     )
-    parser.add_argument(
-        "--dask",
-        metavar="ADDRESS|local[:N]",
-        help="run the windows of --block pixels on a Dask cluster: local[:N] starts a "
-        "LocalCluster of N worker processes (default N: all cores) for this run; an address "
-        "(tcp://host:8786) uses a running scheduler (see README, Scale out). Each worker "
-        "loads the model once; the outputs are the same as without it (default: in this "
-        "process, no cluster)",
-    )
+    add_dask(parser, "each window of --block pixels; every worker loads the model once")
     add_force(parser)
 
 
