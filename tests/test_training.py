@@ -109,3 +109,62 @@ def test_fit_runs_phases_in_turn_resumes_mid_phase_and_stops_all_phases_early():
     assert history["epoch"] == [0, 1, 2, 3] and history["score"] == scores[:4]
     for now, kept in zip(model.get_weights(), best[1], strict=True):
         np.testing.assert_array_equal(now, kept)
+
+
+def test_the_tile_classifier_trains_through_fit_scored_every_interval_keeping_the_best():
+    import tf_keras
+
+    from dltools.models.classifier import Evaluations, StepTrainer, random_batches
+    from dltools.models.training import Phase, fit
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 90 + [1] * 10)  # a rare class
+    data = (rng.normal(size=(100, 4)) + 3 * labels[:, None]).astype(np.float32)
+    drawn = [y for _, y in random_batches(data, labels, 50, True, seed=1).take(20)]
+    again = [y for _, y in random_batches(data, labels, 50, True, seed=1).take(20)]
+    assert all(np.array_equal(a, b) for a, b in zip(drawn, again, strict=True))
+    assert 0.4 < np.mean(np.concatenate(drawn)) < 0.6  # balanced draws: half are the rare class
+
+    head = tf_keras.layers.Dense(2, activation="softmax")
+    head.build((None, 4))
+
+    def train(steps, interval, patience, accuracies=None):
+        """Train the head; validation accuracies scripted by evaluation (else measured)."""
+        seen = []
+
+        def predict_validation():
+            seen.append([w.copy() for w in head.get_weights()])
+            if accuracies is None:
+                return head(data).numpy()
+            right = accuracies[len(seen) - 1] * len(labels)
+            return np.eye(2)[np.where(np.arange(len(labels)) < right, labels, 1 - labels)]
+
+        evaluations = Evaluations("train", steps, interval, predict_validation, labels, patience)
+        batches = random_batches(data, labels, 16, True, seed=0)
+        optimizer = tf_keras.optimizers.SGD(0.5)
+        trainer = StepTrainer(head, head.trainable_variables)
+        fit(
+            trainer,
+            lambda e: batches,
+            [Phase(0, steps, lambda: optimizer)],
+            None,
+            [evaluations],
+            steps_per_epoch=1,
+        )
+        return evaluations.history, seen
+
+    history, _ = train(20, 6, patience=0)
+    assert [h["step"] for h in history] == [
+        6,
+        12,
+        18,
+        20,
+    ]  # every interval, and after the last step
+    assert history[-1]["validation_accuracy"] > 0.9 and history[-1]["train_loss"] is not None
+
+    history, seen = train(30, 3, patience=2, accuracies=[0.5, 0.9, 0.6, 0.8, 1.0])
+    assert [h["step"] for h in history] == [0, 3, 6, 9]  # scored before the first step too
+    assert history[0]["train_loss"] is None and history[1]["validation_accuracy"] == 0.9
+    for now, best in zip(head.get_weights(), seen[1], strict=True):
+        np.testing.assert_array_equal(now, best)  # step 3's weights are back
+    assert not np.array_equal(seen[1][0], seen[3][0])

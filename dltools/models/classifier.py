@@ -1,10 +1,12 @@
 """The tile classifier: a feature extractor plus a softmax layer, and how it is trained.
 
-Training runs in steps of one random batch each (drawn with replacement, as the original
-retrain.py did; with ``balance`` every class is equally likely in a draw). Every
-``eval_interval`` steps the validation set is scored; with ``patience`` the run stops after that
-many evaluations without a better validation accuracy and keeps the best weights. Scores go to
-TensorBoard when a :class:`Summaries` is given.
+Training runs through the one training loop (:func:`dltools.models.training.fit`) in steps of
+one random batch each (:func:`random_batches`: drawn with replacement, as the original
+retrain.py did; with ``balance`` every class is equally likely in a draw), each step one Keras
+epoch of a :class:`StepTrainer`. Every ``eval_interval`` steps :class:`Evaluations` scores the
+validation set; with ``patience`` the run stops after that many evaluations without a better
+validation accuracy and keeps the best weights. Scores go to TensorBoard when a
+:class:`Summaries` is given.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,101 +203,121 @@ def sampling_probabilities(labels: np.ndarray, balance: bool) -> np.ndarray | No
     return weights / weights.sum()
 
 
-def train_step_function(
-    forward: Callable[[tf.Tensor], tf.Tensor],
-    variables: list[tf.Variable],
-    optimizer: tf_keras.optimizers.Optimizer,
-) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
-    """One gradient step on ``variables`` for a batch: ``(x, y) -> (loss, accuracy)``."""
+def random_batches(
+    data: np.ndarray, labels: np.ndarray, batch_size: int, balance: bool, seed: int
+) -> tf.data.Dataset:
+    """Endless ``(data[i], labels[i])`` batches of ``batch_size`` samples drawn with replacement.
 
-    @tf.function(reduce_retracing=True)
-    def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            probabilities = forward(x)
-            loss = tf.reduce_mean(tf_keras.losses.sparse_categorical_crossentropy(y, probabilities))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        hits = tf.equal(tf.argmax(probabilities, axis=-1, output_type=y.dtype), y)
-        return loss, tf.reduce_mean(tf.cast(hits, tf.float32))
-
-    return step
-
-
-@dataclass
-class StepPhase:
-    """One training phase: ``step(indices)`` trains on those training samples and returns
-    (loss, accuracy); ``predict_validation()`` gives the (N_val, K) validation probabilities;
-    ``variables`` are what it changes (saved and restored for early stopping)."""
-
-    name: str
-    steps: int
-    step: Callable[[np.ndarray], tuple[float, float]]
-    predict_validation: Callable[[], np.ndarray]
-    variables: list[tf.Variable]
-
-
-def fit_steps(
-    phase: StepPhase,
-    train_labels: np.ndarray,
-    validation_labels: np.ndarray,
-    batch_size: int,
-    eval_interval: int,
-    balance: bool = False,
-    patience: int = 0,
-    seed: int = 0,
-    first_step: int = 0,
-    summaries: Summaries | None = None,
-    log: Callable[[str], None] = lambda _: None,
-) -> list[dict]:
-    """Run ``phase``; return its history: one dict per evaluation (phase, step, HISTORY_KEYS).
-
-    With ``patience`` > 0 the phase is scored before its first step too, stops after
-    ``patience`` evaluations without a higher validation accuracy, and ends with the best
-    weights seen (possibly those it started with).
+    ``data``: (N, ...) samples (tiles or bottlenecks); ``labels``: (N,) int classes. With
+    ``balance`` every class is equally likely in a draw. The draws depend on ``seed`` alone.
     """
     rng = np.random.default_rng(seed)
-    draw = sampling_probabilities(train_labels, balance)
-    history: list[dict] = []
-    weights = (
-        lambda: [v.numpy() for v in phase.variables],
-        lambda values: [v.assign(x) for v, x in zip(phase.variables, values, strict=True)],
-    )
-    keep = KeepBest(patience, weights if patience else None)
+    draw = sampling_probabilities(labels, balance)
 
-    def score(step: int, train: tuple[float, float]) -> bool:
+    def draws() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        while True:
+            indices = rng.choice(len(labels), size=batch_size, p=draw)
+            yield data[indices], labels[indices]
+
+    signature = (
+        tf.TensorSpec((batch_size, *data.shape[1:]), tf.as_dtype(data.dtype)),
+        tf.TensorSpec((batch_size,), tf.as_dtype(labels.dtype)),
+    )
+    return tf.data.Dataset.from_generator(draws, output_signature=signature)
+
+
+class StepTrainer(tf_keras.Model):
+    """Trains ``variables`` through ``forward`` (tiles or bottlenecks -> (N, K) probabilities)
+    with cross entropy, for :func:`dltools.models.training.fit`: its logs are the ``loss`` and
+    ``accuracy`` of the last batch."""
+
+    def __init__(self, forward: Callable[[tf.Tensor], tf.Tensor], variables: Sequence[tf.Variable]):
+        super().__init__()
+        self.forward, self.tuned = forward, list(variables)
+
+    def train_step(self, data: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
+        x, y = data
+        with tf.GradientTape() as tape:
+            probabilities = self.forward(x)
+            loss = tf.reduce_mean(tf_keras.losses.sparse_categorical_crossentropy(y, probabilities))
+        gradients = tape.gradient(loss, self.tuned)
+        self.optimizer.apply_gradients(zip(gradients, self.tuned, strict=True))
+        hits = tf.equal(tf.argmax(probabilities, axis=-1, output_type=y.dtype), y)
+        return {"loss": loss, "accuracy": tf.reduce_mean(tf.cast(hits, tf.float32))}
+
+
+class Evaluations(tf_keras.callbacks.Callback):
+    """Scores the validation set every ``interval`` steps and after the last of ``steps`` (each
+    step one Keras epoch of one batch), for a :class:`StepTrainer` in training phase ``name``.
+
+    ``predict_validation()`` gives the (N_val, K) validation probabilities. With ``patience``
+    > 0 the phase is scored before its first step too, stops after ``patience`` evaluations
+    without a higher validation accuracy and ends with the best weights of the trainer's
+    variables seen (possibly those it started with). :attr:`history` holds one dict per
+    evaluation (phase, step, HISTORY_KEYS); steps are numbered from ``first_step``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        steps: int,
+        interval: int,
+        predict_validation: Callable[[], np.ndarray],
+        validation_labels: np.ndarray,
+        patience: int = 0,
+        first_step: int = 0,
+        summaries: Summaries | None = None,
+        log: Callable[[str], None] = lambda _: None,
+    ):
+        super().__init__()
+        self.name, self.steps, self.interval, self.first_step = name, steps, interval, first_step
+        self.predict_validation, self.validation_labels = predict_validation, validation_labels
+        self.patience, self.summaries, self.log = patience, summaries, log
+        self.history: list[dict] = []
+
+    def _score(self, step: int, train: tuple[float, float]) -> bool:
         """Evaluate, log, remember the best; True when patience has run out."""
-        validation = evaluate(phase.predict_validation(), validation_labels)
+        validation = evaluate(self.predict_validation(), self.validation_labels)
         values = (*train, validation.loss, validation.accuracy)
-        history.append(
-            {"phase": phase.name, "step": step}
+        self.history.append(
+            {"phase": self.name, "step": step}
             | {
                 key: None if np.isnan(value) else value
                 for key, value in zip(HISTORY_KEYS, values, strict=True)
             }
         )
-        log(
-            f"{phase.name} step {step}: train accuracy {100 * train[1]:.1f}%, cross entropy "
+        self.log(
+            f"{self.name} step {step}: train accuracy {100 * train[1]:.1f}%, cross entropy "
             f"{train[0]:.3f}; validation accuracy {100 * validation.accuracy:.1f}% "
-            f"(N={len(validation_labels)})"
+            f"(N={len(self.validation_labels)})"
         )
-        if summaries is not None:
-            summaries.write(step, train, validation)
-        return keep.update(validation.accuracy)
+        if self.summaries is not None:
+            self.summaries.write(step, train, validation)
+        return self.keep.update(validation.accuracy)
 
-    if patience:
-        score(first_step, (float("nan"), float("nan")))
-    for i in range(1, phase.steps + 1):
-        indices = rng.choice(len(train_labels), size=batch_size, p=draw)
-        train = phase.step(indices)
-        if i % eval_interval == 0 or i == phase.steps:
-            if score(first_step + i, train):
-                log(f"{phase.name}: no better validation accuracy in {patience} evaluations; stop")
-                break
-    if keep.restore():
-        log(
-            f"{phase.name}: kept the weights of the best validation accuracy "
-            f"({100 * keep.best:.1f}%)"
-        )
-    return history
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        weights = self.model.get_weights, self.model.set_weights
+        self.keep = KeepBest(self.patience, weights if self.patience else None)
+        if self.patience:
+            self._score(self.first_step, (float("nan"), float("nan")))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        step = epoch + 1
+        if step % self.interval and step != self.steps:
+            return
+        train = (float(logs["loss"]), float(logs["accuracy"]))
+        if self._score(self.first_step + step, train):
+            self.log(
+                f"{self.name}: no better validation accuracy in {self.patience} evaluations; stop"
+            )
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.keep.restore():
+            self.log(
+                f"{self.name}: kept the weights of the best validation accuracy "
+                f"({100 * self.keep.best:.1f}%)"
+            )
 
 
 def image_forward(

@@ -1,13 +1,14 @@
 """The training loop of every network: phases, early stopping, checkpoints, resume.
 
 A training run is a list of :class:`Phase`\\ s over epochs (e.g. the FCN's frozen encoder,
-then the whole network). :func:`fit` runs a compiled Keras 3 model through them from any
-epoch, so that a run resumed from its checkpoint sees the phases and batches of an
-uninterrupted one; each new phase starts with a fresh optimiser, a phase resumed in its
-middle keeps the checkpoint's. Early stopping (:class:`KeepBest`, here as the callback
-:class:`EarlyStopping`) watches one validation score, ends all phases when it stops
-improving and can put back the best weights. The tile classifier of step 4 trains in steps
-on cached bottlenecks (:func:`dltools.models.classifier.fit_steps`) with the same
+then the whole network). :func:`fit` runs a Keras model (Keras 3, or tf_keras for the tile
+classifier's TF-Hub modules) through them from any epoch, so that a run resumed from its
+checkpoint sees the phases and batches of an uninterrupted one; each new phase starts with a
+fresh optimiser, a phase resumed in its middle keeps the checkpoint's. Early stopping
+(:class:`KeepBest`, here as the callback :class:`EarlyStopping`) watches one validation
+score, ends all phases when it stops improving and can put back the best weights. The tile
+classifier of step 4 trains one random batch an epoch
+(:class:`dltools.models.classifier.StepTrainer`), scored every few steps with the same
 :class:`KeepBest`.
 """
 
@@ -19,9 +20,12 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
+
+if TYPE_CHECKING:
+    import tf_keras
 
 from dltools.io.outputs import atomic_path
 
@@ -107,16 +111,17 @@ def save(model: keras.Model, path: str | os.PathLike) -> None:
 
 
 def fit(
-    model: keras.Model,
+    model: keras.Model | tf_keras.Model,
     batches: Callable[[int], Any],
     phases: Sequence[Phase],
-    loss: keras.losses.Loss | str | Callable,
-    callbacks: Sequence[keras.callbacks.Callback],
+    loss: keras.losses.Loss | str | Callable | None,
+    callbacks: Sequence[keras.callbacks.Callback | tf_keras.callbacks.Callback],
     epochs_done: int = 0,
     validation: Callable[[], Any] | None = None,
     metrics: Sequence[str] = (),
     shuffle: bool = False,
     verbose: int = 0,
+    steps_per_epoch: int | None = None,
 ) -> dict[str, list[float]]:
     """Train ``model`` phase by phase from epoch ``epochs_done``; return the history.
 
@@ -125,7 +130,8 @@ def fit(
     batches scored after each epoch (``val_*`` logs). The history maps each log to one
     value per epoch trained, plus ``"epoch"`` (0-based). Early stopping (a callback that
     sets ``model.stop_training``) ends all phases. ``shuffle``: Keras shuffles the order of
-    a ``PyDataset``'s batches in each epoch.
+    a ``PyDataset``'s batches in each epoch; ``steps_per_epoch``: batches an epoch (None: the
+    whole of ``batches``).
     """
     history: dict[str, list[float]] = {"epoch": []}
     for phase in phases:
@@ -147,6 +153,7 @@ def fit(
                 callbacks=list(callbacks),
                 shuffle=shuffle,
                 verbose=verbose,
+                steps_per_epoch=steps_per_epoch,
             )
         history["epoch"] += result.epoch
         for key, values in result.history.items():

@@ -33,19 +33,20 @@ from dltools.io.tile_library import (
     read_tiles,
     source_image,
 )
+from dltools.models import training
 from dltools.models.bottlenecks import BottleneckCache, compute_bottlenecks
 from dltools.models.classifier import (
     SPLITS,
     Augmentation,
-    StepPhase,
+    Evaluations,
+    StepTrainer,
     Summaries,
     build_tile_classifier,
-    fit_steps,
     head_layer,
     image_forward,
+    random_batches,
     split_by_group,
     split_by_name,
-    train_step_function,
 )
 from dltools.models.hub import (
     SCRATCH,
@@ -245,28 +246,30 @@ def retrain(
     infer = tf.function(lambda x: model(prepare_images(x, image_size), training=False))
 
     def run(name, steps, data, forward, variables, optimizer, predict, first_step, seed):
-        step = train_step_function(forward, variables, optimizer)
         train_data, val_data = data[parts[0]], data[parts[1]]
-
-        def train_on(indices: np.ndarray) -> tuple[float, float]:
-            x, y = tf.constant(train_data[indices]), tf.constant(train_labels[indices])
-            loss, accuracy = step(x, y)
-            return float(loss), float(accuracy)
-
-        phase = StepPhase(name, steps, train_on, lambda: _predict(predict, val_data, k), variables)
-        return fit_steps(
-            phase,
-            train_labels,
-            val_labels,
-            settings.batch_size,
+        evaluations = Evaluations(
+            name,
+            steps,
             settings.eval_interval,
-            balance=settings.balance,
+            lambda: _predict(predict, val_data, k),
+            val_labels,
             patience=settings.early_stopping,
-            seed=seed,
             first_step=first_step,
             summaries=summaries,
             log=log,
         )
+        batches = random_batches(
+            train_data, train_labels, settings.batch_size, settings.balance, seed
+        )
+        training.fit(
+            StepTrainer(forward, variables),
+            lambda epoch: batches,
+            [training.Phase(0, steps, lambda: optimizer)],
+            loss=None,
+            callbacks=[evaluations],
+            steps_per_epoch=1,
+        )
+        return evaluations.history
 
     tiles = None
     # distortions need features for every batch; with fine-tuning they wait for it, and the
