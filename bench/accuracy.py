@@ -21,6 +21,8 @@ the command line with its defaults (only the paths, classes and the module are g
   ../shared), step 6 ``segment --refine crf|mlp|rf``; the tile
   classifier's macro F1 on the held-out images' tiles (step 3 on them, step 5) is reported too;
 - ``fcn``: step 8 ``fcn train`` (MobileNetV2 encoder weights from ../shared) and ``fcn infer``;
+- ``fcn-crf``: the same trained network (trained once when both are asked for) and ``fcn
+  infer-crf`` (the network's probabilities refined by the dense CRF at its defaults);
 - ``rf-baseline``: a random forest (50 trees) on RGB plus the 5 x 5 local mean and standard
   deviation of each band, trained on up to 300,000 labelled pixels of the training images.
 
@@ -34,6 +36,8 @@ the folds; the load average is printed with them, since the machine may be share
     python bench/accuracy.py --sets dubai --methods rf-baseline fcn --work /tmp/acc
     python bench/accuracy.py --sets dubai --methods hybrid-mlp --tile-models /tmp/acc \
         --segment-args "--fct 0.5" --work /tmp/acc_fct   # step 6 again on the same tile models
+    python bench/accuracy.py --sets dubai --methods fcn fcn-crf --fcn-runs /tmp/acc \
+        --work /tmp/acc_crf                              # step 8's inference again, both ways
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ STMARG_NAMES = ["water", "sediment", "vegetation"]
 STMARG_COLORS = ["b", "#D2691E", "g"]
 STMARG_QUICK = ("26818", "26836", "27113")
 HYBRID = ("hybrid-crf", "hybrid-mlp", "hybrid-rf")
-METHODS = (*HYBRID, "fcn", "rf-baseline")
+FCN = ("fcn", "fcn-crf")
+METHODS = (*HYBRID, *FCN, "rf-baseline")
 STEP_COMMANDS = {"retile": "retile", "retrain": "retrain", "segment": "segment", "fcn": "fcn train"}
 RF_SAMPLES = 300_000
 RF_WINDOW = 5
@@ -310,20 +315,40 @@ def hybrid(
 
 
 def fcn(
-    work: Path, data: DataSet, test: Sequence[Item], clock: dict, extra: dict[str, list[str]]
+    work: Path,
+    data: DataSet,
+    test: Sequence[Item],
+    methods: Sequence[str],
+    clock: dict,
+    extra: dict[str, list[str]],
+    trained_in: Path | None = None,
 ) -> dict:
+    """Step 8: train the network in ``work`` (or take the run of an earlier run's fold folder
+    ``trained_in``, its training time then not counted), then ``fcn infer`` (method ``fcn``)
+    and ``fcn infer-crf`` (``fcn-crf``) on the held-out images."""
     start = cpu_seconds()
-    _cli(
-        "fcn", "train", "--name", work / "fcn_run", "--data-dir", work / "train",
-        "-l", work / "labels.txt", "--encoder-weights", ENCODER, *extra["fcn"],
-    )  # fmt: skip
-    _cli("fcn", "infer", "--name", work / "fcn_run", "--samples-dir", work / "test_images",
-         "--output-dir", work / "fcn_out")  # fmt: skip
-    clock["fcn"] = cpu_seconds() - start
-    return {
-        item.name: _read_prediction(work / "fcn_out" / f"{item.name}_ares_fcn.mat", data.classes)
-        for item in test
-    }
+    if trained_in is None:
+        _cli(
+            "fcn", "train", "--name", work / "fcn_run", "--data-dir", work / "train",
+            "-l", work / "labels.txt", "--encoder-weights", ENCODER, *extra["fcn"],
+        )  # fmt: skip
+        trained_in = work
+    trained = cpu_seconds() - start
+    out = {}
+    for method, command, tag in (("fcn", "infer", "fcn"), ("fcn-crf", "infer-crf", "fcn_crf")):
+        if method not in methods:
+            continue
+        start = cpu_seconds()
+        _cli("fcn", command, "--name", trained_in / "fcn_run", "--samples-dir",
+             work / "test_images", "--output-dir", work / f"{tag}_out")  # fmt: skip
+        clock[method] = trained + cpu_seconds() - start
+        out[method] = {
+            item.name: _read_prediction(
+                work / f"{tag}_out" / f"{item.name}_ares_{tag}.mat", data.classes
+            )
+            for item in test
+        }
+    return out
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -338,8 +363,11 @@ def run_fold(
     extra: dict[str, list[str]],
     tile: int | None = None,
     trained_in: Path | None = None,
+    fcn_in: Path | None = None,
 ) -> tuple[dict, dict, dict]:
-    """``({method: {image: prediction}}, {method: cpu seconds}, extras)`` of one fold."""
+    """``({method: {image: prediction}}, {method: cpu seconds}, extras)`` of one fold; tile
+    models from ``trained_in`` and FCN runs from ``fcn_in`` when given (see :func:`hybrid`
+    and :func:`fcn`)."""
     train = [item for item in data.items if item.group not in held]
     test = [item for item in data.items if item.group in held]
     write_items(work / "train", train)
@@ -362,8 +390,8 @@ def run_fold(
         found = hybrid(work, data, test, refiners, clock, extra, tile, trained_in)
         extras["tiles"] = found.pop("tiles")
         preds.update(found)
-    if "fcn" in methods:
-        preds["fcn"] = fcn(work, data, test, clock, extra)
+    if set(FCN) & set(methods):
+        preds.update(fcn(work, data, test, methods, clock, extra, fcn_in))
     return preds, clock, extras
 
 
@@ -460,6 +488,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "tile_model) segment again, so only step 6 runs (to measure --segment-args; its CPU "
         "minutes are step 6's alone; default: train them)",
     )
+    parser.add_argument(
+        "--fcn-runs",
+        type=Path,
+        metavar="WORK",
+        help="the --work folder of an earlier run: its FCN runs (WORK/<set>/fold<n>/fcn_run) "
+        "segment again, so only step 8's inference runs (its CPU minutes are inference's "
+        "alone; default: train them)",
+    )
     for step, command in STEP_COMMANDS.items():
         parser.add_argument(
             f"--{step}-args",
@@ -497,8 +533,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 raise SystemExit(f"{work} exists: give a new --work folder")
             print(f"== {name} fold {number}: held out {', '.join(held)}", flush=True)
             trained_in = args.tile_models and args.tile_models / name / f"fold{number}"
+            fcn_in = args.fcn_runs and args.fcn_runs / name / f"fold{number}"
             preds, clock, extras = run_fold(
-                work, data, held, args.methods, args.seed, extra, args.tile, trained_in
+                work, data, held, args.methods, args.seed, extra, args.tile, trained_in, fcn_in
             )
             loads.append(os.getloadavg()[0])
             for method in [m for m in args.methods if m in preds]:
