@@ -444,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         nargs="+",
         default=["stmarg", "dubai"],
         choices=["stmarg", "dubai"],
-        help="data sets of ../shared to score on (default: %(default)s)",
+        help="data sets of ../shared to score on (default: stmarg dubai)",
     )
     parser.add_argument(
         "--methods",

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="tile model (default: train one on ../shared)")
     parser.add_argument("--labels", help="its labels file")
-    parser.add_argument("--refine", nargs="+", default=["mlp", "crf"], help="methods to time")
+    parser.add_argument(
+        "--refine", nargs="+", default=["mlp", "crf"], help="refiners to time (default: mlp crf)"
+    )
     parser.add_argument("--batch", type=int, default=64, help="tiles per predict call")
     parser.add_argument("--tile", type=int, default=96, help="tile size in pixels")
     args = parser.parse_args(argv)

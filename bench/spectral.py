@@ -134,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=("memory", "cv", "throughput"),
         default=["memory", "throughput"],
-        help="what to measure (default: %(default)s)",
+        help="what to measure (default: memory throughput)",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="cv: seeds")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="cv: seeds (default: 0 1 2)"
+    )
     parser.add_argument("--size", type=int, default=1000, help="rows and columns of the cube")
     parser.add_argument("--bands", type=int, default=100)
     parser.add_argument("--format", choices=("tif", "npy"), default="tif")
