@@ -139,7 +139,7 @@ def test_the_tile_classifier_trains_through_fit_scored_every_interval_keeping_th
             right = accuracies[len(seen) - 1] * len(labels)
             return np.eye(2)[np.where(np.arange(len(labels)) < right, labels, 1 - labels)]
 
-        evaluations = Evaluations("train", steps, interval, predict_validation, labels, patience)
+        evaluations = Evaluations("train", interval, predict_validation, labels, patience)
         batches = random_batches(data, labels, 16, True, seed=0)
         optimizer = tf_keras.optimizers.SGD(0.5)
         trainer = StepTrainer(head, head.trainable_variables)

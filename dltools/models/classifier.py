@@ -249,8 +249,8 @@ class StepTrainer(tf_keras.Model):
 
 
 class Evaluations(tf_keras.callbacks.Callback):
-    """Scores the validation set every ``interval`` steps and after the last of ``steps`` (each
-    step one Keras epoch of one batch), for a :class:`StepTrainer` in training phase ``name``.
+    """Scores the validation set every ``interval`` steps and after the last (each step one
+    Keras epoch of one batch), for a :class:`StepTrainer` in training phase ``name``.
 
     ``predict_validation()`` gives the (N_val, K) validation probabilities. With ``patience``
     > 0 the phase is scored before its first step too, stops after ``patience`` evaluations
@@ -262,7 +262,6 @@ class Evaluations(tf_keras.callbacks.Callback):
     def __init__(
         self,
         name: str,
-        steps: int,
         interval: int,
         predict_validation: Callable[[], np.ndarray],
         validation_labels: np.ndarray,
@@ -272,7 +271,7 @@ class Evaluations(tf_keras.callbacks.Callback):
         log: Callable[[str], None] = lambda _: None,
     ):
         super().__init__()
-        self.name, self.steps, self.interval, self.first_step = name, steps, interval, first_step
+        self.name, self.interval, self.first_step = name, interval, first_step
         self.predict_validation, self.validation_labels = predict_validation, validation_labels
         self.patience, self.summaries, self.log = patience, summaries, log
         self.history: list[dict] = []
@@ -305,7 +304,7 @@ class Evaluations(tf_keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         step = epoch + 1
-        if step % self.interval and step != self.steps:
+        if step % self.interval and step != self.params["epochs"]:
             return
         train = (float(logs["loss"]), float(logs["accuracy"]))
         if self._score(self.first_step + step, train):

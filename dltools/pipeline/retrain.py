@@ -249,7 +249,6 @@ def retrain(
         train_data, val_data = data[parts[0]], data[parts[1]]
         evaluations = Evaluations(
             name,
-            steps,
             settings.eval_interval,
             lambda: _predict(predict, val_data, k),
             val_labels,
