@@ -38,6 +38,8 @@ the folds; the load average is printed with them, since the machine may be share
         --segment-args "--fct 0.5" --work /tmp/acc_fct   # step 6 again on the same tile models
     python bench/accuracy.py --sets dubai --methods fcn fcn-crf --fcn-runs /tmp/acc \
         --work /tmp/acc_crf                              # step 8's inference again, both ways
+    python bench/accuracy.py --sets dubai --methods fcn fcn-crf --fcn-runs /tmp/acc \
+        --fcn-ensemble /tmp/acc_seed1 --work /tmp/acc_pair   # two networks averaged
 """
 
 from __future__ import annotations
@@ -322,10 +324,13 @@ def fcn(
     clock: dict,
     extra: dict[str, list[str]],
     trained_in: Path | None = None,
+    members: Sequence[Path] = (),
 ) -> dict:
     """Step 8: train the network in ``work`` (or take the run of an earlier run's fold folder
     ``trained_in``, its training time then not counted), then ``fcn infer`` (method ``fcn``)
-    and ``fcn infer-crf`` (``fcn-crf``) on the held-out images."""
+    and ``fcn infer-crf`` (``fcn-crf``) on the held-out images; with ``members`` (fold folders
+    of earlier runs), their networks join this one as an ensemble (their training not
+    counted)."""
     start = cpu_seconds()
     if trained_in is None:
         _cli(
@@ -339,8 +344,9 @@ def fcn(
         if method not in methods:
             continue
         start = cpu_seconds()
-        _cli("fcn", command, "--name", trained_in / "fcn_run", "--samples-dir",
-             work / "test_images", "--output-dir", work / f"{tag}_out")  # fmt: skip
+        runs = [folder / "fcn_run" for folder in (trained_in, *members)]
+        _cli("fcn", command, "--name", *runs, "--samples-dir", work / "test_images",
+             "--output-dir", work / f"{tag}_out")  # fmt: skip
         clock[method] = trained + cpu_seconds() - start
         out[method] = {
             item.name: _read_prediction(
@@ -364,10 +370,11 @@ def run_fold(
     tile: int | None = None,
     trained_in: Path | None = None,
     fcn_in: Path | None = None,
+    fcn_members: Sequence[Path] = (),
 ) -> tuple[dict, dict, dict]:
     """``({method: {image: prediction}}, {method: cpu seconds}, extras)`` of one fold; tile
-    models from ``trained_in`` and FCN runs from ``fcn_in`` when given (see :func:`hybrid`
-    and :func:`fcn`)."""
+    models from ``trained_in``, FCN runs from ``fcn_in`` and the FCN's ensemble members from
+    ``fcn_members`` when given (see :func:`hybrid` and :func:`fcn`)."""
     train = [item for item in data.items if item.group not in held]
     test = [item for item in data.items if item.group in held]
     write_items(work / "train", train)
@@ -391,7 +398,7 @@ def run_fold(
         extras["tiles"] = found.pop("tiles")
         preds.update(found)
     if set(FCN) & set(methods):
-        preds.update(fcn(work, data, test, methods, clock, extra, fcn_in))
+        preds.update(fcn(work, data, test, methods, clock, extra, fcn_in, fcn_members))
     return preds, clock, extras
 
 
@@ -496,6 +503,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "segment again, so only step 8's inference runs (its CPU minutes are inference's "
         "alone; default: train them)",
     )
+    parser.add_argument(
+        "--fcn-ensemble",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="WORK",
+        help="the --work folders of earlier runs: their FCN runs of the same fold join this "
+        "run's network as an ensemble (`fcn infer --name RUN RUN ...`), their training not "
+        "counted (default: none)",
+    )
     for step, command in STEP_COMMANDS.items():
         parser.add_argument(
             f"--{step}-args",
@@ -534,8 +551,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"== {name} fold {number}: held out {', '.join(held)}", flush=True)
             trained_in = args.tile_models and args.tile_models / name / f"fold{number}"
             fcn_in = args.fcn_runs and args.fcn_runs / name / f"fold{number}"
+            members = [earlier / name / f"fold{number}" for earlier in args.fcn_ensemble]
             preds, clock, extras = run_fold(
-                work, data, held, args.methods, args.seed, extra, args.tile, trained_in, fcn_in
+                work,
+                data,
+                held,
+                args.methods,
+                args.seed,
+                extra,
+                args.tile,
+                trained_in,
+                fcn_in,
+                members,
             )
             loads.append(os.getloadavg()[0])
             for method in [m for m in args.methods if m in preds]:

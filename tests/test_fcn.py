@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from dltools.pipeline.fcn import (
     infer_file,
     load_labelled,
     load_run,
+    load_runs,
     output_paths,
     predict_image,
     probability_blocks,
@@ -480,6 +482,32 @@ def test_infer_photo_writes_png_labels_mat_and_overlay(trained, tmp_path):
     refined = read_image(tmp_path / "coast_06_fcn_crf_label.png")[..., 0]
     assert refined.min() >= 1 and np.mean(refined == label) > 0.6
     assert read_result(tmp_path / "coast_06_ares_fcn_crf.mat").labels == result.labels
+
+
+def test_an_ensemble_averages_its_runs_and_refuses_runs_of_other_classes(trained, tmp_path):
+    other = tmp_path / "seed1"
+    args = ["train", "--name", other, "--data-dir", DEMO / "images", "--label-dir", DEMO / "labels"]
+    args += ["--labeldefs", DEMO / "labeldefs.txt", "--encoder-weights", "none", "--alpha", "0.35"]
+    args += ["--tile-size", "128", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "4"]
+    assert run_cli(*args, "--val-crops", "2", "--seed", "1") == 0
+    photo = DEMO / "images" / "coast_06.jpg"
+    out = tmp_path / "out"
+    infer = ["infer", "--samples-dir", photo, "--output-dir", out, "--no-tta"]
+    assert run_cli(*infer, "--name", trained, other) == 0
+    label = read_image(out / "coast_06_fcn_label.png")[..., 0]
+    image, tiling = read_image(photo), Tiling(tta=False)
+    probs = [predict_image(image, load_run(run).predictor(), tiling) for run in (trained, other)]
+    np.testing.assert_array_equal(label, (probs[0] + probs[1]).argmax(axis=2) + 1)
+    assert all(np.any(label != p.argmax(axis=2) + 1) for p in probs)  # neither run alone
+    # a run whose classes are in another order is refused before anything is written
+    swapped = tmp_path / "swapped"
+    shutil.copytree(trained, swapped)
+    lines = (trained / "labeldefs.txt").read_text().splitlines()
+    (swapped / "labeldefs.txt").write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")
+    assert run_cli(*infer[:4], tmp_path / "refused", "--name", trained, swapped) == 2
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+    with pytest.raises(DltoolsError, match=r"swapped: its classes .* differ"):
+        load_runs([trained, swapped])
 
 
 def test_infer_crf_of_a_raster_in_windows_agrees_with_one_piece(trained, tmp_path, monkeypatch):

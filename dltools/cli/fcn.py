@@ -40,11 +40,12 @@ from dltools.pipeline.fcn import (
     TrainSettings,
     check_label_colors,
     crf_windows,
+    ensemble_bands,
     infer_file,
     infer_file_crf,
     infer_images,
     infer_parts,
-    load_run,
+    load_runs,
     make_labels,
     output_paths,
     read_config,
@@ -379,7 +380,15 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
             "than memory work."
         )
     )
-    parser.add_argument("--name", required=True, metavar="RUN", help="trained run folder")
+    parser.add_argument(
+        "--name",
+        required=True,
+        nargs="+",
+        metavar="RUN",
+        help="trained run folder; several (of the same classes and input bands, e.g. trained "
+        "with other --seed values): an ensemble that averages their class probabilities, "
+        "steadier on unseen images, one network's time each",
+    )
     parser.add_argument(
         "--samples-dir", required=True, metavar="D", help="an image, or a folder of images"
     )
@@ -460,13 +469,13 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
         params = crf_params(args)
         workers = args.workers if args.dask is None else args.workers or 1  # no pools in workers
     bands, _ = band_options(args)
-    run_bands = BandChoice.from_dict(read_config(args.name).get("bands"))
-    run = Cached(load_run, (str(args.name),))  # once per process: once per Dask worker
+    run_bands = ensemble_bands(args.name)
+    run = Cached(load_runs, (tuple(map(str, args.name)),))  # once per process (Dask worker)
     measure = args.uncertainty or "margin"
     outputs, choices, vectors = {}, {}, {}
 
     def plan(path: Path) -> list[Path]:
-        choices.update(inference_bands(run_bands, [path], bands, args.name))
+        choices.update(inference_bands(run_bands, [path], bands, args.name[0]))
         outputs[path] = output_paths(
             path, args.output_dir, tag, not args.no_overlay, args.uncertainty is not None
         )

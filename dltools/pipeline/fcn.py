@@ -399,6 +399,11 @@ def _run_classes(run_dir: Path) -> Classes:
     return Classes(*read_labeldefs(run_dir / LABELDEFS))
 
 
+def _run_bands(run_dir: Path) -> BandChoice:
+    """Bands 1,2,3 of 3-band 8-bit images for runs that predate the record."""
+    return BandChoice.from_dict(read_config(run_dir).get("bands"))
+
+
 def train(
     train_pairs: Sequence[tuple[Path, Path]],
     val_pairs: Sequence[tuple[Path, Path]],
@@ -705,12 +710,15 @@ def output_paths(
 
 @dataclass
 class FcnRun:
-    """A trained run: its folder, classes, config and Keras model."""
+    """A trained run: its folder, classes, config and Keras model; with ``members``, an
+    ensemble whose class probabilities are the mean of this run's and theirs (see
+    :func:`load_runs`)."""
 
     folder: Path
     classes: Classes
     config: dict
     model: object
+    members: tuple[FcnRun, ...] = ()
     _predict: Predictor | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -725,8 +733,21 @@ class FcnRun:
         from dltools.models.unet import compiled_predictor
 
         if self._predict is None:
-            self._predict = compiled_predictor(self.model)
+            predictors = [compiled_predictor(run.model) for run in self.runs]
+            self._predict = predictors[0] if len(predictors) == 1 else _mean(predictors)
         return self._predict
+
+    @property
+    def runs(self) -> tuple[FcnRun, ...]:
+        """This run and its ensemble's members."""
+        return (self, *self.members)
+
+
+def _mean(predictors: Sequence[Predictor]) -> Predictor:
+    def averaged(x: np.ndarray) -> np.ndarray:
+        return sum(predict(x) for predict in predictors) / len(predictors)
+
+    return averaged
 
 
 def load_run(run_dir: str | os.PathLike) -> FcnRun:
@@ -738,6 +759,36 @@ def load_run(run_dir: str | os.PathLike) -> FcnRun:
     if not (run / MODEL).is_file():
         raise DltoolsError(f"{run / MODEL}: not found; has the run finished an epoch?")
     return FcnRun(run, _run_classes(run), config, load(run / MODEL))
+
+
+def load_runs(run_dirs: Sequence[str | os.PathLike]) -> FcnRun:
+    """Load one run folder (:func:`load_run`), or several as an ensemble: each image's class
+    probabilities are then the mean of theirs (runs trained with other seeds, say). The runs
+    must share classes and input bands (see :func:`ensemble_bands`)."""
+    ensemble_bands(run_dirs)
+    first, *members = [load_run(folder) for folder in run_dirs]
+    return dataclasses.replace(first, members=tuple(members))
+
+
+def ensemble_bands(run_dirs: Sequence[str | os.PathLike]) -> BandChoice:
+    """The input bands of the runs of an ensemble, checked from their folders alone: the runs
+    must have the same classes (names and colours, in order) and input bands, else a
+    DltoolsError names the first run that differs."""
+    first = Path(run_dirs[0])
+    classes, bands = _run_classes(first), _run_bands(first)
+    for folder in map(Path, run_dirs[1:]):
+        theirs = _run_classes(folder)
+        for what, mine, other in (
+            ("classes", ", ".join(classes.names), ", ".join(theirs.names)),
+            ("class colours", str(classes.colors.tolist()), str(theirs.colors.tolist())),
+            ("input bands", bands.describe(), _run_bands(folder).describe()),
+        ):
+            if mine != other:
+                raise DltoolsError(
+                    f"{folder}: its {what} ({other}) differ from those of {first} ({mine}); "
+                    "the runs of an ensemble must share classes and input bands"
+                )
+    return bands
 
 
 def _reader(src, bands: BandChoice) -> Reader:
@@ -952,7 +1003,7 @@ def _write_units(
     if len(units) > 1:
         inputs = {
             "image": file_identity(image_path),
-            "run": file_identity(run.folder / MODEL),
+            "runs": [file_identity(member.folder / MODEL) for member in run.runs],
             "bands": repr(bands),
             "uncertainty": measure,
         }
