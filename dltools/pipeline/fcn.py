@@ -728,17 +728,17 @@ class FcnRun:
         return BandChoice.from_dict(self.config.get("bands"))
 
     def predictor(self) -> Predictor:
-        """(N, h, w, 3) float32 -> (N, h, w, K) probabilities (traced once per shape, and
-        once per run object)."""
+        """(N, h, w, 3) float32 -> (N, h, w, K) probabilities, an ensemble's the mean of its
+        runs' (traced once per shape, and once per run object)."""
         from dltools.models.unet import compiled_predictor
 
         if self._predict is None:
-            predictors = [compiled_predictor(run.model) for run in self.runs]
+            predictors = [compiled_predictor(run.model) for run in self.ensemble]
             self._predict = predictors[0] if len(predictors) == 1 else _mean(predictors)
         return self._predict
 
     @property
-    def runs(self) -> tuple[FcnRun, ...]:
+    def ensemble(self) -> tuple[FcnRun, ...]:
         """This run and its ensemble's members."""
         return (self, *self.members)
 
@@ -997,13 +997,13 @@ def _write_units(
     """Run ``work`` on the ``units`` of an image with ``executor`` and write what they make
     as ``outputs``, the windows of its uncertainty ranked; return the (K + 1,) pixel count of
     each label value. With more than one unit, finished units are kept in a journal (what
-    they depend on: the image, the model, ``bands``, ``measure`` and ``settings``)."""
+    they depend on: the image, the run's models, ``bands``, ``measure`` and ``settings``)."""
     image_path = Path(image_path)
     journal = None
     if len(units) > 1:
         inputs = {
             "image": file_identity(image_path),
-            "runs": [file_identity(member.folder / MODEL) for member in run.runs],
+            "runs": [file_identity(member.folder / MODEL) for member in run.ensemble],
             "bands": repr(bands),
             "uncertainty": measure,
         }
