@@ -774,14 +774,17 @@ def ensemble_bands(run_dirs: Sequence[str | os.PathLike]) -> BandChoice:
     """The input bands of the runs of an ensemble, checked from their folders alone: the runs
     must have the same classes (names and colours, in order) and input bands, else a
     DltoolsError names the first run that differs."""
-    first = Path(run_dirs[0])
-    classes, bands = _run_classes(first), _run_bands(first)
-    for folder in map(Path, run_dirs[1:]):
-        theirs = _run_classes(folder)
+    first, *others = map(Path, run_dirs)
+    bands = _run_bands(first)  # a folder that is no run is refused by its config first
+    if not others:
+        return bands
+    classes = _run_classes(first)
+    for folder in others:
+        their_bands, theirs = _run_bands(folder), _run_classes(folder)
         for what, mine, other in (
             ("classes", ", ".join(classes.names), ", ".join(theirs.names)),
             ("class colours", str(classes.colors.tolist()), str(theirs.colors.tolist())),
-            ("input bands", bands.describe(), _run_bands(folder).describe()),
+            ("input bands", bands.describe(), their_bands.describe()),
         ):
             if mine != other:
                 raise DltoolsError(
