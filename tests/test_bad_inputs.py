@@ -19,7 +19,7 @@ import rasterio
 from dltools.cli import main as dltools_main
 from dltools.io.images import read_image, write_image
 from dltools.io.labels import write_colors, write_labels
-from dltools.raster.bands import RGB8
+from dltools.raster.bands import RGB8, BandChoice
 
 DEMO = Path(__file__).resolve().parents[1] / "demo_data"
 NAMES = (DEMO / "labels.txt").read_text().split()
@@ -78,10 +78,14 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.mkdir()
     (model / "saved_model.pb").write_bytes(b"")
     (model / "dltools.json").write_text(json.dumps({"class_names": NAMES, "bands": RGB8.to_dict()}))
-    run = root / "fcn_run"
-    run.mkdir()
-    config = {"format": "dltools-fcn-run", "classes": NAMES, "bands": RGB8.to_dict()}
-    (run / "config.json").write_text(json.dumps(config))
+    # FCN runs (checked before loading): one of 3-band uint8 input, one of 4-band uint16
+    labeldefs = "".join(f"{name}, {i}, {i}, {i}\n" for i, name in enumerate(NAMES))
+    for name, bands in (("fcn_run", RGB8), ("fcn_run_uint16", BandChoice((3, 2, 1), 4, "uint16"))):
+        run = root / name
+        run.mkdir()
+        config = {"format": "dltools-fcn-run", "classes": NAMES, "bands": bands.to_dict()}
+        (run / "config.json").write_text(json.dumps(config))
+        (run / "labeldefs.txt").write_text(labeldefs)
     # step 2 inputs
     geo = folder("geo")
     _geotiff(geo / "ortho.tif", photo, "EPSG:32610")
@@ -362,6 +366,11 @@ CASES = [
         "fcn-infer-rgba-without-bands",
         _infer("infer", "{ws}/rgba/a.png"),
         "--bands",
+    ),
+    (
+        "fcn-infer-ensemble-of-other-input-bands",
+        _infer("infer", "{ws}/good/a.png", "--name", "{ws}/fcn_run", "{ws}/fcn_run_uint16"),
+        "fcn_run_uint16: its input bands",
     ),
     (
         "fcn-infer-window-not-a-multiple-of-32",
