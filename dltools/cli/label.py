@@ -202,32 +202,8 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
         )
     if args.order == "uncertain" and args.doodles and not args.paint:
         raise DltoolsError("--order uncertain orders the painter's windows: add --paint")
-    georeferenced = is_georeferenced(args.image)
-    options = LabelOptions(
-        out_dir=args.out_dir,
-        strokes=args.doodles,
-        class_field=args.class_field,
-        paint=args.paint,
-        window=args.window,
-        brush=args.brush,
-        confidence=args.confidence,
-        georeferenced_only=geotiff,
-        save_strokes=args.save_strokes,
-        workers=args.workers,
-        force=args.force,
-        check=args.check,
-        uncertainty=args.uncertainty,
-        order=args.order,
-        block=args.block,
-    )
-    paths = groundtruth_paths(
-        args.image,
-        args.out_dir,
-        georeferenced,
-        args.confidence,
-        args.uncertainty is not None,
-        in_windows(args.image, options),
-    )
+    options = label_options(args, geotiff, args.doodles, args.force)
+    paths = label_paths(args, args.image, options)
     label_raster = paths.geotiff or paths.label_png
     vector = vector_path(label_raster) if args.vector else None
     paths = label_image(
@@ -250,6 +226,45 @@ def _run(args: argparse.Namespace, geotiff: bool) -> None:
         write_vector(
             label_raster, vector, classes.names, vector_params(args), float_confidence(paths)
         )
+
+
+def label_options(
+    args: argparse.Namespace, geotiff: bool, strokes: str | Path | None, force: bool
+) -> LabelOptions:
+    """The :class:`LabelOptions` of ``args`` for one image whose strokes are ``strokes``
+    (``geotiff``: the image must be georeferenced)."""
+    return LabelOptions(
+        out_dir=args.out_dir,
+        strokes=strokes,
+        class_field=args.class_field,
+        paint=args.paint,
+        window=args.window,
+        brush=args.brush,
+        confidence=args.confidence,
+        georeferenced_only=geotiff,
+        save_strokes=args.save_strokes,
+        workers=args.workers if args.dask is None else args.workers or 1,  # no pools in workers
+        force=force,
+        check=args.check,
+        uncertainty=args.uncertainty,
+        order=args.order,
+        block=args.block,
+        resume=args.skip_existing,
+    )
+
+
+def label_paths(
+    args: argparse.Namespace, image: str | Path, options: LabelOptions
+) -> GroundTruthPaths:
+    """The files :func:`~dltools.pipeline.label.label_image` writes for ``image``."""
+    return groundtruth_paths(
+        image,
+        args.out_dir,
+        is_georeferenced(image),
+        args.confidence,
+        args.uncertainty is not None,
+        in_windows(image, options),
+    )
 
 
 def float_confidence(paths: GroundTruthPaths) -> Path | None:
@@ -280,39 +295,19 @@ def _run_batch(args: argparse.Namespace, geotiff: bool) -> None:
         print(f"{len(unpaired)} image(s) without strokes are left out: {listed}")
     strokes = dict(pairs)
     params = crf_params(args)
-    workers = args.workers if args.dask is None else args.workers or 1  # no pools in workers
     rasters = {}
 
     def options(image: Path) -> LabelOptions:
-        return LabelOptions(
-            out_dir=args.out_dir,
-            strokes=strokes[image],
-            class_field=args.class_field,
-            confidence=args.confidence,
-            georeferenced_only=geotiff,
-            workers=workers,
-            force=True,  # run_each has refused or allowed existing outputs
-            check=args.check,
-            uncertainty=args.uncertainty,
-            block=args.block,
-            resume=args.skip_existing,
-        )
+        # force: run_each has refused or allowed existing outputs
+        return label_options(args, geotiff, strokes[image], force=True)
 
     def windowed(image: Path) -> bool:
         return in_windows(image, options(image))
 
     def outputs(image: Path) -> list[Path]:
-        georeferenced = is_georeferenced(image)
-        if geotiff and not georeferenced:
+        if geotiff and not is_georeferenced(image):
             raise DltoolsError(f"{image} has no georeferencing: use label_1image_crf.py")
-        paths = groundtruth_paths(
-            image,
-            args.out_dir,
-            georeferenced,
-            args.confidence,
-            args.uncertainty is not None,
-            windowed(image),
-        )
+        paths = label_paths(args, image, options(image))
         rasters[image] = (paths.geotiff or paths.label_png, float_confidence(paths))
         vector = [vector_path(rasters[image][0])] if args.vector else []
         return [*paths.outputs(), *vector]
