@@ -136,7 +136,7 @@ def _unary(
         p[flat[known].astype(np.intp) - 1, np.flatnonzero(known)] = 1
     else:
         p = np.ascontiguousarray(evidence.reshape(-1, k).T, dtype=np.float32)
-        known = np.isfinite(p).all(axis=0) & (np.nan_to_num(p).sum(axis=0) > 0)
+        known = known_evidence(p.T)
         p[:, ~known] = 0
         p /= np.maximum(p.sum(axis=0), 1e-12)
     p *= gt_prob - (1 - gt_prob) / k
@@ -334,9 +334,8 @@ def _coarse_inputs(
 ) -> tuple:
     """Arguments of :func:`dense_crf` for the coarse pass: the image shrunk to half its side or
     to :data:`_COARSE_PIXELS`, whichever is smaller; theta shrinks less (:data:`_COARSE_REACH`)."""
-    h, w = image.shape[:2]
-    factor = coarse_factor((h, w))
-    small = (max(1, round(h * factor)), max(1, round(w * factor)))
+    factor = coarse_factor(image.shape[:2])
+    small = working_shape(image.shape[:2], factor)
     small_evidence = _resize_evidence(evidence, small, n_classes, valid)
     unary = _unary(small_evidence, n_classes, params.gt_prob)
     return (
@@ -406,7 +405,7 @@ def stroke_context(
     unary = _unary(strokes, n_classes, params.gt_prob)
     factor = 1 / (cell * scale)
     prior = dense_crf(small, unary, scaled_params(params, factor, _COARSE_REACH), valid, bands)
-    return ImageContext(prior, _working_shape(shape, scale), bands)
+    return ImageContext(prior, working_shape(shape, scale), bands)
 
 
 def shrink_strokes(
@@ -462,11 +461,17 @@ def coarse_cell(shape: tuple[int, int], scale: float) -> int:
     """Full-size pixels a side of one pixel of :func:`stroke_context` for an (H, W) image at
     working ``scale``: :func:`coarse_factor` of the working image, or a little less, as a
     whole number of full-size pixels."""
-    return max(1, math.ceil(1 / (scale * coarse_factor(_working_shape(shape, scale))) - 1e-9))
+    return max(1, math.ceil(1 / (scale * coarse_factor(working_shape(shape, scale))) - 1e-9))
 
 
-def _working_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
+def working_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The (h, w) grid of an (H, W) image at working scale ``scale``."""
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def known_evidence(evidence: np.ndarray) -> np.ndarray:
+    """(...) bool: pixels whose (..., K) evidence is finite and not all zero."""
+    return np.isfinite(evidence).all(axis=-1) & (np.nan_to_num(evidence).sum(axis=-1) > 0)
 
 
 def crf_reach(params: CRFParams, scale: float) -> int:
@@ -601,7 +606,7 @@ def _label(image, evidence, n_classes, scale, params, nodata, workers, progress,
     full = image.shape[:2]
     valid = np.ones(full, bool) if nodata is None else ~_check_mask(nodata, full)
     valid = _valid_mask(image, valid)
-    small = (max(1, round(full[0] * scale)), max(1, round(full[1] * scale)))
+    small = working_shape(full, scale)
     work_valid = valid
     if small != full:
         image = resize_valid_area(image, small, valid)
@@ -728,7 +733,7 @@ def _resize_evidence(
             out[more] = k
             np.maximum(best, share, out=best)
         return out
-    known = np.isfinite(evidence).all(axis=2) & (np.nan_to_num(evidence).sum(axis=2) > 0) & valid
+    known = known_evidence(evidence) & valid
     stack = np.concatenate([np.where(known[..., None], evidence, 0), known[..., None]], axis=2)
     stack = stack.astype(np.float32)
     if shape[0] * shape[1] < known.size:

@@ -24,9 +24,11 @@ from sklearn.neural_network import MLPClassifier
 
 from dltools.engines.crf import (
     CRFParams,
+    known_evidence,
     label_from_probs,
     resize_valid_area,
     upsample_labels,
+    working_shape,
     working_valid_mask,
 )
 from dltools.errors import DltoolsError
@@ -39,16 +41,6 @@ MAX_SAMPLES = 60_000  # training pixels of the per-image classifiers
 TEXTURE_WINDOWS = (3, 7)  # local standard deviation windows, in working pixels
 CONTEXT_WINDOW = 5  # local mean window, in working pixels
 _CHUNK = 1 << 19  # working pixels classified at a time
-
-
-def working_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
-    """The (h, w) grid of an (H, W) image at working scale ``scale`` (as the CRF engine uses)."""
-    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
-
-
-def known_evidence(evidence: np.ndarray) -> np.ndarray:
-    """(h, w) bool: pixels whose (h, w, K) evidence is finite and not all zero."""
-    return np.isfinite(evidence).all(axis=2) & (np.nan_to_num(evidence).sum(axis=2) > 0)
 
 
 def _standardise(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

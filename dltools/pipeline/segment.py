@@ -32,14 +32,8 @@ import cv2
 import numpy as np
 import rasterio
 
-from dltools.engines.crf import NODATA, CRFParams, confidence_map
-from dltools.engines.refine import (
-    DEFAULT_REFINER,
-    REFINERS,
-    known_evidence,
-    refine,
-    working_shape,
-)
+from dltools.engines.crf import NODATA, CRFParams, confidence_map, known_evidence, working_shape
+from dltools.engines.refine import DEFAULT_REFINER, REFINERS, refine
 from dltools.engines.tiles import TileGrid, decimated, fill_unclassified, tile_classes, tile_grid
 from dltools.engines.uncertainty import WindowTally, core_uncertainty
 from dltools.errors import DltoolsError
