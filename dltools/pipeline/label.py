@@ -486,18 +486,9 @@ def _paint_overview(
     looks as the whole image would at ``scale``, and saves the strokes at the overview's size
     to ``paths.strokes``, which is returned for :func:`label_in_windows` to replay (each
     overview pixel marks its cell)."""
-    profile = read_profile(image_path)
-    shape = (profile["height"], profile["width"])
-    cell = math.ceil(max(shape) / options.block)
+    _, read, layout = _stroke_reader(image_path, classes, options)
+    cell = math.ceil(max(layout[0]) / options.block)
     n_classes = len(classes.names)
-    resumed = None
-    if options.strokes:
-        resumed = open_strokes(
-            options.strokes, shape, classes.names, georef=profile, class_field=options.class_field
-        )
-
-    layout = (shape, profile["count"], np.dtype(profile["dtype"]))
-    read = _stroke_reader(image_path, resumed)
     overview, valid, initial = shrink_strokes(read, layout, cell, progress)
     shown = min(1.0, scale * cell)  # the overview's own working scale
     painted = _paint(
@@ -518,16 +509,26 @@ def _paint_overview(
 # ----------------------------------------------------------------------------- in windows
 
 
-def _stroke_reader(image_path: Path, strokes: StrokeSource | None) -> StrokeReader:
-    """Window -> the image's (h, w, C) pixels, (h, w) bool validity and (h, w) strokes (all
-    0 without ``strokes``)."""
+def _stroke_reader(
+    image_path: Path, classes: Classes, options: LabelOptions
+) -> tuple[StrokeSource | None, StrokeReader, tuple[tuple[int, int], int, np.dtype]]:
+    """The strokes of ``options.strokes`` opened for ``image_path`` (None without), a reader
+    of its windows (window -> the image's (h, w, C) pixels, (h, w) bool validity and (h, w)
+    strokes, all 0 without strokes) and its layout ((H, W), band count, dtype)."""
+    profile = read_profile(image_path)
+    shape = (profile["height"], profile["width"])
+    strokes = None
+    if options.strokes:
+        strokes = open_strokes(
+            options.strokes, shape, classes.names, georef=profile, class_field=options.class_field
+        )
 
     def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         shape = (window.height, window.width)
         marks = np.zeros(shape, np.uint8) if strokes is None else strokes.read(window)
         return read_raster(image_path, window), ~read_nodata_mask(image_path, window), marks
 
-    return read
+    return strokes, read, (shape, profile["count"], np.dtype(profile["dtype"]))
 
 
 def in_windows(image_path: str | os.PathLike, options: LabelOptions) -> bool:
@@ -634,8 +635,8 @@ def label_in_windows(
     spent painting its strokes, for the report).
 
     1. *Coarse pass.* The image and its strokes are read in windows and shrunk by a whole
-       factor (:func:`coarse_cell`, :func:`read_coarse`) to at most half a megapixel, and one
-       CRF runs on them (:func:`dltools.engines.crf.coarse_prior`), as
+       factor (:func:`dltools.engines.crf.shrink_strokes`) to at most half a megapixel, and
+       one CRF runs on them (:func:`dltools.engines.crf.stroke_context`), as
        :func:`dltools.engines.crf.tiled_crf` does on a whole image.
     2. *Windows.* The image is cut into cores of ``options.block`` px, each read with
        :func:`dltools.engines.crf.crf_reach` px of context and labelled as
@@ -660,18 +661,7 @@ def label_in_windows(
     profile = read_profile(image_path)
     shape = (profile["height"], profile["width"])
     n_classes = len(classes.names)
-    strokes = open_strokes(
-        options.strokes,
-        shape,
-        classes.names,
-        georef=profile,
-        class_field=options.class_field,
-    )
-
-    read = _stroke_reader(image_path, strokes)
-    band_count = profile["count"]
-    dtype = np.dtype(profile["dtype"])
-    layout = (shape, band_count, dtype)
+    strokes, read, layout = _stroke_reader(image_path, classes, options)
     context = stroke_context(read, layout, n_classes, scale, params, progress)
     if context is None:
         raise strokes.none_found()
@@ -767,7 +757,7 @@ def label_in_windows(
 
 
 def _check_shrunk(
-    read: Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    read: StrokeReader,
     layout: tuple[tuple[int, int], int, np.dtype],
     n_classes: int,
     scale: float,
