@@ -16,7 +16,7 @@ Any image size runs in bounded memory (one dense CRF needs about 0.5 GB per mega
    a whole number of pixels a cell instead (:func:`stroke_context`), reading it window by
    window, so that an image too large to hold whole gets the same pass: its windows are
    then labelled one by one with that pass as their :class:`ImageContext`.
-2. *Windows.* Overlapping windows (overlap 2 x theta by default) are cut in the parent
+2. *Windows.* Overlapping windows (overlap 2 x theta) are cut in the parent
    process and solved by a pool of worker processes, at most two per worker in flight.
    Lattice features use whole-image coordinates and one band normalisation, so a window sees
    what a whole-image CRF would see there: tiling changes 0.2% of the labels (a 480 x 720
@@ -265,7 +265,6 @@ def tiled_crf(
     params: CRFParams = CRFParams(),
     valid: np.ndarray | None = None,
     window: int = 1024,
-    overlap: int | None = None,
     workers: int | None = None,
     progress: Progress = quiet,
     context: ImageContext | None = None,
@@ -275,8 +274,8 @@ def tiled_crf(
     ``image``: (h, w, C) any dtype, at working scale. ``evidence``: (h, w) int strokes (0 = none,
     k = class k) or (h, w, K) float probabilities (NaN or all-zero rows = unknown). ``valid``:
     (h, w) bool, False = nodata. ``window``: window side in pixels (each worker needs about
-    0.5 GB at 1024); ``overlap``: pixels shared by neighbours (default 2 x theta); ``workers``:
-    processes (default: all cores). Returns (h, w, K) float32 posteriors (0 at nodata).
+    0.5 GB at 1024; neighbours share 2 x theta pixels); ``workers``: processes (default: all
+    cores). Returns (h, w, K) float32 posteriors (0 at nodata).
     A coarse pass always runs first (see the module docstring), so the result barely depends on
     ``window``. ``context``: ``image`` is a window of a larger image whose coarse pass has run
     (see :class:`ImageContext`); its prior and band scaling are used instead.
@@ -285,8 +284,8 @@ def tiled_crf(
     shape = image.shape[:2]
     valid = _valid_mask(image, valid)
     _check_evidence(evidence, shape, n_classes, "evidence")
-    overlap = round(2 * params.theta) if overlap is None else int(overlap)
-    if overlap < 0 or window <= 2 * overlap:
+    overlap = round(2 * params.theta)
+    if window <= 2 * overlap:
         raise DltoolsError(
             f"CRF window {window} px must be more than twice the overlap ({overlap} px); "
             "use a bigger window or a smaller theta"

@@ -101,27 +101,25 @@ def classify_pixels(
     features: np.ndarray,
     targets: np.ndarray,
     n_classes: int,
-    method: str = "mlp",
-    valid: np.ndarray | None = None,
-    max_samples: int = MAX_SAMPLES,
+    method: str,
+    valid: np.ndarray,
     seed: int = 0,
     workers: int | None = None,
 ) -> np.ndarray:
     """Train on the pixels with a target, then give every valid pixel class probabilities.
 
     ``features``: (h, w, F) float32; ``targets``: (h, w) int, 0-based class or -1 = none;
-    ``valid``: (h, w) bool (default all). At most ``max_samples`` random target pixels train
-    the classifier. Returns (h, w, n_classes) float32, 0 at invalid pixels. With a single
+    ``valid``: (h, w) bool. At most :data:`MAX_SAMPLES` random target pixels train the
+    classifier. Returns (h, w, n_classes) float32, 0 at invalid pixels. With a single
     target class every valid pixel gets that class.
     """
     h, w, n_features = features.shape
-    valid = np.ones((h, w), bool) if valid is None else valid
     known = np.flatnonzero((targets >= 0) & valid)
     if not known.size:
         raise DltoolsError("no pixel has a tile label to learn from: lower PROB_THRES or DECIM")
     flat_targets = targets.reshape(-1)
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(known, min(max_samples, known.size), replace=False))
+    sample = np.sort(rng.choice(known, min(MAX_SAMPLES, known.size), replace=False))
     out = np.zeros((h * w, n_classes), np.float32)
     pixels = np.flatnonzero(valid)
     classes = np.unique(flat_targets[sample])

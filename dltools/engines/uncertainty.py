@@ -175,11 +175,11 @@ def next_windows(
     posteriors: np.ndarray,
     valid: np.ndarray,
     measure: str = "margin",
-    size: int = WINDOW,
 ) -> tuple[np.ndarray, list[WindowScore]]:
     """Where to paint next on an image whose (H, W) bool ``valid`` pixels have (h, w, K)
     ``posteriors`` (any scale): its (H, W) float32 uncertainty (``measure``, upsampled; NaN
-    where not valid) and its windows of ``size`` px, most uncertain first (:func:`rank_windows`)."""
+    where not valid) and its windows of :data:`WINDOW` px, most uncertain first
+    (:func:`rank_windows`)."""
     values = upsample(uncertainty_map(posteriors, measure), valid.shape)
     values[~valid] = np.nan
-    return values, rank_windows(values, posteriors, size)
+    return values, rank_windows(values, posteriors, WINDOW)
