@@ -552,22 +552,8 @@ def label_from_strokes(
     """
     image = _as_hwc(image)
     strokes = np.asarray(strokes)
-    shape = image.shape[:2]
-    _check_evidence(strokes, shape, n_classes, "strokes")
-    if not 0 < scale <= 1:
-        raise DltoolsError(f"working scale must lie in (0, 1], got {scale}")
-    valid = np.ones(shape, bool) if nodata is None else ~_check_mask(nodata, shape)
-    if context is None:
-
-        def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            rows, cols = window.toslices()
-            return image[rows, cols], valid[rows, cols], strokes[rows, cols]
-
-        layout = (shape, image.shape[2], image.dtype)
-        context = stroke_context(read, layout, n_classes, scale, params)
-        if context is None:
-            raise DltoolsError("there are no strokes to label from: draw at least one")
-    return _label(image, strokes, n_classes, scale, params, ~valid, workers, progress, context)
+    _check_evidence(strokes, image.shape[:2], n_classes, "strokes")
+    return _label(image, strokes, n_classes, scale, params, nodata, workers, progress, context)
 
 
 def label_from_probs(
@@ -599,12 +585,22 @@ def label_from_probs(
 
 
 def _label(image, evidence, n_classes, scale, params, nodata, workers, progress, context=None):
-    """Shared body of the ``label_from_*`` functions: scale, CRF, upsample, median filter."""
+    """Shared body of the ``label_from_*`` functions: scale, CRF, upsample, median filter;
+    strokes without a ``context`` get that of :func:`stroke_context`."""
     if not 0 < scale <= 1:
         raise DltoolsError(f"working scale must lie in (0, 1], got {scale}")
     full = image.shape[:2]
-    valid = np.ones(full, bool) if nodata is None else ~_check_mask(nodata, full)
-    valid = _valid_mask(image, valid)
+    valid = _valid_mask(image, None if nodata is None else ~_check_mask(nodata, full))
+    if context is None and evidence.ndim == 2:
+
+        def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rows, cols = window.toslices()
+            return image[rows, cols], valid[rows, cols], evidence[rows, cols]
+
+        layout = (full, image.shape[2], image.dtype)
+        context = stroke_context(read, layout, n_classes, scale, params)
+        if context is None:
+            raise DltoolsError("there are no strokes to label from: draw at least one")
     small = working_shape(full, scale)
     work_valid = valid
     if small != full:
