@@ -12,9 +12,8 @@ no display; :func:`paint_strokes` wires them to the windows.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -136,7 +135,6 @@ def apply_key(state: PaintState, key: int) -> tuple[PaintState, bool]:
     last class, to the next window; after the last window, painting is finished), ``s`` skips the
     rest of the window, ``q`` finishes. Other keys change nothing.
     """
-    replace = dataclasses.replace
     if key in (ord("+"), ord("=")):
         return replace(state, brush=min(state.brush + 1, BRUSH_MAX)), False
     if key == ord("-"):

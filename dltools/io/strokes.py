@@ -66,7 +66,6 @@ def read_strokes(
     Returns (H, W) uint8 (uint16 above 254 classes): 0 = no stroke, k = ``class_names[k - 1]``.
     """
     path = Path(path)
-    n = len(class_names)
     if path.suffix.lower() in (*GEOJSON_SUFFIXES, GEOPACKAGE_SUFFIX):
         return _rasterize_vectors(path, image_shape, class_names, georef, class_field)
     if path.suffix.lower() == ".mat":
@@ -84,7 +83,7 @@ def read_strokes(
             f"{path}: cannot read strokes from a {path.suffix!r} file; give a label image "
             "(.png/.tif), a _mres.mat, a .geojson or a .gpkg"
         )
-    return _fit_to_shape(strokes.astype(stroke_dtype(n)), image_shape, path)
+    return _fit_to_shape(strokes.astype(stroke_dtype(len(class_names))), image_shape, path)
 
 
 @dataclass(frozen=True)

@@ -277,9 +277,8 @@ def segment_paths(
     folder = Path(out_dir) if out_dir is not None else image_path.parent
     base = folder / result_name(image_path, "ares", f"_{tile}")
     profile = read_profile(image_path)
-    geo = is_georeferenced(image_path)
     windowed = needs_windows((profile["height"], profile["width"]), block)
-    raster = geo or windowed
+    raster = is_georeferenced(image_path) or windowed
     stem = base.with_suffix("")
     return SegmentPaths(
         mat=None if windowed else base,
@@ -495,8 +494,7 @@ def segment_file(
             )
         journal = None
         if not whole:
-            inputs = _window_inputs(tasks[0], block)
-            journal = Journal(paths.outputs()[0], inputs, resume)
+            journal = Journal(paths.outputs()[0], _window_inputs(tasks[0], block), resume)
         done = run_units(executor, segment_window, tasks, journal)
         if executor.remote:
             done = progress(done, total=len(tasks), desc=image_path.name, unit="window")
