@@ -20,7 +20,7 @@ from dltools.io.geo import Window
 from dltools.io.labels import Classes
 from dltools.progress import Progress, quiet
 from dltools.scale.cache import Cached
-from dltools.scale.executor import Executor, InProcess
+from dltools.scale.executor import Executor
 from dltools.spectral.classifier import with_features
 from dltools.spectral.cube import Cube, RasterOutput, map_pixels, read_spectra
 from dltools.spectral.folder import MODEL, SpectralModel, load_model
@@ -94,13 +94,13 @@ def _built(build: Callable, folder: str, stamp: int, options: tuple) -> Callable
 
 
 def _pixel_function(
-    build: Callable, model: SpectralModel, options: tuple, executor: Executor
+    build: Callable, model: SpectralModel, options: tuple, executor: Executor | None
 ) -> tuple[Callable, Callable[[np.ndarray], dict[str, np.ndarray]]]:
     """``(built, to_run)``: ``build(model, *options)`` (built here, so the model is checked
-    before any work is sent) and what runs the windows: that function, or an
-    :class:`OnWorker` reference to it for a Dask cluster."""
+    before any work is sent) and what runs the windows: that function (``executor`` None:
+    here), or an :class:`OnWorker` reference to it for a Dask cluster."""
     built = build(model, *options)
-    if not executor.remote:
+    if executor is None or not executor.remote:
         return built, built
     stamp = (model.folder / MODEL).stat().st_mtime_ns
     return built, OnWorker(build, str(model.folder), stamp, options)
@@ -151,7 +151,6 @@ def encode_cube(
     :func:`dltools.spectral.cube.map_pixels`); the file is the same either way.
     """
     check_bands(model, cube)
-    executor = InProcess() if executor is None else executor
     _, function = _pixel_function(_encoder, model, (batch_size,), executor)
     latent = _autoencoder(model).latent_size
     out = {"latent": RasterOutput(Path(path), latent, "float32", np.nan)}
@@ -177,7 +176,6 @@ def decode_raster(
             f"{latent.path} has {latent.bands} band(s) but the model in {model.folder} has "
             f"{net.latent_size} latent dimensions; decode a raster written by its encode"
         )
-    executor = InProcess() if executor is None else executor
     _, function = _pixel_function(_decoder, model, (batch_size,), executor)
     out = {"spectra": RasterOutput(Path(path), model.bands, "float32", np.nan)}
     map_pixels(latent, function, out, block, progress, executor)
@@ -198,7 +196,6 @@ def reconstruct_cube(
     spectra and their reconstructions.
     """
     check_bands(model, cube)
-    executor = InProcess() if executor is None else executor
     _, function = _pixel_function(_reconstructor, model, (batch_size,), executor)
     out = {"spectra": RasterOutput(Path(path), model.bands, "float32", np.nan)}
     sums = map_pixels(cube, function, out, block, progress, executor)["sums"]
@@ -260,12 +257,6 @@ class Classify:
         return {int(v): int(counts[v]) for v in [0, *self.values]}
 
 
-def _classifier(
-    model: SpectralModel, features: str | None, unknown_below: float, batch_size: int
-) -> Classify:
-    return Classify(model, model.bands, features, unknown_below, batch_size)
-
-
 def predict_cube(
     model: SpectralModel,
     cube: Cube,
@@ -288,10 +279,9 @@ def predict_cube(
     flight, with an ``executor`` that runs windows on a Dask cluster).
     """
     check_bands(model, cube)
-    executor = InProcess() if executor is None else executor
     layer = None if features is None else features[0]
-    options = (layer, unknown_below, batch_size)
-    classify, function = _pixel_function(_classifier, model, options, executor)
+    options = (model.bands, layer, unknown_below, batch_size)
+    classify, function = _pixel_function(Classify, model, options, executor)
     values = classify.values
     dtype = "uint8" if values.max() <= 255 else "uint16"
     table = class_table(model.config["classes"])
