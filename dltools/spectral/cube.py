@@ -83,12 +83,10 @@ def _slices(window: Window | None, shape: tuple[int, ...]) -> tuple[slice, slice
     return slice(row, row + int(window.height)), slice(col, col + int(window.width))
 
 
-def _array_profile(height: int, width: int) -> dict:
-    return {"width": width, "height": height, "crs": None, "transform": Affine.identity()}
-
-
 def _load_array(path: Path, variable: str | None, ndims: tuple[int, ...]) -> np.ndarray:
     """The array of a ``.npy`` (memory-mapped) or ``.mat`` file, with ``ndim`` in ``ndims``."""
+    if not path.is_file():
+        raise DltoolsError(f"{path}: file not found")
     what = "rows x cols x bands" if ndims == (3,) else "rows x cols"
     if path.suffix.lower() == ".npy":
         try:
@@ -129,10 +127,10 @@ def open_cube(path: str | os.PathLike, variable: str | None = None) -> Cube:
     """Open a ``.npy``, ``.mat`` (``variable`` or the only 3-D one) or GDAL raster cube."""
     path = Path(path)
     if path.suffix.lower() in {".npy", ".mat"}:
-        if not path.is_file():
-            raise DltoolsError(f"{path}: file not found")
         array = _load_array(path, variable, (3,))
-        return Cube(path, array.shape, _array_profile(*array.shape[:2]), array)
+        height, width = array.shape[:2]
+        profile = {"width": width, "height": height, "crs": None, "transform": Affine.identity()}
+        return Cube(path, array.shape, profile, array)
     with open_raster(path) as src:
         profile = dict(src.profile)
     return Cube(path, (profile["height"], profile["width"], profile["count"]), profile)
@@ -145,8 +143,6 @@ def open_labels(path: str | os.PathLike, cube: Cube, variable: str | None = None
     """
     path = Path(path)
     if path.suffix.lower() in {".npy", ".mat"}:
-        if not path.is_file():
-            raise DltoolsError(f"{path}: file not found")
         array = _load_array(path, variable, (2, 3))
         labels = Cube(path, (*array.shape[:2], 1 if array.ndim == 2 else array.shape[2]), {}, array)
     else:
@@ -410,10 +406,7 @@ def map_pixels(
 
 
 def _finished_area(done: tuple[int, tuple[Window, dict, dict]]) -> int:
-    return _area(done[1][0])
-
-
-def _area(window: Window) -> int:
+    window = done[1][0]
     return window.width * window.height
 
 
