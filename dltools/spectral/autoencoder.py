@@ -7,6 +7,7 @@ Both map (n, B) float32 spectra to (n, Z) latent vectors (:meth:`encode`) and ba
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -39,6 +40,16 @@ def _activation(name: str):
         raise DltoolsError(
             f"unknown activation {name!r} (try relu, sigmoid, tanh, linear)"
         ) from err
+
+
+def _config(model: keras.Model, options: MLPOptions | ConvOptions) -> dict:
+    """The Keras config of an autoencoder: its name, bands and the value of each option of
+    its class (the fields of ``options``), tuples as lists (as JSON stores them)."""
+    config = {"name": model.name, "bands": model.bands}
+    for field in dataclasses.fields(options):
+        value = getattr(model, field.name)
+        config[field.name] = list(value) if isinstance(value, tuple) else value
+    return config
 
 
 @keras.saving.register_keras_serializable(package="dltools")
@@ -147,16 +158,7 @@ class MLPAutoencoder(keras.Model):
         return self._decode(outputs[-1], outputs if self.skip_connections else None)
 
     def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "bands": self.bands,
-            "encoder_size": list(self.encoder_size),
-            "activation": self.activation,
-            "latent_activation": self.latent_activation,
-            "output_activation": self.output_activation,
-            "tied_weights": self.tied_weights,
-            "skip_connections": self.skip_connections,
-        }
+        return _config(self, MLP)
 
 
 @keras.saving.register_keras_serializable(package="dltools")
@@ -251,17 +253,7 @@ class ConvAutoencoder(keras.Model):
         return self.decoder(self.encoder(x))
 
     def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "bands": self.bands,
-            "filters": list(self.filters),
-            "kernel_sizes": list(self.kernel_sizes),
-            "strides": list(self.strides),
-            "latent_size": self._latent_size,
-            "activation": self.activation,
-            "latent_activation": self.latent_activation,
-            "output_activation": self.output_activation,
-        }
+        return _config(self, CONV)
 
 
 def build_autoencoder(kind: str, bands: int, **options) -> MLPAutoencoder | ConvAutoencoder:
