@@ -62,12 +62,9 @@ def build_classifier(
             h = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"conv_{i}_bn")(h)
         h = layers.Activation("relu", name=f"conv_{i}_relu")(h)
         h = layers.MaxPooling1D(pool_size, padding="same", name=f"pool_{i}")(h)
-    if head == "flatten" or not conv_filters:
-        h = layers.Flatten(name="head")(h)
-    elif head == "max":
-        h = layers.GlobalMaxPooling1D(name="head")(h)
-    else:
-        h = layers.GlobalAveragePooling1D(name="head")(h)
+    pools = {"max": layers.GlobalMaxPooling1D, "average": layers.GlobalAveragePooling1D}
+    head_layer = pools.get(head, layers.Flatten) if conv_filters else layers.Flatten
+    h = head_layer(name="head")(h)
     for i, units in enumerate(dense_units):
         h = layers.Dense(units, use_bias=not batch_norm, name=f"dense_{i}")(h)
         if batch_norm:

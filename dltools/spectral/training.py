@@ -6,13 +6,17 @@ early on validation accuracy (keeping the best epoch's weights) and the history 
 beside the model. Autoencoders stream every pixel of a cube from disk
 (:func:`dltools.spectral.cube.pixel_batches`); classifiers train on labelled spectra held in
 memory (:mod:`dltools.spectral.labelled`), oversampled and augmented
-(:mod:`dltools.spectral.augment`).
+(:mod:`dltools.spectral.augment`). Every run seeds Python, numpy and TensorFlow (Keras'
+initialisers, dropout), so on CPU training is bit-for-bit reproducible; process-wide
+``tf.config.experimental.enable_op_determinism()`` is left to the caller, as it would constrain
+every later TensorFlow user in the process.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import inspect
 import itertools
 import os
 import warnings
@@ -50,16 +54,6 @@ from dltools.spectral.options import (
     ClassifierOptions,
     Training,
 )
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and TensorFlow (Keras' initialisers, dropout).
-
-    On CPU this makes training bit-for-bit reproducible; process-wide
-    ``tf.config.experimental.enable_op_determinism()`` is left to the caller, as it would
-    constrain every later TensorFlow user in the process.
-    """
-    keras.utils.set_random_seed(seed)
 
 
 def make_optimizer(
@@ -166,13 +160,9 @@ def _write_history(path: Path, epochs: list[int], history: dict[str, list[float]
 
 
 def _optimizer(training: Training) -> keras.optimizers.Optimizer:
-    names = ("optimizer", "learning_rate", "momentum", "decay", "decay_steps", "decay_rate")
-    return make_optimizer(
-        **{k: getattr(training, k) for k in names},
-        boundaries=training.boundaries,
-        rates=training.rates,
-        weight_decay=training.weight_decay,
-    )
+    """:func:`make_optimizer` with the options of ``training`` of the same names."""
+    names = inspect.signature(make_optimizer).parameters
+    return make_optimizer(**{k: getattr(training, k) for k in names})
 
 
 def _config(kind: str, bands: int, source: dict, scaling: Scaling, architecture: dict, training):
@@ -209,12 +199,11 @@ def train_autoencoder(
             "the SID loss compares spectra as probability distributions, which standardised "
             "(negative) values are not: use --scaling minmax or none with it"
         )
-    seed_everything(training.seed)
+    keras.utils.set_random_seed(training.seed)
     scaler = fit_scaling(cube, scaling, training.block)
     model = build_autoencoder(kind, cube.bands, **(architecture or {}))
     architecture = {k: v for k, v in model.get_config().items() if k not in {"name", "bands"}}
-    source = {"cube": str(cube.path)}
-    config = _config(kind, cube.bands, source, scaler, architecture, training)
+    config = _config(kind, cube.bands, {"cube": str(cube.path)}, scaler, architecture, training)
     return _train(model, config, training, cube, Path(folder), 0, verbose)
 
 
@@ -238,7 +227,7 @@ def train_classifier(
     accuracy.
     """
     training = training or CLASSIFIER_TRAINING
-    seed_everything(training.seed)
+    keras.utils.set_random_seed(training.seed)
     values, counts = np.unique(data.values[~data.held], return_counts=True)
     source = ", ".join(data.source.values())
     if len(values) < 2:
@@ -284,10 +273,9 @@ def resume_training(
     config = saved.config
     labelled = isinstance(data, LabelledSpectra)
     where = ", ".join(data.source.values()) if labelled else data.path
-    bands = data.bands
-    if bands != config["bands"]:
+    if data.bands != config["bands"]:
         raise DltoolsError(
-            f"{where} has {bands} bands but {folder} was trained on {config['bands']}"
+            f"{where} has {data.bands} bands but {folder} was trained on {config['bands']}"
         )
     if config["kind"] == "classifier" and not labelled:
         raise DltoolsError(f"{folder} holds a classifier: resuming it needs its labels")
@@ -299,7 +287,7 @@ def resume_training(
         {**config["training"], "epochs": epochs, "save_epochs": tuple(save_epochs)}
     )
     config = {**config, "training": dataclasses.asdict(training)}
-    seed_everything(training.seed + from_epoch)
+    keras.utils.set_random_seed(training.seed + from_epoch)
     return _train(saved.model, config, training, data, Path(folder), from_epoch, verbose)
 
 
