@@ -190,7 +190,7 @@ class ConvAutoencoder(keras.Model):
         n = len(self.filters)
         self.kernel_sizes = check_sizes("kernel_sizes", kernel_sizes, n)
         self.strides = check_sizes("strides", strides, n)
-        self._latent_size = check_sizes("latent_size", [latent_size])[0]
+        self.latent_size = check_sizes("latent_size", [latent_size])[0]
         self.activation = activation
         self.latent_activation = latent_activation
         self.output_activation = output_activation
@@ -208,7 +208,7 @@ class ConvAutoencoder(keras.Model):
                     for f, k, s in zip(self.filters, self.kernel_sizes, self.strides, strict=True)
                 ],
                 layers.Flatten(),
-                layers.Dense(self._latent_size, activation=latent_activation, name="latent"),
+                layers.Dense(self.latent_size, activation=latent_activation, name="latent"),
             ],
             name="encoder",
         )
@@ -224,7 +224,7 @@ class ConvAutoencoder(keras.Model):
         ]
         self.decoder = keras.Sequential(
             [
-                layers.Input((self._latent_size,)),
+                layers.Input((self.latent_size,)),
                 layers.Dense(length * self.filters[-1], activation=activation),
                 layers.Reshape((length, self.filters[-1])),
                 *transposed,
@@ -233,10 +233,6 @@ class ConvAutoencoder(keras.Model):
             ],
             name="decoder",
         )
-
-    @property
-    def latent_size(self) -> int:
-        return self._latent_size
 
     def build(self, input_shape=None):
         self.built = True  # both Sequential halves are built from their Input layers

@@ -384,10 +384,8 @@ def map_pixels(
 
     def units() -> Iterable[PixelWindow]:
         for window in cube.windows(block):
-            if read_here:
-                yield PixelWindow(window, function, specs, pixels=read_spectra(cube, window))
-            else:
-                yield PixelWindow(window, function, specs, cube)
+            pixels = read_spectra(cube, window) if read_here else None
+            yield PixelWindow(window, function, specs, None if read_here else cube, pixels)
 
     totals: dict[str, np.ndarray] = {}
     with contextlib.ExitStack() as stack:
