@@ -152,8 +152,7 @@ def encode_cube(
     """
     check_bands(model, cube)
     _, function = _pixel_function(_encoder, model, (batch_size,), executor)
-    latent = _autoencoder(model).latent_size
-    out = {"latent": RasterOutput(Path(path), latent, "float32", np.nan)}
+    out = {"latent": RasterOutput(Path(path), _autoencoder(model).latent_size, "float32", np.nan)}
     map_pixels(cube, function, out, block, progress, executor)
 
 
