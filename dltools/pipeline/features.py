@@ -165,12 +165,11 @@ def grid_tiles(images: Sequence[Path], tile: int, stride: int) -> list[dict[str,
             height, width = src.height, src.width
         if min(height, width) < tile:
             continue
-        for row in tile_origins(height, tile, stride).tolist():
-            for col in tile_origins(width, tile, stride).tolist():
-                rows.append(
-                    {"path": str(path), "row": str(row), "col": str(col), "size": str(tile)}
-                    | {"class": ""}
-                )
+        rows += [
+            {"path": str(path), "row": str(row), "col": str(col), "size": str(tile), "class": ""}
+            for row in tile_origins(height, tile, stride).tolist()
+            for col in tile_origins(width, tile, stride).tolist()
+        ]
     return rows
 
 
