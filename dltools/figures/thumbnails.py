@@ -38,9 +38,8 @@ Piece = tuple[tuple[int, int, int, int], np.ndarray]  # (r0, r1, c0, c1) in a th
 def thumbnail_piece(factor: float, core: Window, array: np.ndarray, labels: bool) -> Piece | None:
     """The part of a thumbnail at scale ``factor`` that the ``core`` window's ``array`` (its
     pixels, (h, w[, C])) makes: nearest-neighbour for ``labels``, area averages otherwise."""
-    f = factor
-    r0, r1 = round(core.row_off * f), round((core.row_off + core.height) * f)
-    c0, c1 = round(core.col_off * f), round((core.col_off + core.width) * f)
+    r0, r1 = round(core.row_off * factor), round((core.row_off + core.height) * factor)
+    c0, c1 = round(core.col_off * factor), round((core.col_off + core.width) * factor)
     if r1 <= r0 or c1 <= c0:
         return None
     method = cv2.INTER_NEAREST if labels else cv2.INTER_AREA
