@@ -12,7 +12,7 @@ loaded whole.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from dltools.io.tile_library import (
     write_tile,
 )
 from dltools.progress import Progress, quiet
-from dltools.raster.bands import RGB8, BandChoice
+from dltools.raster.bands import BandChoice
 from dltools.raster.windows import block_index, block_of, block_windows, sample_windows
 from dltools.scale.executor import Executor, InProcess
 
@@ -151,12 +151,13 @@ def cut_tiles(
     tiles: Sequence[Tile],
     size: int,
     stride: int,
-    write: Callable[[Tile, np.ndarray], None],
-    bands: BandChoice = RGB8,
-    keep_going: bool = False,
+    folder: Path,
+    names: Sequence[str],
+    bands: BandChoice,
+    keep_going: bool,
 ) -> dict[Path, DltoolsError]:
-    """Read each image block by block and call ``write(tile, (size, size, 3) uint8 pixels)``,
-    the pixels made by ``bands``.
+    """Read each image block by block and write each tile's (size, size, 3) uint8 pixels, made
+    by ``bands``, to ``folder/<class name>/<tile name>`` (``names``: the classes, label order).
 
     ``tiles`` must lie on the window grid of ``size`` and ``stride`` (as found by
     :func:`find_tiles`); only blocks that hold a tile are read. An unreadable image raises,
@@ -182,7 +183,7 @@ def cut_tiles(
             continue
         for t in members:
             r, c = t.row - block.row_off, t.col - block.col_off
-            write(t, pixels[r : r + size, c : c + size])
+            write_tile(folder / names[t.label - 1] / t.name(), pixels[r : r + size, c : c + size])
     return failed
 
 
@@ -202,12 +203,7 @@ def _width_unit(task: tuple) -> np.ndarray:
 def _cut_unit(task: tuple) -> dict[Path, DltoolsError]:
     """:func:`cut_tiles` of one image's tiles into the library folder being built:
     ``(tiles, size, stride, folder, names, bands, keep_going)``."""
-    tiles, size, stride, folder, names, bands, keep_going = task
-
-    def write(t: Tile, pixels: np.ndarray) -> None:
-        write_tile(folder / names[t.label - 1] / t.name(), pixels)
-
-    return cut_tiles(tiles, size, stride, write, bands, keep_going)
+    return cut_tiles(*task)
 
 
 @dataclass
