@@ -115,24 +115,20 @@ def groundtruth_figure(
     return panel_figure(panels, class_names, colors, title)
 
 
-def confusion_figure(
-    confusion: np.ndarray, class_names: Sequence[str], normalise: bool = True, title: str = ""
-) -> Figure:
+def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: str = "") -> Figure:
     """A confusion matrix as a heat map with class names on both axes and values in the cells.
 
-    confusion: (K, K) counts, row = true class, column = predicted class. With ``normalise``
-    each row is divided by its sum (rows without samples stay 0), so cells are per-class rates.
+    confusion: (K, K) counts, row = true class, column = predicted class. Each row is divided
+    by its sum (rows without samples stay 0), so cells are per-class rates.
     """
     counts = np.asarray(confusion, dtype=float)
     rows = counts.sum(axis=1, keepdims=True)
-    values = (
-        np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalise else counts
-    )
+    values = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
     k = len(class_names)
     side = 2.0 + 0.6 * k
     fig = Figure(figsize=(side + 1.0, side))
     ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalise else None)
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ax.set_xticks(range(k), class_names, rotation=45, ha="right")
     ax.set_yticks(range(k), class_names)
@@ -141,10 +137,9 @@ def confusion_figure(
     if k <= 20:
         threshold = 0.5 * (values.max() if values.size else 1)
         for (i, j), value in np.ndenumerate(values):
-            text = f"{value:.2f}" if normalise else f"{int(value)}"
             color = "white" if value > threshold else "black"
-            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=8)
-    ax.set_title(title or ("confusion matrix (rows sum to 1)" if normalise else "confusion matrix"))
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color, fontsize=8)
+    ax.set_title(title or "confusion matrix (rows sum to 1)")
     return fig
 
 
