@@ -14,7 +14,8 @@ from dltools.cli._common import (
     parse_args,
     reports_errors,
 )
-from dltools.io.discovery import PRED_GLOB, TRUE_GLOB
+from dltools.engines.metrics import iou_from_confusion, pixel_summary
+from dltools.io.discovery import PRED_GLOB, TRUE_GLOB, pair_predictions
 from dltools.io.outputs import ensure_new
 from dltools.pipeline.evaluate_pixels import (
     F1_FIGURE,
@@ -83,8 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_table(evaluation) -> None:
-    from dltools.engines.metrics import iou_from_confusion, pixel_summary
-
     head = f"{'image':<32} {'pixels':>10} {'accuracy':>9} {'macro F1':>9} {'pixel F1':>9}"
     print(head + f" {'mIoU':>6} {'kappa':>6}")
     rows = [(i.pred.stem, i.scores) for i in evaluation.images]
@@ -107,8 +106,6 @@ def _print_table(evaluation) -> None:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    from dltools.io.discovery import pair_predictions
-
     out = Path(args.out_dir or args.pred_dir)
     pairs = pair_predictions(args.pred_dir, args.true_dir, args.pred_glob, args.true_glob)
     ensure_new(report_paths(out, pairs), args.force)
