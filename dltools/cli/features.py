@@ -11,6 +11,7 @@ from dltools.cli._common import (
     reports_errors,
     show_progress,
 )
+from dltools.errors import DltoolsError
 from dltools.pipeline.features import INDEX_ABOVE, INDEXING, embed, feature_paths, index_path
 
 
@@ -72,8 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors
 def run(args: argparse.Namespace) -> None:
-    from dltools.errors import DltoolsError
-
     if args.tile < 8 or (args.stride is not None and args.stride < 1) or args.batch_size < 1:
         raise DltoolsError("--tile must be at least 8, --stride and --batch-size at least 1")
     found = embed(
