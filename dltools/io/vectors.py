@@ -61,7 +61,10 @@ def write_layer(
     return count
 
 
-def _write(path: Path, geometry, field_data, fields, layer, geometry_type, wkt) -> None:
+def _write(
+    path: Path, geometry, field_data, fields, layer, geometry_type, wkt, driver: str = "GPKG"
+) -> None:
+    """Write (or append to an existing ``path``) one batch of features with pyogrio."""
     with warnings.catch_warnings():
         # no CRS is asked for (callers warn in their own terms), and pyogrio warns each batch
         warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
@@ -71,7 +74,7 @@ def _write(path: Path, geometry, field_data, fields, layer, geometry_type, wkt) 
             field_data,
             fields,
             layer=layer,
-            driver="GPKG",
+            driver=driver,
             geometry_type=geometry_type,
             crs=wkt,
             append=path.exists(),
@@ -128,32 +131,23 @@ def write_window_ranking(
     with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows({k: row[k] for k in fields} for row in rows)
+        writer.writerows(rows)
     transform = profile["transform"] if profile is not None else rasterio.Affine.identity()
-    a, b, c, d, e, f = transform[:6]
     outlines = []
     for w in rows:
         x0, y0, x1, y1 = w["col"], w["row"], w["col"] + w["width"], w["row"] + w["height"]
         corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-        map_corners = [(a * x + b * y + c, d * x + e * y + f) for x, y in corners]
-        outlines.append(shapely.Polygon(map_corners))
+        outlines.append(shapely.Polygon([transform * xy for xy in corners]))
     values = [
         np.array([row[k] for row in rows], dtype=object if k == "doubt" else None) for k in fields
     ]
     crs = profile.get("crs") if profile is not None else None
-    with atomic_path(geojson_path) as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)  # pixel units
+    wkt = None if crs is None else CRS.from_user_input(crs).to_wkt()
+    with atomic_path(geojson_path) as tmp:
         tmp.unlink()
-        pyogrio.raw.write(
-            tmp,
-            shapely.to_wkb(np.array(outlines, dtype=object)),
-            values,
-            fields,
-            driver="GeoJSON",
-            layer=Path(geojson_path).stem,  # not the temporary file's name
-            geometry_type="Polygon",
-            crs=None if crs is None else CRS.from_user_input(crs).to_wkt(),
-        )
+        layer = Path(geojson_path).stem  # not the temporary file's name
+        outlines = np.array(outlines, dtype=object)
+        _write(tmp, outlines, values, fields, layer, "Polygon", wkt, driver="GeoJSON")
 
 
 def write_image_ranking(
