@@ -45,14 +45,20 @@ from pydantic import BaseModel, Field, ValidationError
 
 from dltools.engines.refine import DEFAULT_REFINER
 from dltools.errors import DltoolsError
+from dltools.io.images import IMAGE_SUFFIXES
 from dltools.pipeline.segment import METHODS
 from dltools.server import inference
-from dltools.server.registry import ServedModel
+from dltools.server.registry import (
+    FCN,
+    SPECTRAL_AUTOENCODER,
+    SPECTRAL_CLASSIFIER,
+    TILE,
+    ServedModel,
+)
 from dltools.server.uploads import TooLarge, read_body, save_body
 
 LOCALHOST = "127.0.0.1"
 RETRY_AFTER_S = 5
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 T = TypeVar("T")
 log = logging.getLogger("dltools.serve")
 
@@ -211,6 +217,15 @@ def create_app(models: dict[str, ServedModel], settings: ServerSettings) -> Fast
             )
         return model
 
+    async def run_in_folder(folder: Path, names: dict[str, str], job: Callable[[], T]) -> T:
+        """``job`` on a worker (see :func:`_in_folder`); ``folder`` goes also when the gate
+        refuses the job (HTTP 503), which then never runs."""
+        try:
+            return await gate.run(_in_folder(folder, names, job))
+        except HTTPException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
     @app.middleware("http")
     async def limit_declared_size(request: Request, call_next):
         length = request.headers.get("content-length", "")
@@ -307,8 +322,6 @@ def create_app(models: dict[str, ServedModel], settings: ServerSettings) -> Fast
         filename: Annotated[str | None, Query(description="name of a raw-body image")] = None,
     ) -> Response:
         """Segment an image (JPEG, PNG, TIFF, GeoTIFF) with a tile model or an FCN run."""
-        from dltools.server.registry import FCN, TILE
-
         model = served(name, (TILE, FCN))
         options = inference.SegmentOptions(refine, tile, prob_thres, decim, fct, tta, crf)
         folder = Path(tempfile.mkdtemp(dir=work_root))
@@ -329,11 +342,7 @@ def create_app(models: dict[str, ServedModel], settings: ServerSettings) -> Fast
             shutil.rmtree(folder, ignore_errors=True)
             raise
         job = functools.partial(_segment_job, model, image, folder, options, format, label)
-        try:
-            return await gate.run(_in_folder(folder, {str(image): label}, job))
-        except HTTPException:  # refused: the job never ran
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
+        return await run_in_folder(folder, {str(image): label}, job)
 
     async def spectra_job(
         name: str, request: Request, kind: str, schema: type[BaseModel], work: Callable
@@ -353,11 +362,7 @@ def create_app(models: dict[str, ServedModel], settings: ServerSettings) -> Fast
         spectra = inference.check_spectra(parsed.spectra, model.bands)
         folder = Path(tempfile.mkdtemp(dir=work_root))
         job = functools.partial(work, model, spectra, folder, parsed)
-        try:
-            return await gate.run(_in_folder(folder, {}, job))
-        except HTTPException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
+        return await run_in_folder(folder, {}, job)
 
     def body_schema(schema: type[BaseModel]) -> dict:
         content = {"application/json": {"schema": schema.model_json_schema()}}
@@ -371,7 +376,6 @@ def create_app(models: dict[str, ServedModel], settings: ServerSettings) -> Fast
     async def classify(name: str, request: Request) -> dict:
         """Classify spectra with a spectral classifier: class per spectrum ('unknown' below
         ``unknown_below``), probabilities in the order of ``class_names``, optional features."""
-        from dltools.server.registry import SPECTRAL_CLASSIFIER
 
         def work(model, spectra, folder, parsed: ClassifyRequest) -> dict:
             return inference.classify(model, spectra, folder, parsed.unknown_below, parsed.features)
@@ -383,7 +387,6 @@ def create_app(models: dict[str, ServedModel], settings: ServerSettings) -> Fast
     )
     async def encode(name: str, request: Request) -> dict:
         """Encode spectra with a spectral autoencoder: the latent vector of each spectrum."""
-        from dltools.server.registry import SPECTRAL_AUTOENCODER
 
         def work(model, spectra, folder, parsed: EncodeRequest) -> dict:
             return inference.encode(model, spectra, folder)

@@ -23,13 +23,7 @@ from dltools.io.geo import is_georeferenced, read_profile, read_raster
 from dltools.io.images import write_image
 from dltools.pipeline.fcn import Tiling
 from dltools.raster.windows import iter_windows
-from dltools.server.registry import (
-    FCN,
-    SPECTRAL_AUTOENCODER,
-    SPECTRAL_CLASSIFIER,
-    TILE,
-    ServedModel,
-)
+from dltools.server.registry import TILE, ServedModel
 
 SUMMARY_BLOCK = 2048  # pixels per side of the windows the confidence raster is read in
 MAX_SPECTRA = 100_000  # spectra per classify request
@@ -124,7 +118,7 @@ def segment(served: ServedModel, image: Path, workdir: Path, options: SegmentOpt
         for window in iter_windows(profile["height"], profile["width"], SUMMARY_BLOCK):
             confidence.add(read_raster(probability, window))
         fractions = summary.fractions
-    elif served.kind == FCN:
+    else:  # an FCN run: the app sends no other kind here
         from dltools.engines.crf import CRFParams
         from dltools.pipeline.fcn import (
             CRF_BLOCK,
@@ -153,8 +147,6 @@ def segment(served: ServedModel, image: Path, workdir: Path, options: SegmentOpt
         labelled = max(int(counts[1:].sum()), 1)
         names = served.classes.names
         fractions = {name: int(n) / labelled for name, n in zip(names, counts[1:], strict=True)}
-    else:
-        raise DltoolsError(f"{served.name} is a {served.kind} model: use /classify for spectra")
     return Segmented(label, is_georeferenced(image), fractions, confidence.summary())
 
 
@@ -193,32 +185,22 @@ def classify(
     unknown_below: float = 0.0,
     features: str | None = None,
 ) -> dict:
-    """Classify (n, B) spectra: ``classes`` (names, ``"unknown"`` below ``unknown_below``),
-    ``values``, ``probabilities`` (n, K) in class order, and ``features`` of a named layer."""
-    from dltools.spectral.cube import open_cube
+    """Classify (n, B) spectra of a spectral classifier: ``classes`` (names, ``"unknown"``
+    below ``unknown_below``), ``values``, ``probabilities`` (n, K) in class order, and
+    ``features`` of a named layer."""
     from dltools.spectral.inference import predict_cube
 
-    if served.kind != SPECTRAL_CLASSIFIER:
-        raise DltoolsError(f"{served.name} is a {served.kind} model, not a spectral classifier")
-    cube_path = workdir / "spectra.npy"
-    np.save(cube_path, spectra[None])
-    paths = {"classes": workdir / "classes.tif", "scores": workdir / "scores.tif"}
+    classes, scores = workdir / "classes.tif", workdir / "scores.tif"
     wanted = None if features is None else (features, workdir / "features.tif")
-    predict_cube(
-        served.model,
-        open_cube(cube_path),
-        paths["classes"],
-        paths["scores"],
-        wanted,
-        unknown_below,
-    )
-    values = read_raster(paths["classes"])[0, :, 0].astype(int)
+    cube = _one_row_cube(spectra, workdir)
+    predict_cube(served.model, cube, classes, scores, wanted, unknown_below)
+    values = read_raster(classes)[0, :, 0].astype(int)
     names = dict(zip(served.values(), served.classes.names, strict=True))
     result = {
         "classes": [names.get(int(v), "unknown") for v in values],
         "values": values.tolist(),
         "class_names": served.classes.names,
-        "probabilities": read_raster(paths["scores"])[0].tolist(),
+        "probabilities": read_raster(scores)[0].tolist(),
     }
     if wanted is not None:
         result["features"] = read_raster(wanted[1])[0].tolist()
@@ -227,12 +209,15 @@ def classify(
 
 def encode(served: ServedModel, spectra: np.ndarray, workdir: Path) -> dict:
     """Encode (n, B) spectra with a spectral autoencoder: ``latent`` (n, Z) as lists."""
-    from dltools.spectral.cube import open_cube
     from dltools.spectral.inference import encode_cube
 
-    if served.kind != SPECTRAL_AUTOENCODER:
-        raise DltoolsError(f"{served.name} is a {served.kind} model, not a spectral autoencoder")
-    cube_path = workdir / "spectra.npy"
-    np.save(cube_path, spectra[None])
-    encode_cube(served.model, open_cube(cube_path), workdir / "latent.tif")
+    encode_cube(served.model, _one_row_cube(spectra, workdir), workdir / "latent.tif")
     return {"latent": read_raster(workdir / "latent.tif")[0].tolist()}
+
+
+def _one_row_cube(spectra: np.ndarray, workdir: Path):
+    """(n, B) spectra saved under ``workdir`` as a (1, n, B) cube, opened."""
+    from dltools.spectral.cube import open_cube
+
+    np.save(workdir / "spectra.npy", spectra[None])
+    return open_cube(workdir / "spectra.npy")
