@@ -68,46 +68,39 @@ class Polygons:
         return len(self.geometry)
 
 
-@dataclass
-class _Pieces:
-    """Polygons cut by inner window edges, with their sums, waiting to be merged."""
+def _polygons(geometry: np.ndarray, value: np.ndarray, sums: dict[str, np.ndarray]) -> Polygons:
+    """:class:`Polygons` of regions with their per-region ``sums`` (pixels, area, conf_sum,
+    conf_count)."""
+    return Polygons(
+        geometry=geometry,
+        value=value,
+        pixels=sums["pixels"].astype(np.int64),
+        area=sums["area"],
+        confidence=_mean(sums["conf_sum"], sums["conf_count"]),
+    )
 
-    geometry: list
-    value: list
-    pixels: list
-    area: list
-    conf_sum: list
-    conf_count: list
 
-    def add(self, batch: dict[str, np.ndarray], keep: np.ndarray) -> None:
-        for name in ("geometry", "value", "pixels", "area", "conf_sum", "conf_count"):
-            getattr(self, name).append(batch[name][keep])
-
-    def merged(self, shape: tuple[int, int], window: int) -> Iterator[Polygons]:
-        """Stitch the pieces (:func:`stitch`) one value at a time, letting each value's pieces
-        go as they are stitched, and yield its merged polygons with their summed statistics."""
-        cat = {name: np.concatenate(getattr(self, name)) for name in vars(self)}
-        for name in vars(self):
-            getattr(self, name).clear()
-        cols = np.arange(window, shape[1], window)
-        rows = np.arange(window, shape[0], window)
-        for value in np.unique(cat["value"]):
-            chosen = np.flatnonzero(cat["value"] == value)
-            rings, piece = shapely.get_rings(cat["geometry"][chosen], return_index=True)
-            cat["geometry"][chosen] = None
-            geometry, owner = stitch(rings, piece, shape, cols, rows)
-            del rings
-            total = {
-                name: np.bincount(owner, weights=cat[name][chosen], minlength=len(geometry))
-                for name in ("pixels", "area", "conf_sum", "conf_count")
-            }
-            yield Polygons(
-                geometry=geometry,
-                value=np.full(len(geometry), value, np.int64),
-                pixels=total["pixels"].astype(np.int64),
-                area=total["area"],
-                confidence=_mean(total["conf_sum"], total["conf_count"]),
-            )
+def _merged(
+    pieces: list[dict[str, np.ndarray]], shape: tuple[int, int], window: int
+) -> Iterator[Polygons]:
+    """Stitch the ``pieces`` (batches of polygons cut by inner window edges, with their sums;
+    the list is emptied) with :func:`stitch` one value at a time, letting each value's pieces
+    go as they are stitched, and yield its merged polygons with their summed statistics."""
+    cat = {name: np.concatenate([batch[name] for batch in pieces]) for name in pieces[0]}
+    pieces.clear()
+    cols = np.arange(window, shape[1], window)
+    rows = np.arange(window, shape[0], window)
+    for value in np.unique(cat["value"]):
+        chosen = np.flatnonzero(cat["value"] == value)
+        rings, piece = shapely.get_rings(cat["geometry"][chosen], return_index=True)
+        cat["geometry"][chosen] = None
+        geometry, owner = stitch(rings, piece, shape, cols, rows)
+        del rings
+        total = {
+            name: np.bincount(owner, weights=cat[name][chosen], minlength=len(geometry))
+            for name in ("pixels", "area", "conf_sum", "conf_count")
+        }
+        yield _polygons(geometry, np.full(len(geometry), value, np.int64), total)
 
 
 def stitch(
@@ -397,25 +390,19 @@ def polygonize(
     height, width = shape
     if row_areas is None:
         row_areas = np.ones(height)
-    pieces = _Pieces([], [], [], [], [], [])
+    pieces: list[dict[str, np.ndarray]] = []
     for core in iter_windows(height, width, window):
         labels = sieved_window(read_labels, shape, core, min_pixels)
         confidence = None if read_confidence is None else read_confidence(core)
         batch = _window_polygons(labels, core, shape, confidence, row_areas)
-        cut = batch["cut"]
+        cut = batch.pop("cut")
         if cut.any():
-            pieces.add(batch, cut)
-        whole = ~cut
-        if whole.any():
-            yield Polygons(
-                geometry=batch["geometry"][whole],
-                value=batch["value"][whole],
-                pixels=batch["pixels"][whole],
-                area=batch["area"][whole],
-                confidence=_mean(batch["conf_sum"][whole], batch["conf_count"][whole]),
-            )
-    if pieces.geometry:
-        yield from pieces.merged(shape, window)
+            pieces.append({name: array[cut] for name, array in batch.items()})
+        if not cut.all():
+            whole = {name: array[~cut] for name, array in batch.items()}
+            yield _polygons(whole["geometry"], whole["value"], whole)
+    if pieces:
+        yield from _merged(pieces, shape, window)
 
 
 def to_map(geometry: np.ndarray, transform: Affine) -> np.ndarray:
