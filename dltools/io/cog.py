@@ -55,7 +55,6 @@ def open_cog_writer(
     dtype: np.dtype | str,
     nodata: float | None,
     classes: Classes | None = None,
-    value_range: tuple[float, float] = (0.0, 1.0),
 ) -> Iterator[rasterio.io.DatasetWriter]:
     """Open a one-band COG on the grid of ``like`` (a rasterio profile) for writing.
 
@@ -66,8 +65,7 @@ def open_cog_writer(
     dtype : band dtype; uint8 or uint16 for class rasters.
     nodata : the nodata value (0 for class rasters, NaN for probabilities).
     classes : the class table of a class raster (value ``k`` = ``classes.names[k - 1]``);
-        None for a continuous raster.
-    value_range : (min, max) of the colour ramp of a continuous raster.
+        None for a continuous raster (its colour ramp spans 0 to 1).
 
     Yields the writer of a temporary tiled GeoTIFF; fill it with
     :func:`dltools.io.geo.write_window`. On a clean exit it becomes ``path`` in COG layout.
@@ -93,7 +91,7 @@ def open_cog_writer(
                 OVERVIEW_RESAMPLING="AVERAGE" if classes is None else "MODE",
                 BIGTIFF="IF_SAFER",
             )
-    style = pseudocolor_style(*value_range) if classes is None else paletted_style(classes)
+    style = pseudocolor_style() if classes is None else paletted_style(classes)
     write_qml(qml_path(final), style)
 
 
@@ -138,9 +136,7 @@ def open_fraction_writer(
     whole = np.zeros(shape, np.uint8)
 
     def put(values: np.ndarray, window: Window) -> None:
-        rows = slice(window.row_off, window.row_off + window.height)
-        cols = slice(window.col_off, window.col_off + window.width)
-        whole[rows, cols] = np.round(np.nan_to_num(values, nan=0.0) * 255)
+        whole[window.toslices()] = np.round(np.nan_to_num(values, nan=0.0) * 255)
 
     yield put
     write_image(path, whole)
