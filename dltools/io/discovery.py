@@ -15,7 +15,7 @@ import numpy as np
 
 from dltools.errors import DltoolsError
 from dltools.io.images import image_shape, is_image_file, list_images
-from dltools.io.pairs import pair_images_with_labels, pairing_key
+from dltools.io.pairs import pair_images_with_labels, pairing_key, visible_files
 
 PRED_GLOB = "*_ares*.mat"
 TRUE_GLOB = "*_mres*.mat"
@@ -190,12 +190,6 @@ def image_name(path: str | os.PathLike) -> str:
     return found.group(1) if found else stem
 
 
-def _matching_files(folder: Path, pattern: str) -> list[Path]:
-    if not folder.is_dir():
-        raise DltoolsError(f"{folder}: folder not found")
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
-
-
 def pair_predictions(
     pred_dir: str | os.PathLike,
     true_dir: str | os.PathLike | None = None,
@@ -209,11 +203,11 @@ def pair_predictions(
     """
     pred_dir = Path(pred_dir)
     true_dir = pred_dir if true_dir is None else Path(true_dir)
-    preds = _matching_files(pred_dir, pred_glob)
+    preds = visible_files(pred_dir, pred_glob)
     if not preds:
         raise DltoolsError(f"{pred_dir}: no predictions matching {pred_glob}")
     own = {p.resolve() for p in preds}
-    truths = [p for p in _matching_files(true_dir, true_glob) if p.resolve() not in own]
+    truths = [p for p in visible_files(true_dir, true_glob) if p.resolve() not in own]
     images = {pred: Path(f"{image_name(pred)}.image") for pred in preds}
     pairs, unpaired = pair_images_with_labels(sorted(set(images.values())), truths)
     if unpaired:

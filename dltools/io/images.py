@@ -17,6 +17,7 @@ import numpy as np
 
 from dltools.errors import DltoolsError
 from dltools.io.geo import create_raster, open_raster, read_raster, sample_pixels
+from dltools.io.pairs import visible_files
 from dltools.raster.bands import BandChoice, choose_bands, stretch_ranges
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
@@ -47,10 +48,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
     Hidden files (such as the temporary files of unfinished writes) are skipped.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DltoolsError(f"{folder}: folder not found")
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    return [p for p in visible_files(folder) if is_image_file(p)]
 
 
 def read_image(path: str | os.PathLike, bands: Sequence[int] | None = None) -> np.ndarray:

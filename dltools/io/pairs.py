@@ -87,6 +87,16 @@ def pair_images_with_labels(
     return pairs, unpaired
 
 
+def visible_files(folder: str | os.PathLike, pattern: str = "*") -> list[Path]:
+    """The files directly in ``folder`` whose names match the glob ``pattern``, sorted by name;
+    hidden files (such as the temporary files of unfinished writes) are left out. A missing
+    folder is a DltoolsError."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DltoolsError(f"{folder}: folder not found")
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
+
+
 def find_label_files(
     folder: str | os.PathLike, images: Sequence[str | os.PathLike], pattern: str = "*"
 ) -> tuple[list[tuple[Path, Path]], list[Path]]:
@@ -96,13 +106,6 @@ def find_label_files(
     themselves are never taken as labels. Returns ``(pairs, unpaired images)`` like
     :func:`pair_images_with_labels`.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DltoolsError(f"{folder}: folder not found")
     own = {Path(p).resolve() for p in images}
-    labels = sorted(
-        p
-        for p in folder.glob(pattern)
-        if p.is_file() and not p.name.startswith(".") and p.resolve() not in own
-    )
+    labels = [p for p in visible_files(folder, pattern) if p.resolve() not in own]
     return pair_images_with_labels(images, labels)
