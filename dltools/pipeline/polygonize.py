@@ -164,8 +164,7 @@ def polygonize_raster(
             for value, n in zip(*np.unique(batch.value, return_counts=True), strict=True):
                 counts[names[value - 1]] += int(n)
 
-    crs = profile.get("crs")
-    write_layer(out, features(), crs, layer or raster.stem, "Polygon", schema)
+    write_layer(out, features(), profile.get("crs"), layer or raster.stem, "Polygon", schema)
     return PolygonizeSummary(counts, area_field)
 
 

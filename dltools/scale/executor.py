@@ -184,14 +184,13 @@ def open_executor(spec: str | None, timeout: float = CONNECT_TIMEOUT) -> Executo
         raise DltoolsError(f"--dask needs dask and distributed installed: {err}") from None
     if kind == "local":
         workers = value or os.cpu_count() or 1
-        env = thread_env(workers)
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
             silence_logs=logging.CRITICAL,  # failures reach the client
-            env=env,
+            env=thread_env(workers),
         )
         client = Client(cluster)
         client.wait_for_workers(workers)
