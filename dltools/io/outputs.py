@@ -127,8 +127,6 @@ def _remove(entry: Path) -> None:
 
 def _alive(pid: int) -> bool:
     """True if a process ``pid`` exists (ours or another user's)."""
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
