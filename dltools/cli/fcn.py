@@ -7,6 +7,8 @@ resolution crops, applied to images of any size in overlapping windows.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import time
 from pathlib import Path
 
@@ -296,25 +298,13 @@ def _training_data(args: argparse.Namespace, classes: Classes | None):
 @reports_errors
 def run_train(args: argparse.Namespace) -> None:
     classes = _classes(args)
+    named = {  # every setting is the option of its name, but these two
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(TrainSettings)
+        if field.name not in ("flips", "encoder_weights")
+    }
     settings = TrainSettings(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        tile_size=args.tile_size,
-        steps_per_epoch=args.steps_per_epoch,
-        learning_rate=args.learning_rate,
-        fine_tune_learning_rate=args.fine_tune_learning_rate,
-        freeze_epochs=args.freeze_epochs,
-        patience=args.patience,
-        class_weight_power=args.class_weight_power,
-        flips=not args.no_flips,
-        jitter=args.jitter,
-        val_fraction=args.val_fraction,
-        val_crops=args.val_crops,
-        alpha=args.alpha,
-        encoder_weights=_encoder_weights(args),
-        seed=args.seed,
-        train_on=args.train_on,
-        crf_weight=args.crf_weight,
+        **named, flips=not args.no_flips, encoder_weights=_encoder_weights(args)
     )
     bands, stretch = band_options(args)
     if args.resume:
@@ -465,9 +455,13 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
     tiling = Tiling(args.window, args.overlap, args.batch_size, args.tta, args.block)
     images = infer_images(args.samples_dir)
     tag = "fcn_crf" if crf else "fcn"
+    infer = infer_file  # with infer-crf, infer_file_crf with the CRF's settings
     if crf:
         params = crf_params(args)
         workers = args.workers if args.dask is None else args.workers or 1  # no pools in workers
+        infer = functools.partial(
+            infer_file_crf, params=params, scale=args.crf_scale, workers=workers
+        )
     bands, _ = band_options(args)
     run_bands = ensemble_bands(args.name)
     run = Cached(load_runs, (tuple(map(str, args.name)),))  # once per process (Dask worker)
@@ -487,35 +481,17 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
         start = time.perf_counter()
         out = outputs[path]
         progress = show_progress if args.dask is None or executor.remote else quiet
-        if crf:
-            counts = infer_file_crf(
-                run,
-                path,
-                out,
-                params,
-                args.crf_scale,
-                tiling,
-                workers,
-                None,
-                choices[path],
-                measure,
-                executor,
-                args.skip_existing,
-                progress,
-            )
-        else:
-            counts = infer_file(
-                run,
-                path,
-                out,
-                tiling,
-                progress,
-                None,
-                choices[path],
-                executor,
-                args.skip_existing,
-                measure,
-            )
+        counts = infer(
+            run,
+            path,
+            out,
+            tiling=tiling,
+            bands=choices[path],
+            uncertainty=measure,
+            executor=executor,
+            resume=args.skip_existing,
+            progress=progress,
+        )
         labelled = max(int(counts[1:].sum()), 1)
         shares = ", ".join(
             f"{name} {100 * n / labelled:.0f}%"
