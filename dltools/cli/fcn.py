@@ -163,101 +163,82 @@ def _train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="continue RUN from its checkpoint up to --epochs (its data and settings are reused)",
     )
     opts = parser.add_argument_group("training")
-    opts.add_argument(
-        "--epochs", type=int, default=DEFAULTS.epochs, help="epochs (default: %(default)s)"
-    )
-    opts.add_argument(
-        "--batch-size",
-        type=int,
-        default=DEFAULTS.batch_size,
-        help="crops per batch (default: %(default)s)",
-    )
-    opts.add_argument(
+
+    def option(flag: str, kind: type, help: str, **more) -> None:  # default: TrainSettings'
+        default = getattr(DEFAULTS, flag[2:].replace("-", "_"))
+        opts.add_argument(flag, type=kind, default=default, help=help, **more)
+
+    option("--epochs", int, "epochs (default: %(default)s)")
+    option("--batch-size", int, "crops per batch (default: %(default)s)")
+    option(
         "--tile-size",
-        type=int,
-        default=DEFAULTS.tile_size,
-        help="side of the training crops in pixels, a multiple of 32 (default: %(default)s)",
+        int,
+        "side of the training crops in pixels, a multiple of 32 (default: %(default)s)",
     )
-    opts.add_argument(
+    option(
         "--steps-per-epoch",
-        type=int,
-        default=DEFAULTS.steps_per_epoch,
-        help="batches per epoch (0: one pass over the training pixels; default: %(default)s)",
+        int,
+        "batches per epoch (0: one pass over the training pixels; default: %(default)s)",
     )
-    opts.add_argument(
+    option(
         "--freeze-epochs",
-        type=int,
-        default=DEFAULTS.freeze_epochs,
-        help="first epochs with the pretrained encoder frozen (default: %(default)s)",
+        int,
+        "first epochs with the pretrained encoder frozen (default: %(default)s)",
     )
-    opts.add_argument(
+    option(
         "--learning-rate",
-        type=float,
-        default=DEFAULTS.learning_rate,
-        help="Adam learning rate while the encoder is frozen, or from scratch "
-        "(default: %(default)s)",
+        float,
+        "Adam learning rate while the encoder is frozen, or from scratch (default: %(default)s)",
     )
-    opts.add_argument(
+    option(
         "--fine-tune-learning-rate",
-        type=float,
-        default=DEFAULTS.fine_tune_learning_rate,
-        help="Adam learning rate once the pretrained encoder trains too (default: %(default)s)",
+        float,
+        "Adam learning rate once the pretrained encoder trains too (default: %(default)s)",
     )
-    opts.add_argument(
+    option(
         "--patience",
-        type=int,
-        default=DEFAULTS.patience,
-        help="stop after this many epochs without a better validation mean IoU (0: never; "
+        int,
+        "stop after this many epochs without a better validation mean IoU (0: never; "
         "default: %(default)s)",
     )
-    opts.add_argument(
+    option(
         "--class-weight-power",
-        type=float,
-        default=DEFAULTS.class_weight_power,
-        help="class weights (N / (K n_k)) ** P: 1 inverse frequency, 0 none (default: %(default)s)",
+        float,
+        "class weights (N / (K n_k)) ** P: 1 inverse frequency, 0 none (default: %(default)s)",
     )
     opts.add_argument("--no-flips", action="store_true", help="do not flip training crops")
-    opts.add_argument(
+    option(
         "--train-on",
-        choices=TRAIN_ON,
-        default=DEFAULTS.train_on,
-        help="labels: the dense label maps (or the CRF labels of _mres.mat files); strokes: "
+        str,
+        "labels: the dense label maps (or the CRF labels of _mres.mat files); strokes: "
         "only the strokes painted in step 2 (the 'sparse' array of _mres.mat files), every "
         "other pixel ignored by the loss, so the CRF stage can be skipped for training data "
         "(default: %(default)s)",
+        choices=TRAIN_ON,
     )
-    opts.add_argument(
+    option(
         "--crf-weight",
-        type=float,
-        default=DEFAULTS.crf_weight,
-        metavar="W",
-        help="with --train-on strokes: also learn the CRF labels of the _mres.mat files (their "
+        float,
+        "with --train-on strokes: also learn the CRF labels of the _mres.mat files (their "
         "'class') on the pixels without strokes, as a second target weighted W in [0, 1] "
         "against the strokes' 1 (0: strokes only; default: %(default)s)",
+        metavar="W",
     )
-    opts.add_argument(
+    option(
         "--jitter",
-        type=float,
-        default=DEFAULTS.jitter,
-        help="brightness/contrast/saturation change by up to this fraction (default: %(default)s)",
+        float,
+        "brightness/contrast/saturation change by up to this fraction (default: %(default)s)",
     )
-    opts.add_argument(
+    option(
         "--val-fraction",
-        type=float,
-        default=DEFAULTS.val_fraction,
-        help="plain folders: share of the images held out for validation (default: %(default)s)",
+        float,
+        "plain folders: share of the images held out for validation (default: %(default)s)",
     )
-    opts.add_argument(
-        "--val-crops",
-        type=int,
-        default=DEFAULTS.val_crops,
-        help="validation crops per validation image (default: %(default)s)",
-    )
-    opts.add_argument(
+    option("--val-crops", int, "validation crops per validation image (default: %(default)s)")
+    option(
         "--alpha",
-        type=float,
-        default=DEFAULTS.alpha,
-        help="MobileNetV2 width: 0.35, 0.5, 0.75 or 1.0 (the weights file must match; "
+        float,
+        "MobileNetV2 width: 0.35, 0.5, 0.75 or 1.0 (the weights file must match; "
         "default: %(default)s)",
     )
     add_bands(parser, training=True)
@@ -383,24 +364,13 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         "--samples-dir", required=True, metavar="D", help="an image, or a folder of images"
     )
     parser.add_argument("--output-dir", required=True, metavar="O", help="folder for the outputs")
-    parser.add_argument(
-        "--window",
-        type=int,
-        default=TILING.window,
-        help="window side in pixels, a multiple of 32 (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--overlap",
-        type=int,
-        default=TILING.overlap,
-        help="pixels shared by neighbouring windows, a multiple of 32 (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=TILING.batch_size,
-        help="windows per batch (default: %(default)s)",
-    )
+    for flag, help in (  # default: the Tiling's field of the flag's name
+        ("--window", "window side in pixels, a multiple of 32"),
+        ("--overlap", "pixels shared by neighbouring windows, a multiple of 32"),
+        ("--batch-size", "windows per batch"),
+    ):
+        default = getattr(TILING, flag[2:].replace("-", "_"))
+        parser.add_argument(flag, type=int, default=default, help=f"{help} (default: %(default)s)")
     parser.add_argument(
         "--tta",
         action=argparse.BooleanOptionalAction,
