@@ -598,12 +598,10 @@ Block = tuple[int, int, np.ndarray]  # (first row, first column, array)
 def with_flips(predict: Predictor) -> Predictor:
     """``predict`` averaged over the identity and the left-right, up-down and both flips."""
 
+    flips = ((), (2,), (1,), (1, 2))  # axes of (N, h, w, 3): none, left-right, up-down, both
+
     def averaged(x: np.ndarray) -> np.ndarray:
-        total = predict(x)
-        total += predict(x[:, :, ::-1])[:, :, ::-1]
-        total += predict(x[:, ::-1])[:, ::-1]
-        total += predict(x[:, ::-1, ::-1])[:, ::-1, ::-1]
-        return total / 4
+        return sum(np.flip(predict(np.flip(x, axes)), axes) for axes in flips) / 4
 
     return averaged
 
@@ -734,20 +732,16 @@ class FcnRun:
 
         if self._predict is None:
             predictors = [compiled_predictor(run.model) for run in self.ensemble]
-            self._predict = predictors[0] if len(predictors) == 1 else _mean(predictors)
+            if len(predictors) == 1:
+                self._predict = predictors[0]
+            else:
+                self._predict = lambda x: sum(p(x) for p in predictors) / len(predictors)
         return self._predict
 
     @property
     def ensemble(self) -> tuple[FcnRun, ...]:
         """This run and its ensemble's members."""
         return (self, *self.members)
-
-
-def _mean(predictors: Sequence[Predictor]) -> Predictor:
-    def averaged(x: np.ndarray) -> np.ndarray:
-        return sum(predict(x) for predict in predictors) / len(predictors)
-
-    return averaged
 
 
 def load_run(run_dir: str | os.PathLike) -> FcnRun:
