@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,11 +58,6 @@ class BottleneckCache:
             np.savez(tmp, digests=np.array(digests), features=features.astype(np.float32))
 
 
-def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def compute_bottlenecks(
     paths: Sequence[str | os.PathLike],
     extract: Callable[[np.ndarray], np.ndarray],
@@ -85,7 +80,7 @@ def compute_bottlenecks(
     if cache.folder is not None:
         unique = len(set(digests))
         log(f"bottlenecks: {unique - len(todo)} of {unique} tiles cached, {len(todo)} to compute")
-    batches = list(_chunks(todo, batch_size))
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     pending: list[tuple[str, np.ndarray]] = []
     for i, batch in enumerate(progress(batches, desc="bottlenecks", unit="batch")):
         features = extract(read_tiles([p for _, p in batch]))

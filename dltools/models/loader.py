@@ -133,10 +133,9 @@ def _keras_model(path: Path) -> tf_keras.Model:
 
 def _load_keras(path: Path) -> TileModel:
     model = _keras_model(path)
-    shape = tf.TensorShape(model.input_shape)
     return TileModel(
         path,
-        _size(shape, path),
+        _size(tf.TensorShape(model.input_shape), path),
         int(model.output_shape[-1]),
         None,
         lambda x: model(x, training=False),

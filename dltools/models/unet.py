@@ -108,7 +108,6 @@ def build_fcn(
     n_classes: int,
     encoder_weights: str | os.PathLike | None = None,
     alpha: float = 1.0,
-    decoder_filters: Sequence[int] = DECODER_FILTERS,
     seed: int = 0,
 ) -> keras.Model:
     """The U-Net: MobileNetV2 encoder (width ``alpha``) and a light decoder.
@@ -121,8 +120,6 @@ def build_fcn(
         raise DltoolsError(f"segmentation needs at least 2 classes, got {n_classes}")
     if alpha not in ALPHAS:
         raise DltoolsError(f"--alpha must be one of {', '.join(map(str, ALPHAS))}, got {alpha}")
-    if len(decoder_filters) != len(SKIPS):
-        raise ValueError(f"decoder_filters needs {len(SKIPS)} values, got {decoder_filters}")
     weights = encoder_weights_file(encoder_weights)
     keras.utils.set_random_seed(seed)
     base = _mobilenet(weights, alpha)
@@ -135,7 +132,7 @@ def build_fcn(
     inputs = keras.Input((None, None, 3), name="rgb")
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
     *skips, x = encoder(x)
-    for level, (skip, filters) in enumerate(zip(reversed(skips), decoder_filters, strict=True)):
+    for level, (skip, filters) in enumerate(zip(reversed(skips), DECODER_FILTERS, strict=True)):
         x = Upsample2x(name=f"up_{level}")(x)
         x = layers.Concatenate(name=f"join_{level}")([x, skip])
         x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"dec_{level}")(
@@ -237,19 +234,13 @@ class ValidationIoU(keras.callbacks.Callback):
     :data:`IGNORE` = unlabelled.
     """
 
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        class_names: Sequence[str],
-        batch_size: int = 4,
-        loss: keras.losses.Loss | None = None,
-    ):
+    batch_size = 4  # validation crops predicted at a time
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str]):
         super().__init__()
         self.images, self.labels = images, labels
         self.class_names = list(class_names)
-        self.batch_size = batch_size
-        self.loss = loss or MaskedCrossEntropy()
+        self.loss = MaskedCrossEntropy()
         self.present = np.isin(np.arange(len(class_names)), labels[labels >= 0])
         self.predict = None
 
