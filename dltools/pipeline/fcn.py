@@ -936,78 +936,71 @@ def infer_file(
     more than one are kept as they finish (see :mod:`dltools.scale.journal`): with ``resume``,
     those an interrupted run finished for the same inputs are read back, not made again.
     """
-    executor, loaded = _executor_and_run(executor, run)
-    bands = loaded.bands if bands is None else bands
-    profile = read_profile(image_path)
-    wanted = confidence is not None
-    measure = None if outputs.uncertainty is None else uncertainty
-    units = [
-        InferPart(
-            Path(image_path),
-            run if executor.remote else loaded,
-            tiling,
-            bands,
-            part,
-            wanted,
-            measure,
-        )
-        for part in infer_parts((profile["height"], profile["width"]), tiling)
-    ]
-    settings = {"tiling": dataclasses.asdict(tiling), "confidence": wanted}
+
+    def units(run, bands, shape, wanted, measure) -> list[InferPart]:
+        return [
+            InferPart(Path(image_path), run, tiling, bands, part, wanted, measure)
+            for part in infer_parts(shape, tiling)
+        ]
+
     return _write_units(
-        loaded,
+        run,
         image_path,
         outputs,
         infer_part,
         units,
-        settings,
+        {"tiling": dataclasses.asdict(tiling)},
         executor,
         resume,
         progress,
         confidence,
         bands,
-        measure,
+        uncertainty,
     )
 
 
-def _executor_and_run(executor: Executor | None, run: FcnRun | Cached) -> tuple[Executor, FcnRun]:
-    executor = InProcess() if executor is None else executor
-    if executor.remote and not isinstance(run, Cached):
-        raise ValueError("units run on a Dask cluster need run as a Cached reference")
-    return executor, run() if isinstance(run, Cached) else run
-
-
 def _write_units(
-    run: FcnRun,
+    run: FcnRun | Cached,
     image_path: str | os.PathLike,
     outputs: InferOutputs,
     work: Callable[[Any], PartResult],
-    units: Sequence[Any],
+    make_units: Callable[..., Sequence[Any]],
     settings: dict,
-    executor: Executor,
+    executor: Executor | None,
     resume: bool,
     progress: Progress,
     confidence: Callable[[np.ndarray], None] | None,
-    bands: BandChoice,
-    measure: str | None,
+    bands: BandChoice | None,
+    uncertainty: str,
 ) -> np.ndarray:
-    """Run ``work`` on the ``units`` of an image with ``executor`` and write what they make
-    as ``outputs``, the windows of its uncertainty ranked; return the (K + 1,) pixel count of
-    each label value. With more than one unit, finished units are kept in a journal (what
-    they depend on: the image, the run's models, ``bands``, ``measure`` and ``settings``)."""
+    """Run ``work`` on the units of an image with ``executor`` (None: in this process) and
+    write what they make as ``outputs``, the windows of its uncertainty ranked; return the
+    (K + 1,) pixel count of each label value. The units are ``make_units(run, bands, (H, W),
+    confidence wanted, uncertainty measure or None)``, ``run`` loaded unless the executor is
+    remote; ``bands`` (None: the run's) and the other arguments as in :func:`infer_file`.
+    With more than one unit, finished units are kept in a journal (what they depend on: the
+    image, the run's models, ``bands``, the measure, ``settings`` and ``confidence``)."""
+    executor = InProcess() if executor is None else executor
+    if executor.remote and not isinstance(run, Cached):
+        raise ValueError("units run on a Dask cluster need run as a Cached reference")
+    loaded = run() if isinstance(run, Cached) else run
+    bands = loaded.bands if bands is None else bands
+    measure = None if outputs.uncertainty is None else uncertainty
+    wanted = confidence is not None
     image_path = Path(image_path)
+    profile = read_profile(image_path)
+    shape = (profile["height"], profile["width"])
+    units = make_units(run if executor.remote else loaded, bands, shape, wanted, measure)
     journal = None
     if len(units) > 1:
         inputs = {
             "image": file_identity(image_path),
-            "runs": [file_identity(member.folder / MODEL) for member in run.ensemble],
+            "runs": [file_identity(member.folder / MODEL) for member in loaded.ensemble],
             "bands": repr(bands),
             "uncertainty": measure,
         }
-        journal = Journal(outputs.files()[0], inputs | settings, resume)
-    profile = read_profile(image_path)
-    shape = (profile["height"], profile["width"])
-    tally = WindowTally(shape, len(run.classes.names))
+        journal = Journal(outputs.files()[0], inputs | settings | {"confidence": wanted}, resume)
+    tally = WindowTally(shape, len(loaded.classes.names))
     like = profile if outputs.label.suffix == ".tif" else None
     with contextlib.ExitStack() as stack:
         if outputs.uncertainty is not None:
@@ -1026,9 +1019,9 @@ def _write_units(
                         put(values, Window(block[1], block[0], values.shape[1], values.shape[0]))
                     yield block
 
-        counts = write_outputs(image_path, blocks(), run.classes, outputs, progress, bands)
+        counts = write_outputs(image_path, blocks(), loaded.classes, outputs, progress, bands)
     if outputs.uncertainty is not None:
-        names = run.classes.names
+        names = loaded.classes.names
         write_window_ranking(tally.ranked(), names, like, outputs.next_csv, outputs.next_geojson)
     if journal is not None:
         journal.remove()
@@ -1124,37 +1117,33 @@ def infer_file_crf(
     core), so memory is bounded by the window, not the image; ``executor`` runs the windows
     and ``resume`` reads back those an interrupted run finished, as in :func:`infer_file`.
     """
-    executor, loaded = _executor_and_run(executor, run)
-    bands = loaded.bands if bands is None else bands
-    profile = read_profile(image_path)
-    shape = (profile["height"], profile["width"])
-    wanted = confidence is not None
-    measure = None if outputs.uncertainty is None else uncertainty
-    units = [
-        CrfWindow(
-            Path(image_path),
-            run if executor.remote else loaded,
-            tiling,
-            bands,
-            params,
-            scale,
-            workers,
-            core,
-            outer,
-            shape,
-            wanted,
-            measure,
-        )
-        for core, outer in crf_windows(shape, params, scale, tiling)
-    ]
+
+    def units(run, bands, shape, wanted, measure) -> list[CrfWindow]:
+        return [
+            CrfWindow(
+                Path(image_path),
+                run,
+                tiling,
+                bands,
+                params,
+                scale,
+                workers,
+                core,
+                outer,
+                shape,
+                wanted,
+                measure,
+            )
+            for core, outer in crf_windows(shape, params, scale, tiling)
+        ]
+
     settings = {
         "tiling": dataclasses.asdict(tiling),
-        "confidence": wanted,
         "crf": dataclasses.asdict(params),
         "scale": scale,
     }
     return _write_units(
-        loaded,
+        run,
         image_path,
         outputs,
         infer_crf_window,
@@ -1165,7 +1154,7 @@ def infer_file_crf(
         progress,
         confidence,
         bands,
-        measure,
+        uncertainty,
     )
 
 
