@@ -196,14 +196,6 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray) -> Evaluation:
     )
 
 
-def sampling_probabilities(labels: np.ndarray, balance: bool) -> np.ndarray | None:
-    """Draw probabilities of the training samples: uniform (None) or equal per class."""
-    if not balance:
-        return None
-    weights = 1.0 / np.bincount(labels)[labels]
-    return weights / weights.sum()
-
-
 def random_batches(
     data: np.ndarray, labels: np.ndarray, batch_size: int, balance: bool, seed: int
 ) -> tf.data.Dataset:
@@ -214,7 +206,10 @@ def random_batches(
     (:data:`DRAWN_BATCHES` batches are drawn at a time, the same samples as one at a time).
     """
     rng = np.random.default_rng(seed)
-    draw = sampling_probabilities(labels, balance)
+    draw = None  # the samples' draw probabilities: uniform, or equal per class
+    if balance:
+        weights = 1.0 / np.bincount(labels)[labels]
+        draw = weights / weights.sum()
 
     def draws() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         while True:
