@@ -134,14 +134,13 @@ def make_labels(
         src: (out / f"{name}_gtFine_color.png", out / f"{name}_gtFine_labelIds.png")
         for src, name in sources.items()
     }
-    ensure_new([p for pair in targets.values() for p in pair], force)
-    written = []
+    files = [p for pair in targets.values() for p in pair]
+    ensure_new(files, force)
     for src, (color_path, ids_path) in targets.items():
         color, ids = label_pictures(read_label_map(src, classes, strict), classes)
         write_image(color_path, color)
         write_image(ids_path, ids)
-        written += [color_path, ids_path]
-    return written
+    return files
 
 
 # --- training data -------------------------------------------------------------------------
@@ -483,7 +482,6 @@ def train(
         )
         run.mkdir(parents=True, exist_ok=True)
         write_labeldefs(run / LABELDEFS, classes)
-    loss = network.MaskedCrossEntropy(weights.tolist(), settings.crf_weight)
     callbacks = []
     if val_images:
         x_val, y_val = validation_crops(
@@ -545,7 +543,7 @@ def train(
         model,
         lambda epoch: network.CropBatches(make_batch, steps, epoch),
         phases,
-        loss,
+        network.MaskedCrossEntropy(weights.tolist(), settings.crf_weight),
         callbacks,
         config["epochs_done"],
         shuffle=True,
