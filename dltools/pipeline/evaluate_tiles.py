@@ -75,9 +75,8 @@ def evaluate_tiles(
             for i in range(0, len(paths), READ_BATCH)
         ]
     )
-    top1 = probabilities.max(axis=1)
     k = len(class_names)
-    sums = np.bincount(true, weights=top1, minlength=k)
+    sums = np.bincount(true, weights=probabilities.max(axis=1), minlength=k)
     counts = np.bincount(true, minlength=k)
     mean_top1 = np.divide(sums, counts, out=np.full(k, np.nan), where=counts > 0)
     return TileEvaluation(score(true, probabilities.argmax(axis=1), class_names), mean_top1, tiles)

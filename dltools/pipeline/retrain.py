@@ -321,10 +321,9 @@ def retrain(
     if summaries is not None:
         summaries.close()
 
-    test_probabilities = _predict(predict, data[parts[2]], k)
-    test = (
-        score(test_labels, test_probabilities.argmax(axis=1), names) if len(test_labels) else None
-    )
+    test = None  # the test scores, when there are test tiles
+    if len(test_labels):
+        test = score(test_labels, _predict(predict, data[parts[2]], k).argmax(axis=1), names)
     save_model(model, outputs.model, names, image_size, module, force, bands, tile_size)
     write_labels(outputs.labels, names)
     metrics = {
