@@ -274,10 +274,9 @@ class EpochMap(keras.callbacks.Callback):
     0-based, :data:`IGNORE` = unlabelled (drawn black); ``colors``: (K, 3) uint8.
     """
 
-    def __init__(self, log_dir: str | os.PathLike, image, labels, colors, name: str = "map"):
+    def __init__(self, log_dir: str | os.PathLike, image, labels, colors):
         super().__init__()
-        self.log_dir, self.name = str(log_dir), name
-        self.image = image
+        self.log_dir, self.image = str(log_dir), image
         self.lut = np.vstack([np.asarray(colors, np.uint8), np.zeros((1, 3), np.uint8)])
         self.truth = self.lut[np.where(labels >= 0, labels, len(colors))]
         self.writer = self.predict = None
@@ -289,7 +288,7 @@ class EpochMap(keras.callbacks.Callback):
         if self.writer is None:
             self.writer = tf.summary.create_file_writer(self.log_dir)
         with self.writer.as_default():
-            tf.summary.image(self.name, picture[None], step=epoch + 1)
+            tf.summary.image("map", picture[None], step=epoch + 1)
         self.writer.flush()
 
     def on_train_end(self, logs: dict | None = None) -> None:
