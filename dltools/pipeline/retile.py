@@ -12,7 +12,7 @@ loaded whole.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,16 +90,9 @@ def thin(tiles: Sequence[Tile], keep: float, seed: int = 0) -> list[Tile]:
     """
     if not 0 < keep <= 1:
         raise DltoolsError(f"the fraction of tiles to keep must be in (0, 1], got {keep}")
-    rng = np.random.default_rng(seed)
-    ordered = sorted(tiles, key=lambda t: (t.label, str(t.image), t.row, t.col))
-    kept = []
-    for label in sorted({t.label for t in ordered}):
-        members = [t for t in ordered if t.label == label]
-        if len(members) > MIN_TILES_TO_THIN and keep < 1:
-            chosen = rng.choice(len(members), size=round(keep * len(members)), replace=False)
-            members = [members[i] for i in np.sort(chosen)]
-        kept += members
-    return sorted(kept, key=lambda t: (str(t.image), t.row, t.col))
+    return _sample_classes(
+        tiles, lambda n: round(keep * n) if n > MIN_TILES_TO_THIN and keep < 1 else None, seed
+    )
 
 
 def cap_classes(tiles: Sequence[Tile], ratio: float, seed: int = 0) -> list[Tile]:
@@ -117,14 +110,21 @@ def cap_classes(tiles: Sequence[Tile], ratio: float, seed: int = 0) -> list[Tile
     if not present.size:
         return []
     cap = max(MIN_TILES_TO_THIN, round(ratio * present.min()))
+    return _sample_classes(tiles, lambda n: cap if n > cap else None, seed)
+
+
+def _sample_classes(
+    tiles: Sequence[Tile], quota: Callable[[int], int | None], seed: int
+) -> list[Tile]:
+    """A seeded random choice of ``quota(n)`` of the ``n`` tiles of each class (None: all, no
+    draw), in the order :func:`thin` describes; returns them sorted by image, row and column."""
     rng = np.random.default_rng(seed)
     ordered = sorted(tiles, key=lambda t: (t.label, str(t.image), t.row, t.col))
     kept = []
     for label in sorted({t.label for t in ordered}):
         members = [t for t in ordered if t.label == label]
-        if len(members) > cap:
-            chosen = rng.choice(len(members), size=cap, replace=False)
-            members = [members[i] for i in np.sort(chosen)]
+        if (size := quota(len(members))) is not None:
+            members = [members[i] for i in np.sort(rng.choice(len(members), size, replace=False))]
         kept += members
     return sorted(kept, key=lambda t: (str(t.image), t.row, t.col))
 
