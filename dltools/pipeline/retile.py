@@ -251,8 +251,6 @@ def class_widths(
     no labelled pixel left out): twice the median distance of its pixels to another class or
     to unlabelled pixels. Arguments as for :func:`retile`; with ``keep_going`` a label file
     that cannot be read is left out (retile reports it); ``progress`` follows the files."""
-    if not pairs:
-        raise DltoolsError(NOTHING_TO_TILE)
     names = _class_names(pairs, class_names)
     executor = InProcess() if executor is None else executor
     tasks = [(image, label, names, colors, strict) for image, label in pairs]
@@ -282,6 +280,8 @@ def library_folder(out_dir: str | os.PathLike, size: int) -> Path:
 
 
 def _class_names(pairs: Sequence[tuple[Path, Path]], labels: Sequence[str] | None) -> list[str]:
+    if not pairs:
+        raise DltoolsError(NOTHING_TO_TILE)
     if labels is not None:
         return list(labels)
     first_mat = next((lab for _, lab in pairs if lab.suffix.lower() == ".mat"), None)
@@ -344,8 +344,6 @@ def retile(
     final = library_folder(out_dir, size)
     if final.exists() and not force:
         raise DltoolsError(f"{final} already exists; move it away or pass --force to replace it")
-    if not pairs:
-        raise DltoolsError(NOTHING_TO_TILE)
     names = _class_names(pairs, class_names)
     thresholds = class_thresholds(names, min_purity, class_purity)
     choice = training_bands([image for image, _ in pairs], bands, stretch)
