@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import io
 import sys
@@ -20,6 +21,7 @@ from dltools.raster.bands import BANDS_HELP, parse_bands, parse_range
 from dltools.scale.executor import Executor, InProcess, open_executor
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -142,6 +144,13 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     if argv is None:
         parser.prog = Path(sys.argv[0]).name
     return parser.parse_args(argv)
+
+
+def settings_from(kind: type[S], args: argparse.Namespace, **given: object) -> S:
+    """The dataclass ``kind`` with every field the option of the same name in ``args``, but
+    the fields ``given``."""
+    named = {f.name for f in dataclasses.fields(kind)} - set(given)
+    return kind(**{name: getattr(args, name) for name in named}, **given)
 
 
 def add_dask(parser: argparse.ArgumentParser, units: str = "one image each") -> None:

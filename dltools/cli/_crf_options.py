@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from dltools.cli._common import settings_from
 from dltools.engines.crf import CRFParams
 
 
@@ -68,13 +69,4 @@ def add_crf_options(
 
 def crf_params(args: argparse.Namespace) -> CRFParams:
     """The CRF settings named by the options of :func:`add_crf_options`."""
-    return CRFParams(
-        theta=args.theta,
-        scale=args.scale,
-        compat=args.compat,
-        gt_prob=args.gt_prob,
-        iters=args.iters,
-        gaussian_sxy=args.gaussian,
-        gaussian_compat=args.gaussian_compat,
-        median_radius=args.median_radius,
-    )
+    return settings_from(CRFParams, args, gaussian_sxy=args.gaussian, tol=CRFParams.tol)

@@ -7,7 +7,6 @@ resolution crops, applied to images of any size in overlapping windows.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from dltools.cli._common import (
     ranking_images,
     reports_errors,
     run_each,
+    settings_from,
     show_progress,
 )
 from dltools.cli._crf_options import add_crf_options, crf_params
@@ -279,13 +279,8 @@ def _training_data(args: argparse.Namespace, classes: Classes | None):
 @reports_errors
 def run_train(args: argparse.Namespace) -> None:
     classes = _classes(args)
-    named = {  # every setting is the option of its name, but these two
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(TrainSettings)
-        if field.name not in ("flips", "encoder_weights")
-    }
-    settings = TrainSettings(
-        **named, flips=not args.no_flips, encoder_weights=_encoder_weights(args)
+    settings = settings_from(
+        TrainSettings, args, flips=not args.no_flips, encoder_weights=_encoder_weights(args)
     )
     bands, stretch = band_options(args)
     if args.resume:

@@ -18,6 +18,7 @@ from dltools.cli._common import (
     reports_errors,
     require_input,
     run_each,
+    settings_from,
     show_progress,
 )
 from dltools.cli._crf_options import add_crf_options, crf_params
@@ -233,22 +234,13 @@ def label_options(
 ) -> LabelOptions:
     """The :class:`LabelOptions` of ``args`` for one image whose strokes are ``strokes``
     (``geotiff``: the image must be georeferenced)."""
-    return LabelOptions(
-        out_dir=args.out_dir,
+    return settings_from(
+        LabelOptions,
+        args,
         strokes=strokes,
-        class_field=args.class_field,
-        paint=args.paint,
-        window=args.window,
-        brush=args.brush,
-        confidence=args.confidence,
         georeferenced_only=geotiff,
-        save_strokes=args.save_strokes,
         workers=args.workers if args.dask is None else args.workers or 1,  # no pools in workers
         force=force,
-        check=args.check,
-        uncertainty=args.uncertainty,
-        order=args.order,
-        block=args.block,
         resume=args.skip_existing,
     )
 
