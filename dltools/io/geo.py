@@ -115,7 +115,7 @@ def pixel_areas(profile: dict) -> np.ndarray | None:
     if transform.b == 0 and transform.d == 0:
         edges = np.sin((transform.f + transform.e * np.arange(height + 1)) * radians)
         return EARTH_RADIUS_M**2 * abs(transform.a) * radians * np.abs(np.diff(edges))
-    _, centre = transform * (profile["width"] / 2, height / 2)
+    _, centre = transform @ (profile["width"] / 2, height / 2)
     scale = (EARTH_RADIUS_M * radians) ** 2 * np.cos(centre * radians)
     return np.full(height, cell * scale)
 

@@ -137,7 +137,7 @@ def write_window_ranking(
     for w in rows:
         x0, y0, x1, y1 = w["col"], w["row"], w["col"] + w["width"], w["row"] + w["height"]
         corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-        outlines.append(shapely.Polygon([transform * xy for xy in corners]))
+        outlines.append(shapely.Polygon([transform @ xy for xy in corners]))
     values = [
         np.array([row[k] for row in rows], dtype=object if k == "doubt" else None) for k in fields
     ]
