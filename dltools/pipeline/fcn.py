@@ -179,8 +179,7 @@ def load_labelled(
         labels = read_label_map(label_path, classes, strokes=strokes)
         if second:
             dense = read_label_map(label_path, classes)
-            n_classes = len(classes.names)
-            labels = np.where((labels == 0) & (dense > 0), dense + n_classes, labels)
+            labels = np.where((labels == 0) & (dense > 0), dense + len(classes.names), labels)
             labels = labels.astype(np.uint8)
         if labels.shape != image.shape[:2]:
             raise DltoolsError(
@@ -985,7 +984,6 @@ def _write_units(
     bands = loaded.bands if bands is None else bands
     measure = None if outputs.uncertainty is None else uncertainty
     wanted = confidence is not None
-    image_path = Path(image_path)
     profile = read_profile(image_path)
     shape = (profile["height"], profile["width"])
     units = make_units(run if executor.remote else loaded, bands, shape, wanted, measure)
@@ -1074,9 +1072,8 @@ def infer_crf_window(unit: CrfWindow) -> PartResult:
     top = None
     if unit.confidence:  # the network's, before the CRF
         top = np.where(nodata, np.nan, probabilities.max(axis=2))[inner].astype(np.float32)
-    n_classes = len(run.classes.names)
     class_map, posteriors = label_from_probs(
-        image, probabilities, n_classes, unit.scale, unit.params, nodata, unit.workers
+        image, probabilities, len(run.classes.names), unit.scale, unit.params, nodata, unit.workers
     )
     del probabilities
     labels = np.where(class_map == CRF_NODATA, 0, class_map + 1).astype(np.uint8)[inner]
