@@ -84,16 +84,14 @@ def _mobilenet(weights: str | None, alpha: float) -> keras.Model:
         ) from err
 
 
-def encoder_layer(
-    weights: str | os.PathLike, layer: str = BOTTOM, alpha: float = 1.0
-) -> keras.Model:
+def encoder_layer(weights: str | os.PathLike, layer: str = BOTTOM) -> keras.Model:
     """Layer ``layer`` of MobileNetV2 with ImageNet weights from a local Keras ``_no_top.h5``
-    file of width ``alpha``: (N, h, w, 3) float32 in 0..255 -> (N, D) float32, the layer's
-    output averaged over rows and columns."""
+    file of width 1.0: (N, h, w, 3) float32 in 0..255 -> (N, D) float32, the layer's output
+    averaged over rows and columns."""
     weights = encoder_weights_file(weights)
     if weights is None:
         raise DltoolsError("an encoder needs its weights file (a MobileNetV2 _no_top.h5)")
-    base = _mobilenet(weights, alpha)
+    base = _mobilenet(weights, 1.0)
     names = [item.name for item in base.layers]
     if layer not in names:
         shown = ", ".join(n for n in names if n.endswith(("_relu", "_add")))
