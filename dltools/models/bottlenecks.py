@@ -24,11 +24,6 @@ from dltools.progress import Progress, quiet
 SHARD_SIZE = 256  # tiles per cache file: at most this much work is lost to a kill
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-1 hex digest of a file's bytes."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
-
-
 class BottleneckCache:
     """Features by content digest, in ``folder``; ``None`` folder: a cache that keeps nothing."""
 
@@ -72,7 +67,7 @@ def compute_bottlenecks(
     read and extracted ``batch_size`` at a time and cached shard by shard; ``progress`` follows
     the batches; ``log`` gets a line on what the cache held.
     """
-    digests = [file_digest(p) for p in paths]
+    digests = [hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in paths]
     for stale in cache.clean():
         log(f"removed {stale}, left by a run that was killed")
     known = cache.load()
