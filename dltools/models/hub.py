@@ -87,21 +87,17 @@ def declared_image_size(layer: hub.KerasLayer) -> int | None:
     return None
 
 
-def layer_groups(variables: list[tf.Variable]) -> list[list[tf.Variable]]:
-    """Variables grouped by layer (the name up to its last ``/``), in the module's order.
+def top_layer_variables(layer: hub.KerasLayer, n_layers: int) -> list[tf.Variable]:
+    """The trainable variables of the last ``n_layers`` layers of a module.
 
-    For Keras-made modules (MobileNetV2 on TF-Hub) that order is the layer order, so the last
+    Variables are grouped by layer (the name up to its last ``/``) in the module's order; for
+    Keras-made modules (MobileNetV2 on TF-Hub) that order is the layer order, so the last
     groups are the layers nearest the output.
     """
-    groups: dict[str, list[tf.Variable]] = {}
-    for variable in variables:
-        groups.setdefault(variable.name.rsplit("/", 1)[0], []).append(variable)
-    return list(groups.values())
-
-
-def top_layer_variables(layer: hub.KerasLayer, n_layers: int) -> list[tf.Variable]:
-    """The trainable variables of the last ``n_layers`` layers of a module (see layer_groups)."""
-    groups = layer_groups(list(layer.resolved_object.trainable_variables))
+    by_layer: dict[str, list[tf.Variable]] = {}
+    for variable in layer.resolved_object.trainable_variables:
+        by_layer.setdefault(variable.name.rsplit("/", 1)[0], []).append(variable)
+    groups = list(by_layer.values())
     if n_layers > len(groups):
         raise DltoolsError(
             f"--fine_tune_layers {n_layers}: the module has only {len(groups)} layers with weights"
