@@ -20,10 +20,8 @@ CONFIG = "config.json"
 
 def run_format(folder: str | os.PathLike) -> str | None:
     """The ``format`` named by ``folder/config.json``, or None when there is no such file."""
-    path = Path(folder) / CONFIG
-    if not (Path(folder).is_dir() and path.is_file()):
-        return None
-    return _read(path).get("format")
+    path = Path(folder) / CONFIG  # a file only inside a folder
+    return _read(path).get("format") if path.is_file() else None
 
 
 def read_config(folder: str | os.PathLike, run_format: str, what: str) -> dict:
