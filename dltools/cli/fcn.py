@@ -413,10 +413,13 @@ def _infer_parser(parser: argparse.ArgumentParser, crf: bool) -> argparse.Argume
         add_crf_options(parser, CRF_DEFAULTS, evidence="the network's probabilities")
     add_vector_options(parser)
     add_force(parser)
+    parser.set_defaults(crf=crf)  # which of infer / infer-crf run_infer does
     return parser
 
 
-def _infer(args: argparse.Namespace, crf: bool) -> None:
+@reports_errors
+def run_infer(args: argparse.Namespace) -> None:
+    crf = args.crf
     tiling = Tiling(args.window, args.overlap, args.batch_size, args.tta, args.block)
     images = infer_images(args.samples_dir)
     tag = "fcn_crf" if crf else "fcn"
@@ -484,23 +487,13 @@ def _infer(args: argparse.Namespace, crf: bool) -> None:
         run_each(images, plan, work, args, run, in_parts)
 
 
-@reports_errors
-def run_infer(args: argparse.Namespace) -> None:
-    _infer(args, crf=False)
-
-
-@reports_errors
-def run_infer_crf(args: argparse.Namespace) -> None:
-    _infer(args, crf=True)
-
-
 # --- dispatch ------------------------------------------------------------------------------
 
 COMMANDS = {
     "make-labels": (_make_labels_parser, run_make_labels, "colour and index label images"),
     "train": (_train_parser, run_train, "train the network"),
     "infer": (lambda p: _infer_parser(p, False), run_infer, "segment images of any size"),
-    "infer-crf": (lambda p: _infer_parser(p, True), run_infer_crf, "segment, then refine by CRF"),
+    "infer-crf": (lambda p: _infer_parser(p, True), run_infer, "segment, then refine by CRF"),
 }
 
 
