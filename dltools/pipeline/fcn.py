@@ -101,13 +101,6 @@ CRF_BLOCK = 4096  # infer-crf's windows (Tiling.max_width): about 3.4 GB at the 
 # --- label maps ----------------------------------------------------------------------------
 
 
-def label_pictures(labels: np.ndarray, classes: Classes) -> tuple[np.ndarray, np.ndarray]:
-    """``(colour image (H, W, 3) uint8, index image (H, W) uint8)`` of a label map: each
-    class in its colour (unlabelled black), and the label values themselves."""
-    lut = np.vstack([np.zeros((1, 3), np.uint8), classes.colors])
-    return lut[labels], labels.astype(np.uint8)
-
-
 def make_labels(
     folder: str | os.PathLike,
     classes: Classes,
@@ -136,10 +129,11 @@ def make_labels(
     }
     files = [p for pair in targets.values() for p in pair]
     ensure_new(files, force)
+    lut = np.vstack([np.zeros((1, 3), np.uint8), classes.colors])  # unlabelled (0) black
     for src, (color_path, ids_path) in targets.items():
-        color, ids = label_pictures(read_label_map(src, classes, strict), classes)
-        write_image(color_path, color)
-        write_image(ids_path, ids)
+        labels = read_label_map(src, classes, strict)
+        write_image(color_path, lut[labels])  # (H, W, 3) uint8: each class in its colour
+        write_image(ids_path, labels.astype(np.uint8))  # (H, W) uint8: the label values
     return files
 
 
