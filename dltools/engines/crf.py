@@ -166,19 +166,19 @@ def band_scaling(image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarr
     image = _as_hwc(image)
     n_bands = image.shape[2]
     balance = np.sqrt(3.0 / n_bands)
-    if image.dtype == np.uint8:
-        return np.array([[0.0] * n_bands, [balance] * n_bands], np.float32)
-    step = max(1, int(np.ceil(np.sqrt(image.shape[0] * image.shape[1] / _BAND_SAMPLE))))
-    sample = image[::step, ::step]
-    if valid is not None:
-        sample = sample[valid[::step, ::step]]
-    sample = sample.reshape(-1, n_bands).astype(np.float64)
-    sample = sample[np.isfinite(sample).all(axis=1)]
-    if not sample.size:
-        return np.array([[0.0] * n_bands, [balance] * n_bands], np.float32)
-    low, high = np.percentile(sample, [0.1, 99.9], axis=0)
-    span = np.where(high > low, high - low, 1.0)
-    return np.stack([low, 255.0 / span * balance]).astype(np.float32)
+    if image.dtype != np.uint8:
+        step = max(1, int(np.ceil(np.sqrt(image.shape[0] * image.shape[1] / _BAND_SAMPLE))))
+        sample = image[::step, ::step]
+        if valid is not None:
+            sample = sample[valid[::step, ::step]]
+        sample = sample.reshape(-1, n_bands).astype(np.float64)
+        sample = sample[np.isfinite(sample).all(axis=1)]
+        if sample.size:
+            low, high = np.percentile(sample, [0.1, 99.9], axis=0)
+            span = np.where(high > low, high - low, 1.0)
+            return np.stack([low, 255.0 / span * balance]).astype(np.float32)
+    # uint8 bands, or no finite valid pixel to stretch from: offsets 0
+    return np.array([[0.0] * n_bands, [balance] * n_bands], np.float32)
 
 
 def dense_crf(
@@ -214,24 +214,20 @@ def dense_crf(
     pixels -= bands[0]
     pixels *= bands[1] / np.float32(params.scale)
     feats = np.empty((2 + n_bands, index.size), np.float32)
-    feats[0] = rows / np.float32(params.theta)
-    feats[1] = cols / np.float32(params.theta)
     feats[2:] = pixels.T
     del pixels
     crf = dcrf.DenseCRF(index.size, n_classes)
     crf.setUnaryEnergy(np.ascontiguousarray(unary[:, index], dtype=np.float32))
-    crf.addPairwiseEnergy(
-        feats,
-        compat=params.compat,
-        kernel=dcrf.DIAG_KERNEL,
-        normalization=dcrf.NORMALIZE_SYMMETRIC,
-    )
+    # the bilateral kernel over position and bands, then the optional position-only one
+    kernels = [(params.theta, params.compat, len(feats))]
     if params.gaussian_sxy is not None:
-        feats[0] = rows / np.float32(params.gaussian_sxy)
-        feats[1] = cols / np.float32(params.gaussian_sxy)
+        kernels.append((params.gaussian_sxy, params.gaussian_compat, 2))
+    for sxy, compat, n_feats in kernels:
+        feats[0] = rows / np.float32(sxy)
+        feats[1] = cols / np.float32(sxy)
         crf.addPairwiseEnergy(
-            np.ascontiguousarray(feats[:2]),
-            compat=params.gaussian_compat,
+            np.ascontiguousarray(feats[:n_feats]),
+            compat=compat,
             kernel=dcrf.DIAG_KERNEL,
             normalization=dcrf.NORMALIZE_SYMMETRIC,
         )
