@@ -253,10 +253,6 @@ class _Grid:
         """Full-grid fractal noise with cells from ``largest`` to ``smallest`` px."""
         return _fractal(self.shape, self.rng, largest, smallest, roughness)
 
-    def white(self) -> np.ndarray:
-        """Full-grid white noise, zero mean, unit variance."""
-        return _white(self.rng, self.shape)
-
     def axes(self, angle: float) -> tuple[np.ndarray, np.ndarray]:
         """Coarse rotated coordinates (across, along) in units of size, origin at the centre.
 
@@ -544,7 +540,7 @@ def _photograph(labels: np.ndarray, look: dict, grid: _Grid, rng: np.random.Gene
         noise = np.sqrt(np.maximum(plane, 0))
         noise *= 0.012
         noise += 0.004
-        noise *= grid.white()
+        noise *= _white(grid.rng, grid.shape)
         plane += noise
         del noise
         plane *= 255
