@@ -314,12 +314,6 @@ class SegmentSummary:
     windows: int
 
 
-def _read(path: Path, window: Window, whole: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    image = read_raster(path) if whole else read_raster(path, window)
-    nodata = read_nodata_mask(path, None if whole else window)
-    return image, (nodata if nodata.any() else None)
-
-
 @dataclass(frozen=True)
 class WindowTask:
     """One unit of :func:`segment_file`: segment the ``outer`` window of the image (the whole
@@ -372,7 +366,9 @@ def segment_window(task: WindowTask) -> WindowResult:
     """Segment one window of an image file (see :class:`WindowTask`); reads only that window."""
     model = task.model() if isinstance(task.model, Cached) else task.model
     core, outer = task.core, task.outer
-    image, nodata = _read(task.image_path, outer, task.whole)
+    window = None if task.whole else outer
+    image = read_raster(task.image_path, window)
+    nodata = read_nodata_mask(task.image_path, window)  # all False: segment_image sees none
     seg = segment_image(image, model, task.params, nodata, task.workers, task.progress, task.bands)
     inner = core_slices(core, outer)
     shape = image.shape[:2]
@@ -380,8 +376,7 @@ def segment_window(task: WindowTask) -> WindowResult:
     tile_map = seg.grid.expand(seg.tile_classes(), shape, shape)[inner]
     confidence = seg.grid.expand(seg.tile_confidence(), shape, shape)[inner]
     valid = class_map != NODATA
-    n_classes = len(task.class_names)
-    counts = np.bincount(class_map.ravel(), minlength=NODATA + 1)[:n_classes]
+    counts = np.bincount(class_map.ravel(), minlength=NODATA + 1)[: len(task.class_names)]
     inside = _tiles_inside(seg.grid, inner)
     tiles = (
         int(inside.sum()),
