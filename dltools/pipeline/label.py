@@ -106,9 +106,8 @@ class GroundTruthPaths:
         """The result files (not the strokes, which are the input being painted), with the
         ``.qml`` styles of the GeoTIFFs."""
         paths = [p for p in (self.mat, self.figure, self.label_png, self.report) if p]
-        for raster in (self.geotiff, self.confidence, self.uncertainty):
-            if raster is not None:
-                paths += cog_outputs(raster)
+        rasters = (self.geotiff, self.confidence, self.uncertainty)
+        paths += [f for raster in rasters if raster is not None for f in cog_outputs(raster)]
         return paths + [p for p in (self.next_csv, self.next_geojson) if p is not None]
 
 
@@ -242,8 +241,11 @@ def write_groundtruth(gt: GroundTruth, paths: GroundTruthPaths) -> None:
         confidence = confidence_map(gt.posteriors, gt.class_map.shape)
         confidence[~valid] = np.nan
         write_fraction_raster(paths.confidence, confidence, gt.profile)
-    if paths.uncertainty is not None:
-        write_next(gt, paths)
+    if paths.uncertainty is not None:  # where to paint next: the uncertainty raster (a COG,
+        # or an 8-bit PNG, 255 = a tie) and its windows ranked, most uncertain first
+        values, ranked = next_windows(gt.posteriors, valid, gt.uncertainty)
+        write_fraction_raster(paths.uncertainty, values, gt.profile)
+        write_window_ranking(ranked, gt.class_names, gt.profile, paths.next_csv, paths.next_geojson)
     summary = LabelSummary(
         gt.image_path,
         gt.class_map.shape,
@@ -255,16 +257,6 @@ def write_groundtruth(gt: GroundTruth, paths: GroundTruthPaths) -> None:
     )
     with atomic_path(paths.report) as tmp:
         tmp.write_text(report_text(summary, gt.class_names))
-
-
-def write_next(gt: GroundTruth, paths: GroundTruthPaths) -> None:
-    """Where to paint next: the uncertainty raster of ``gt``'s posteriors (``paths.uncertainty``,
-    a COG on the image's grid or an 8-bit PNG, 255 = a tie) and its windows ranked, most
-    uncertain first (``paths.next_csv`` and ``paths.next_geojson``)."""
-    valid = gt.class_map != NODATA
-    values, ranked = next_windows(gt.posteriors, valid, gt.uncertainty)
-    write_fraction_raster(paths.uncertainty, values, gt.profile)
-    write_window_ranking(ranked, gt.class_names, gt.profile, paths.next_csv, paths.next_geojson)
 
 
 @dataclass(frozen=True)
@@ -488,12 +480,11 @@ def _paint_overview(
     overview pixel marks its cell)."""
     _, read, layout = _stroke_reader(image_path, classes, options)
     cell = math.ceil(max(layout[0]) / options.block)
-    n_classes = len(classes.names)
     overview, valid, initial = shrink_strokes(read, layout, cell, progress)
     shown = min(1.0, scale * cell)  # the overview's own working scale
     painted = _paint(
         overview,
-        initial.astype(stroke_dtype(n_classes)) if initial.any() else None,
+        initial.astype(stroke_dtype(len(classes.names))) if initial.any() else None,
         ~valid,
         classes,
         scaled_params(params, shown / (scale * cell)),
@@ -597,7 +588,6 @@ def label_window(unit: LabelWindow) -> WindowLabels:
         context=replace(unit.context, origin=origin),
     )
     inner = core_slices(core, outer)
-    shape = image.shape[:2]
     kept = class_map[inner]
     valid = kept != NODATA
     values = np.where(valid, kept.astype(np.uint16) + 1, 0).astype(stroke_dtype(unit.n_classes))
@@ -610,7 +600,7 @@ def label_window(unit: LabelWindow) -> WindowLabels:
     }
     found = WindowLabels(core, values, class_counts(kept, unit.n_classes), pieces)
     if unit.confidence:
-        found.confidence = confidence_map(posteriors, shape)[inner]
+        found.confidence = confidence_map(posteriors, image.shape[:2])[inner]
         found.confidence[~valid] = np.nan
     if unit.uncertainty is not None:
         found.uncertainty, found.tally = core_uncertainty(
