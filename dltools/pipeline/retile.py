@@ -20,7 +20,7 @@ import numpy as np
 
 from dltools.engines.tiles import MAX_WIDTH, median_widths, pure_windows, width_histogram
 from dltools.errors import DltoolsError
-from dltools.io.geo import has_nodata, open_raster, read_nodata_mask, read_raster
+from dltools.io.geo import has_nodata, read_nodata_mask, read_raster
 from dltools.io.images import image_shape, training_bands
 from dltools.io.label_maps import LabelMap
 from dltools.io.outputs import atomic_dir, remove_stale
@@ -62,8 +62,7 @@ def find_tiles(
     ``min_purity``: one threshold or one per class (see
     :func:`dltools.engines.tiles.pure_windows`)."""
     image = Path(image)
-    with open_raster(image) as src:
-        shape = (src.height, src.width)
+    shape = image_shape(image)[:2]
     if shape != tuple(label_map.shape):
         raise DltoolsError(
             f"{image} is {shape[0]} x {shape[1]} pixels but its labels {label_map.path} are "
@@ -173,8 +172,7 @@ def cut_tiles(
         if image in failed:
             continue
         try:
-            with open_raster(image) as src:
-                block = block_of(i, j, src.height, src.width, size, stride, BLOCK)
+            block = block_of(i, j, *image_shape(image)[:2], size, stride, BLOCK)
             pixels = bands.apply(read_raster(image, block), image)
         except DltoolsError as err:
             if not keep_going:
