@@ -475,9 +475,8 @@ def segment_file(
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_MB))  # memory stays bounded
         geotiff = probability = None
         if paths.geotiff is not None:
-            classes = Classes(class_names, colors)
             geotiff = stack.enter_context(
-                open_cog_writer(paths.geotiff, profile, "uint8", 0, classes)
+                open_cog_writer(paths.geotiff, profile, "uint8", 0, Classes(class_names, colors))
             )
         if paths.probability is not None:
             probability = stack.enter_context(
