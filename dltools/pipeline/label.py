@@ -721,14 +721,8 @@ def label_in_windows(
             for name, piece in found.pieces.items():
                 thumbs.paste(name, piece)
             del found
-        fig = groundtruth_figure(
-            thumbs.arrays["image"],
-            thumbs.arrays["strokes"],
-            thumbs.arrays["class"],
-            classes.names,
-            classes.colors,
-            title=image_path.name,
-        )
+        panels = (thumbs.arrays[name] for name in ("image", "strokes", "class"))
+        fig = groundtruth_figure(*panels, classes.names, classes.colors, title=image_path.name)
         save_figure(fig, paths.figure)
         if paths.uncertainty is not None:
             ranked = tally.ranked()

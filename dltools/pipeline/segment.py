@@ -507,15 +507,9 @@ def segment_file(
                 put(res.uncertainty, res.core)
                 tally.merge(res.tally)
             del res
-        fig = segmentation_figure(
-            thumbs.arrays["image"],
-            thumbs.arrays["tiles"],
-            thumbs.arrays["confidence"],
-            thumbs.arrays["class"],
-            class_names,
-            colors,
-            title=f"{image_path.name}: tiles of {params.tile} px, refined by {params.refine}",
-        )
+        panels = (thumbs.arrays[name] for name in ("image", "tiles", "confidence", "class"))
+        title = f"{image_path.name}: tiles of {params.tile} px, refined by {params.refine}"
+        fig = segmentation_figure(*panels, class_names, colors, title=title)
         save_figure(fig, paths.figure)
         if paths.uncertainty is not None:
             ranked = tally.ranked()
