@@ -172,6 +172,7 @@ def test_bad_arguments_are_refused_before_any_window_opens(kwargs, message):
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60  # seconds; generous, CI has 2 busy cores
 RETRY_AFTER = 15  # seconds without the next title before a lost key is pressed again
+SETTLE = 1.0  # seconds after a key whose effect the title does not show (see Session.key)
 NAMES = ["water", "sand"]
 HEIGHT, WIDTH = 200, 300
 BRUSH = 5
@@ -351,10 +352,15 @@ class Driver:
         stat = self.doodles.stat()
         return stat.st_ino, stat.st_mtime_ns
 
-    def key(self, name: str) -> None:
+    def key(self, name: str, settle: bool = False) -> None:
         """Press a key with the pointer over the painting window (no window manager: the
-        keyboard follows the pointer)."""
+        keyboard follows the pointer). OpenCV's Qt backend keeps one pending key: a key
+        pressed while the painter is still busy with the last one replaces it. With
+        ``settle``, wait :data:`SETTLE` s, so that a key whose effect the title does not show
+        is read before the next one."""
         self.xdo("mousemove", "--window", self.window, "5", "5", "key", name, check=False)
+        if settle:
+            time.sleep(SETTLE)
 
     def saved(self) -> np.ndarray:
         return read_image(self.doodles)[..., 0]
@@ -549,8 +555,8 @@ def test_windows_are_visited_most_uncertain_first_and_r_re_ranks_them(session):
     session.wait_for_class("water", 1, "1/4")
     session.drag([(20, 25), (120, 25)])  # the bottom-right window is 150 x 50
     session.wait_saved(lambda s: s[150:, 150:].any(), "a stroke in the bottom-right window")
-    session.key("u")
-    session.key("r")
+    session.key("u", settle=True)
+    session.key("r", settle=True)
     session.key("Escape")
     session.wait_for_class("sand", 2, "1/4")
     session.key("Escape")
