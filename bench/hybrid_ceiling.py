@@ -23,10 +23,10 @@ from accuracy import Result, add_scores, cpu_seconds, load_dubai, load_stmarg, t
 
 from dltools.engines.crf import working_shape
 from dltools.engines.refine import REFINERS, refine
-from dltools.engines.tiles import tile_grid, window_class_counts
+from dltools.engines.tiles import TileGrid, tile_grid, window_class_counts
 
 
-def perfect_tiles(labels: np.ndarray, tile: int, n_classes: int):
+def perfect_tiles(labels: np.ndarray, tile: int, n_classes: int) -> tuple[TileGrid, np.ndarray]:
     """(grid, (ny, nx, K) float32): each tile's class shares of its labelled pixels (``labels``
     (H, W), 0 = unlabelled, k = class k); NaN where a tile has none."""
     grid = tile_grid(*labels.shape, tile)
@@ -39,7 +39,10 @@ def perfect_tiles(labels: np.ndarray, tile: int, n_classes: int):
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--set", default="dubai", choices=["stmarg", "dubai"], help="(default: %(default)s)"
+        "--set",
+        default="dubai",
+        choices=["stmarg", "dubai"],
+        help="shared data set whose masks make the tiles (default: %(default)s)",
     )
     parser.add_argument(
         "--tile", type=int, nargs="+", default=[48], help="tile sizes, px (default: 48)"
@@ -58,9 +61,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         nargs="+",
         default=["mlp", "crf"],
         choices=REFINERS,
-        help="(default: mlp crf)",
+        help="step 6 refiners to score (default: mlp crf)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the per-image classifiers (default: 0)"
+    )
     args = parser.parse_args(argv)
     data = load_dubai(1, False) if args.set == "dubai" else load_stmarg(1, False)
     k = len(data.classes)
